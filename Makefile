@@ -1,0 +1,44 @@
+# One task runner: the README and CI call these targets verbatim.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+UV := python3 -m uv
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lint typecheck pytest bench fmt docs
+
+## setup: install uv (from PyPI) and the locked environment into .venv
+setup:
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check 'uv==0.13.8'
+	@$(UV) sync --frozen --quiet
+
+## run: set up, then probe the seeds' matrix on the embedded emulator (no credentials, no network)
+run: setup
+	@$(UV) run --frozen callproof run
+
+## test: set up, then lint, type-check and run the whole test suite
+test: setup lint typecheck pytest
+
+lint:
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen ruff format --check src tests bench
+
+typecheck:
+	$(UV) run --frozen mypy
+
+pytest:
+	$(UV) run --frozen pytest -q -p no:cacheprovider --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
+
+fmt: setup
+	$(UV) run --frozen ruff format src tests bench
+	$(UV) run --frozen ruff check --fix src tests bench
+
+## bench: every benchmark in bench/ (figures are ratios against a baseline in the same run)
+bench: setup
+	$(UV) run --frozen python bench/emulator.py
+	$(UV) run --frozen python bench/client.py
+	$(UV) run --frozen python bench/probe.py
+	$(UV) run --frozen python bench/resilience.py
+
+## docs: regenerate the CLI reference from --help
+docs: setup
+	$(UV) run --frozen python -m callproof.docgen > docs/cli.md

@@ -1,0 +1,5 @@
+"""``python -m callproof``."""
+
+from callproof.cli import main
+
+main()

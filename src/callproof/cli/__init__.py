@@ -1,0 +1,96 @@
+"""The ``callproof`` command line: a thin layer over the library.
+
+Each command lives in its own module and is loaded only when invoked, so ``callproof --help``
+stays fast and one command's imports never slow another.
+
+Exit codes: 0 success; 1 the call or run failed its check (an outcome other than ``ok``, a pass
+rate under ``--fail-under``); 2 usage or configuration error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from callproof.errors import CallproofError, ConfigError
+
+__all__ = ["main"]
+
+#: command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "run": "callproof.cli.run:run",
+    "call": "callproof.cli.call:call",
+    "emulate": "callproof.cli.emulate:emulate",
+    "replay": "callproof.cli.replay:replay",
+    "init": "callproof.cli.init:init",
+    "history": "callproof.cli.history:history",
+    "report": "callproof.cli.report:report",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None  # command not built yet
+            raise
+        command = getattr(module, attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="callproof")
+@click.option(
+    "--log-level",
+    envvar="CALLPROOF_LOG_LEVEL",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Logging level (transforms and circuit-breaker changes log at DEBUG/INFO).",
+)
+def cli(log_level: str) -> None:
+    """callproof: prove which LLM provider fails your tool-use flows, and route around it."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: maps errors to documented exit codes, never a traceback."""
+    try:
+        return cli.main(args=argv, prog_name="callproof", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except CallproofError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,311 @@
+"""The one exception tree of callproof.
+
+Errors are classified by cause, so that whether to retry follows from the type and the outcome
+name follows from the class (see :mod:`callproof.outcomes`)::
+
+    CallproofError                      every error callproof raises
+    ├── ConfigError                     bad configuration or usage (CLI exit code 2)
+    └── CallError                       one model call failed (target, model, request id, attempt)
+        ├── TransportError              refused, reset, TLS, DNS            -> transport_error
+        ├── StallError                  a watchdog fired (an abstract group)
+        │   ├── StallBeforeHeaders      no response headers in time         -> stall_before_headers
+        │   ├── StallNoEvents           headers, then no decoded event      -> stall_no_events
+        │   ├── StallMidStream          events, then a gap over the idle timeout
+        │   └── DeadlineExceeded        the total deadline passed           -> deadline_exceeded
+        ├── ProtocolError               undecodable bytes (a library or wire bug) -> protocol_error
+        │   ├── FrameError              AWS eventstream framing
+        │   │   ├── ChecksumMismatch    prelude or message CRC wrong
+        │   │   ├── InvalidLength       lengths over botocore's limits or inconsistent
+        │   │   ├── DuplicateHeader     a header name twice in one frame
+        │   │   └── IncompleteFrame     the stream closed with a frame still open
+        │   └── InvalidEventError       a frame we could not parse (bad JSON, bad shape)
+        ├── IncompleteStreamError       no terminal event         -> incomplete_stream
+        └── ProviderError               the provider said no (an abstract group)
+            ├── HTTPStatusError         a non-2xx answer          -> http_error
+            └── StreamExceptionError    in-stream exception/error -> stream_exception
+
+``AllAttemptsFailed`` is an :class:`ExceptionGroup` of :class:`CallError` raised by a route when
+every candidate failed; it is also a :class:`CallproofError`.
+
+Lower-layer errors (httpx, botocore, json) are translated at one boundary with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from callproof.events import Response
+
+__all__ = [
+    "AllAttemptsFailed",
+    "CallError",
+    "CallproofError",
+    "ChecksumMismatch",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DuplicateHeader",
+    "FrameError",
+    "HTTPStatusError",
+    "IncompleteFrame",
+    "IncompleteStreamError",
+    "InvalidEventError",
+    "InvalidLength",
+    "ProtocolError",
+    "ProviderError",
+    "StallBeforeHeaders",
+    "StallError",
+    "StallMidStream",
+    "StallNoEvents",
+    "StreamExceptionError",
+    "TransportError",
+]
+
+
+class CallproofError(Exception):
+    """Base of every error callproof raises."""
+
+
+class ConfigError(CallproofError):
+    """Configuration or usage is wrong; the CLI exits with code 2.
+
+    ``where`` names the file, key and line when they are known.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+
+
+class CallError(CallproofError):
+    """One model call failed. Context fields are filled in as the error travels up."""
+
+    #: The outcome name this error maps to (see ``callproof.outcomes``).
+    outcome: str = "transport_error"
+    #: Whether a retry may help, before any output has reached the caller.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        target: str | None = None,
+        model: str | None = None,
+        request_id: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.target = target
+        self.model = model
+        self.request_id = request_id
+        self.attempt = attempt
+        #: What the stream had produced before it failed (text so far, timings), if anything.
+        self.response: Response | None = None
+
+    @property
+    def kind(self) -> str:
+        """Short class name used in JSON output (``error.kind``)."""
+        return type(self).__name__
+
+    @property
+    def error_type(self) -> str | None:
+        """The provider's error type, where one exists."""
+        return None
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status, where one exists."""
+        return None
+
+    def with_context(self, **context: Any) -> CallError:
+        """Fill in context fields that are still empty; returns self for chaining."""
+        for key in ("target", "model", "request_id", "attempt"):
+            if getattr(self, key) is None and context.get(key) is not None:
+                setattr(self, key, context[key])
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``error`` object of the JSON output: ``{kind, type, message, status}``."""
+        return {
+            "kind": self.kind,
+            "type": self.error_type,
+            "message": self.message,
+            "status": self.status,
+        }
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        ctx = [
+            f"{k}={v}"
+            for k, v in (
+                ("target", self.target),
+                ("model", self.model),
+                ("request_id", self.request_id),
+                ("attempt", self.attempt),
+            )
+            if v is not None
+        ]
+        if ctx:
+            parts.append(f"({', '.join(ctx)})")
+        return " ".join(parts)
+
+
+class TransportError(CallError):
+    """The connection failed: refused, reset, TLS, DNS, or closed mid-body."""
+
+    outcome = "transport_error"
+    retryable = True
+
+
+class StallError(CallError):
+    """A watchdog fired. ``elapsed_s`` is how long the call had run; ``limit_s`` the timeout."""
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, elapsed_s: float = 0.0, limit_s: float = 0.0, **ctx: Any
+    ) -> None:
+        super().__init__(message, **ctx)
+        self.elapsed_s = elapsed_s
+        self.limit_s = limit_s
+
+
+class StallBeforeHeaders(StallError):
+    """No response headers arrived within the first-event timeout."""
+
+    outcome = "stall_before_headers"
+
+
+class StallNoEvents(StallError):
+    """Response headers arrived, then no decoded event within the first-event timeout."""
+
+    outcome = "stall_no_events"
+
+
+class StallMidStream(StallError):
+    """Events arrived, then the gap to the next one exceeded the idle timeout."""
+
+    outcome = "stall_mid_stream"
+
+
+class DeadlineExceeded(StallError):
+    """The total deadline passed before the stream ended."""
+
+    outcome = "deadline_exceeded"
+
+
+class ProtocolError(CallError):
+    """Bytes that could not be decoded: a CRC mismatch, a bad frame, invalid JSON."""
+
+    outcome = "protocol_error"
+
+
+class FrameError(ProtocolError):
+    """An AWS eventstream framing error."""
+
+
+class ChecksumMismatch(FrameError):
+    """A prelude or message CRC32 did not match."""
+
+    def __init__(self, message: str, *, expected: int, calculated: int, **ctx: Any) -> None:
+        super().__init__(message, **ctx)
+        self.expected = expected
+        self.calculated = calculated
+
+
+class InvalidLength(FrameError):
+    """A frame's lengths exceed botocore's limits or contradict each other."""
+
+
+class DuplicateHeader(FrameError):
+    """The same header name appeared twice in one frame."""
+
+
+class IncompleteFrame(FrameError):
+    """The stream closed while a frame was still open."""
+
+
+class InvalidEventError(ProtocolError):
+    """A framed event whose payload could not be parsed (invalid JSON, wrong shape)."""
+
+
+class IncompleteStreamError(CallError):
+    """The stream ended without its terminal event (Bedrock messageStop; OpenAI finish_reason
+    and ``[DONE]``). boto3 and the openai SDK end such a stream silently; we do not."""
+
+    outcome = "incomplete_stream"
+    retryable = True
+
+
+class ProviderError(CallError):
+    """The provider answered with an error. ``error_type`` is its own name for it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str | None = None,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        body: Any = None,
+        **ctx: Any,
+    ) -> None:
+        super().__init__(message, **ctx)
+        self._error_type = error_type
+        self._status = status
+        self.retry_after_s = retry_after_s
+        self.body = body
+
+    @property
+    def error_type(self) -> str | None:
+        return self._error_type
+
+    @property
+    def status(self) -> int | None:
+        return self._status
+
+
+#: Provider error types (Bedrock and OpenAI vocabularies, any case) that a retry may cure.
+RETRYABLE_ERROR_TYPES = frozenset(
+    t.lower()
+    for t in (
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "InternalServerError",
+        "ModelStreamErrorException",
+        "ModelNotReadyException",
+        "server_error",
+        "rate_limit_exceeded",
+    )
+)
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+
+class HTTPStatusError(ProviderError):
+    """A non-2xx HTTP answer before any stream event."""
+
+    outcome = "http_error"
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        et = (self.error_type or "").lower()
+        return (self.status in RETRYABLE_STATUSES and et != "modeltimeoutexception") or (
+            et in RETRYABLE_ERROR_TYPES
+        )
+
+
+class StreamExceptionError(ProviderError):
+    """A modeled exception frame in a Bedrock stream, or an OpenRouter mid-stream error chunk."""
+
+    outcome = "stream_exception"
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        et = (self.error_type or "").lower()
+        return et in RETRYABLE_ERROR_TYPES or (self.status in RETRYABLE_STATUSES)
+
+
+class AllAttemptsFailed(ExceptionGroup[CallError], CallproofError):
+    """Every candidate of a routed call failed; holds each attempt's error in order."""

@@ -1,0 +1,1 @@
+"""Sans-IO wire codecs: AWS eventstream and server-sent events."""
