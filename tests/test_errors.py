@@ -1,0 +1,79 @@
+"""The exception tree: retryability follows from the type; context travels with the error."""
+
+from __future__ import annotations
+
+import pytest
+
+from callproof import errors
+from callproof.errors import (
+    AllAttemptsFailed,
+    CallError,
+    CallproofError,
+    HTTPStatusError,
+    StallNoEvents,
+    StreamExceptionError,
+)
+
+
+def test_every_public_error_is_a_callproof_error() -> None:
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, CallproofError), name
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "retryable"),
+    [
+        (429, "ThrottlingException", True),
+        (503, "ServiceUnavailableException", True),
+        (500, "InternalServerException", True),
+        (408, "ModelTimeoutException", False),
+        (400, "ValidationException", False),
+        (403, "AccessDeniedException", False),
+        (424, "ModelErrorException", False),
+        (502, None, True),
+    ],
+)
+def test_http_retryability(status: int, error_type: str | None, retryable: bool) -> None:
+    assert HTTPStatusError("x", status=status, error_type=error_type).retryable is retryable
+
+
+@pytest.mark.parametrize(
+    ("error_type", "retryable"),
+    [
+        ("throttlingException", True),
+        ("modelStreamErrorException", True),
+        ("internalServerException", True),
+        ("serviceUnavailableException", True),
+        ("validationException", False),
+    ],
+)
+def test_stream_exception_retryability(error_type: str, retryable: bool) -> None:
+    assert StreamExceptionError("x", error_type=error_type).retryable is retryable
+
+
+def test_context_fills_only_empty_fields_and_shows_in_str() -> None:
+    err = StallNoEvents("no events in 2.0 s", elapsed_s=2.0, limit_s=2.0, target="kimi")
+    err.with_context(target="other", model="moonshotai.kimi-k2.5", attempt=3)
+    assert err.target == "kimi"
+    assert err.model == "moonshotai.kimi-k2.5"
+    assert "attempt=3" in str(err)
+    assert err.to_dict() == {
+        "kind": "StallNoEvents",
+        "type": None,
+        "message": "no events in 2.0 s",
+        "status": None,
+    }
+
+
+def test_all_attempts_failed_is_an_exception_group() -> None:
+    group = AllAttemptsFailed(
+        "route kimi: all 2 attempts failed", [StallNoEvents("a"), HTTPStatusError("b", status=503)]
+    )
+    assert isinstance(group, ExceptionGroup)
+    assert isinstance(group, CallproofError)
+    matched, rest = group.split(StallNoEvents)
+    assert matched is not None
+    assert len(matched.exceptions) == 1
+    assert rest is not None
+    assert isinstance(rest.exceptions[0], CallError)
