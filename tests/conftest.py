@@ -49,7 +49,9 @@ def _block_real_network() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Each test gets its own data directory and no AWS/OpenAI credentials from the machine."""
     data_dir = tmp_path_factory.mktemp("callproof-data")
     monkeypatch.setenv("CALLPROOF_DATA_DIR", str(data_dir))
@@ -67,4 +69,3 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("AWS_CONFIG_FILE", str(data_dir / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(data_dir / "aws-credentials"))
     return data_dir
-

@@ -2,4 +2,4 @@
 
 from callproof.cli import main
 
-main()
+raise SystemExit(main())

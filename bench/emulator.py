@@ -1,0 +1,352 @@
+"""Benchmark: the callproof emulator against aimock serving the same Bedrock ConverseStream.
+
+Both servers run as their own process on loopback; a raw-asyncio load client keeps N
+keep-alive connections busy (N = 1, 64, 512), each sending the seed's tool-result request to
+``POST /model/amazon.nova-pro-v1%3A0/converse-stream`` and reading the whole chunked
+eventstream body. The answer is tuned to 20 events on each server. Measured per level:
+streams/s, events/s, server CPU seconds per 1000 events (from /proc), and the server's peak
+resident memory (VmHWM). Ratios are callproof / aimock, measured in the same run.
+
+    .venv/bin/python bench/emulator.py [--duration 3] [--levels 1,64,512] [--no-aimock]
+
+aimock comes from ``bench/aimock`` (``npm ci --prefix bench/aimock``); without it the table
+has the emulator alone. Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AIMOCK_CLI = (
+    ROOT / "bench" / "aimock" / "node_modules" / "@copilotkit" / "aimock" / "dist" / "cli.js"
+)
+PATH = "/model/amazon.nova-pro-v1%3A0/converse-stream"
+TARGET_EVENTS = 20
+
+# The tool result is chosen so the scripted answer is 16 text deltas: with messageStart,
+# contentBlockStop, messageStop and metadata that is a 20-event stream.
+TOOL_RESULT = {"forecast": "sunny with a light breeze and clear skies"}
+
+
+def request_body() -> bytes:
+    tool_use = {"toolUseId": "abc123xyz", "name": "get_weather", "input": {"city": "Tokyo"}}
+    return json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": [{"text": "Weather for Tokyo?"}]},
+                {"role": "assistant", "content": [{"text": "Getting it."}, {"toolUse": tool_use}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "toolResult": {
+                                "toolUseId": "abc123xyz",
+                                "content": [{"json": TOOL_RESULT}],
+                            }
+                        }
+                    ],
+                },
+            ],
+            "toolConfig": {
+                "tools": [
+                    {
+                        "toolSpec": {
+                            "name": "get_weather",
+                            "inputSchema": {"json": {"type": "object"}},
+                        }
+                    }
+                ]
+            },
+            "inferenceConfig": {"maxTokens": 100},
+        }
+    ).encode()
+
+
+def http_request(host: str, port: int, body: bytes) -> bytes:
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+# -- load client ------------------------------------------------------------------------------
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 response body (chunked or content-length); raises on a non-200."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    headers = head.lower()
+    if status != 200:
+        raise RuntimeError(f"status {status}: {head[:200]!r}")
+    if b"transfer-encoding: chunked" in headers:
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+    for line in headers.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return await reader.readexactly(int(line.split(b":")[1]))
+    return await reader.read()
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    streams: int
+    seconds: float
+    events_per_stream: int
+    cpu_s: float
+    errors: int
+
+    @property
+    def streams_per_s(self) -> float:
+        return self.streams / self.seconds
+
+    @property
+    def events_per_s(self) -> float:
+        return self.streams_per_s * self.events_per_stream
+
+    @property
+    def cpu_ms_per_1k_events(self) -> float:
+        events = self.streams * self.events_per_stream
+        return 1e6 * self.cpu_s / events if events else float("nan")
+
+
+async def load(
+    host: str, port: int, concurrency: int, duration: float, max_streams: int
+) -> tuple[int, int]:
+    request = http_request(host, port, request_body())
+    deadline = time.monotonic() + duration
+    done = 0
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal done, errors
+        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+        try:
+            while time.monotonic() < deadline and done < max_streams:
+                writer.write(request)
+                try:
+                    await read_response(reader)
+                except (RuntimeError, asyncio.IncompleteReadError, ConnectionError):
+                    errors += 1
+                    return
+                done += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, errors
+
+
+def count_events(host: str, port: int) -> int:
+    sys.path.insert(0, str(ROOT / "src"))
+    from callproof.wire.eventstream import EventStreamDecoder
+
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(http_request(host, port, request_body()))
+        body = await read_response(reader)
+        writer.close()
+        return body
+
+    body = asyncio.run(one())
+    decoder = EventStreamDecoder()
+    messages = decoder.feed(body)
+    decoder.close()
+    return len(messages)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def start_callproof() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callproof", "emulate", "--preset", "fast", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return process, port
+
+
+def start_aimock(text: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    node = shutil.which("node")
+    if node is None or not AIMOCK_CLI.exists():
+        return None
+    fixture = workdir / "fixtures.json"
+    # a catch-all fixture: every request gets the same answer as the emulator's
+    fixture.write_text(json.dumps({"fixtures": [{"match": {}, "response": {"content": text}}]}))
+    port = free_port()
+    process = subprocess.Popen(
+        [node, str(AIMOCK_CLI), "-p", str(port), "-f", str(fixture), "--log-level", "silent",
+         "--journal-max", "1", "-c", "6"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_listening(port, process)
+    return process, port
+
+
+def emulator_text(port: int) -> str:
+    sys.path.insert(0, str(ROOT / "src"))
+    from callproof.wire.eventstream import EventStreamDecoder
+
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(http_request("127.0.0.1", port, request_body()))
+        body = await read_response(reader)
+        writer.close()
+        return body
+
+    decoder = EventStreamDecoder()
+    text = []
+    for message in decoder.feed(asyncio.run(one())):
+        payload = json.loads(message.payload)
+        text.append(payload.get("delta", {}).get("text", ""))
+    return "".join(text)
+
+
+def measure(
+    name: str,
+    pid: int,
+    port: int,
+    levels: list[int],
+    duration: float,
+    max_streams: int,
+) -> list[LevelResult]:
+    events = count_events("127.0.0.1", port)
+    results = []
+    for concurrency in levels:
+        asyncio.run(load("127.0.0.1", port, min(concurrency, 8), 0.3, 200))  # warm up
+        cpu0 = cpu_seconds(pid)
+        started = time.monotonic()
+        streams, errors = asyncio.run(load("127.0.0.1", port, concurrency, duration, max_streams))
+        seconds = time.monotonic() - started
+        results.append(
+            LevelResult(concurrency, streams, seconds, events, cpu_seconds(pid) - cpu0, errors)
+        )
+        print(f"  {name} c={concurrency}: {streams} streams in {seconds:.2f}s", file=sys.stderr)
+    return results
+
+
+def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> str:
+    rows = [
+        "| server | streams | events/stream | streams/s | events/s | CPU ms/1k events "
+        "| errors | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, levels in results.items():
+        for r in levels:
+            rows.append(
+                f"| {name} c={r.concurrency} | {r.streams} | {r.events_per_stream} "
+                f"| {r.streams_per_s:,.0f} | {r.events_per_s:,.0f} | {r.cpu_ms_per_1k_events:.1f} "
+                f"| {r.errors} | {memory[name]:.0f} |"
+            )
+    if "aimock" in results and "callproof" in results:
+        rows.append("")
+        rows.append("| concurrency | streams/s ratio (callproof/aimock) | CPU per event ratio |")
+        rows.append("|---:|---:|---:|")
+        for ours, theirs in zip(results["callproof"], results["aimock"], strict=True):
+            rows.append(
+                f"| {ours.concurrency} | {ours.streams_per_s / theirs.streams_per_s:.2f} "
+                f"| {ours.cpu_ms_per_1k_events / theirs.cpu_ms_per_1k_events:.2f} |"
+            )
+        rows.append("")
+        rows.append(
+            f"peak RSS ratio (callproof/aimock): {memory['callproof'] / memory['aimock']:.2f}"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per level")
+    parser.add_argument("--levels", default="1,64,512")
+    parser.add_argument("--max-streams", type=int, default=200_000, help="cap per level")
+    parser.add_argument("--no-aimock", action="store_true")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    results: dict[str, list[LevelResult]] = {}
+    memory: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, port = start_callproof()
+        try:
+            text = emulator_text(port)
+            results["callproof"] = measure(
+                "callproof", ours.pid, port, levels, args.duration, args.max_streams
+            )
+            memory["callproof"] = peak_rss_mb(ours.pid)
+        finally:
+            ours.terminate()
+            ours.wait(10)
+        started = None if args.no_aimock else start_aimock(text, Path(tmp))
+        if started is not None:
+            theirs, port = started
+            try:
+                results["aimock"] = measure(
+                    "aimock", theirs.pid, port, levels, args.duration, args.max_streams
+                )
+                memory["aimock"] = peak_rss_mb(theirs.pid)
+            finally:
+                theirs.terminate()
+                theirs.wait(10)
+        elif not args.no_aimock:
+            print("aimock not installed: npm ci --prefix bench/aimock", file=sys.stderr)
+    print(f"Bedrock ConverseStream, {TARGET_EVENTS}-event tool-result streams, loopback, "
+          f"{os.cpu_count()} CPUs, {args.duration:.0f}s per level")  # fmt: skip
+    print(table(results, memory))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,644 @@
+"""Resilience benchmark: the seeds' hang, routed around, against boto3, the openai SDK and LiteLLM.
+
+Run:  python3 -m uv run --group bench python bench/resilience.py        (about 6-9 minutes)
+      python bench/resilience.py --quick                               (a smoke run, ~1 minute)
+
+Every setting runs on the emulator (loopback only, in a child process so that its CPU does not
+share a GIL with the clients). The request is the seeds' tool-result turn. Settings:
+
+* ``healthy``: no faults; its p99 is the reference for the latency target.
+* ``hang 10% / 40% / 70%``: Kimi K2.5 hangs (headers, then no events) on that share of the
+  tool-result requests, on Bedrock ConverseStream and on the OpenAI-compatible Bedrock endpoint
+  (which the openai SDK baseline calls); OpenRouter's Kimi is healthy.
+* ``slow healthy``: a thinking model whose first event comes after 3-5 s, never hangs; any
+  stall declared on it is a false stall.
+
+Clients, each on the same emulator and faults:
+
+* **callproof**: ``Router("kimi", [bedrock-kimi, openrouter-kimi])`` with the default
+  :class:`~callproof.resilience.RoutePolicy` (adaptive watchdog, quantile hedging, breaker). One
+  router per setting, starting cold. The slow setting routes to the slow model alone.
+* **boto3** ``converse_stream`` with its defaults (60 s read timeout, standard retries).
+* **openai SDK** ``chat.completions.create(stream=True)`` with its defaults (600 s timeout,
+  2 retries) against the OpenAI-compatible Bedrock endpoint.
+* **LiteLLM** (pinned in the ``bench`` dependency group) with its best options for this failure:
+  a ``litellm.Router`` with ``stream_timeout``, ``num_retries`` and a fallback from Bedrock Kimi
+  to OpenRouter Kimi. The same options serve every setting (a user cannot know in advance
+  which provider will be slow).
+
+Scaled down, and said so in the output: boto3 and the openai SDK wait 60 s / 600 s per hang, so
+under hangs they run ``--baseline-calls`` calls (default 100) instead of ``--calls``, and the
+harness stops waiting for a call at ``--cap`` seconds (default 60 = boto3's read timeout; the
+openai SDK would wait 600 s and then retry). A call still waiting at the cap counts as failed
+with latency = cap.
+
+Latency is per call, from the call to its complete answer or its final error, over all calls
+(failures included): what an agent waits. Requests per call are counted by the emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KIMI_BEDROCK = "moonshotai.kimi-k2.5"
+KIMI_OPENROUTER = "moonshotai/kimi-k2.5"
+SLOW = "slow.thinker-v1"
+FAKE_KEY_ID = "AKIDEXAMPLE"
+FAKE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+# -- the emulator in a child process ---------------------------------------------------------
+
+
+def fault_plan(hang: float) -> str:
+    """A fault plan (TOML) with Kimi hanging on ``hang`` of the tool-result turns."""
+    rules = ""
+    if hang > 0:
+        for api in ("bedrock", "openai"):
+            rules += f"""
+[[rules]]
+model = "{KIMI_BEDROCK}"
+api = "{api}"
+turn = "after_tool_result"
+fault = "hang_no_events"
+probability = {hang}
+"""
+    return f"""seed = 20261121
+{rules}
+# Kimi on Bedrock's OpenAI-compatible endpoint (what the openai SDK baseline calls)
+[[models]]
+id = "{KIMI_BEDROCK}"
+flavour = "openai"
+thinking = true
+first_event_s = 0.25
+jitter = 0.15
+
+[[models]]
+id = "{SLOW}"
+flavour = "bedrock"
+thinking = true
+first_event_s = 4.0
+jitter = 1.0
+
+[[models]]
+id = "{SLOW}"
+flavour = "openai"
+thinking = true
+first_event_s = 4.0
+jitter = 1.0
+"""
+
+
+def serve(plan_path: str) -> None:
+    """Child process: the emulator plus a request counter at ``GET /__bench/counts``."""
+    from callproof.emulator import EmulatorServer, create_app
+
+    inner = create_app(preset="seed", faults=plan_path)
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/__bench/counts":
+                with lock:
+                    body = json.dumps(counts).encode()
+                    if scope["method"] == "DELETE":
+                        counts.clear()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            with lock:
+                counts["requests"] = counts.get("requests", 0) + 1
+        await inner(scope, receive, send)
+
+    with EmulatorServer(app=app) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+class Emulator:
+    """A child-process emulator for one fault plan."""
+
+    def __init__(self, hang: float, workdir: Path) -> None:
+        plan = workdir / f"plan-{hang:.2f}.toml"
+        plan.write_text(fault_plan(hang), encoding="utf-8")
+        tomllib.loads(plan.read_text(encoding="utf-8"))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(plan)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1"):
+            raise RuntimeError(f"emulator did not start: {self.url!r}")
+
+    def requests(self, *, reset: bool = False) -> int:
+        import httpx
+
+        method = "DELETE" if reset else "GET"
+        r = httpx.request(method, self.url + "/__bench/counts", timeout=10)
+        return int(r.json().get("requests", 0))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    client: str
+    setting: str
+    calls: int = 0
+    ok: int = 0
+    latencies: list[float] = field(default_factory=list)
+    requests: int = 0
+    false_stalls: int | None = None
+    notes: list[str] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def pct(self, q: float) -> float:
+        xs = sorted(self.latencies)
+        if not xs:
+            return float("nan")
+        return xs[min(len(xs) - 1, max(0, round(q * len(xs) + 0.5) - 1))]
+
+    @property
+    def success(self) -> float:
+        return self.ok / self.calls if self.calls else float("nan")
+
+
+def seed_messages_openai() -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "Weather for Tokyo?"},
+        {
+            "role": "assistant",
+            "content": "Getting it.",
+            "tool_calls": [
+                {
+                    "id": "abc123xyz",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "abc123xyz", "content": '{"temp":22}'},
+    ]
+
+
+WEATHER_OPENAI = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+async def run_async_calls(
+    n: int, concurrency: int, one: Callable[[], Awaitable[bool]], cap: float, res: Result
+) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def call() -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            ok = False
+            try:
+                async with asyncio.timeout(cap):
+                    ok = await one()
+            except TimeoutError:
+                res.errors["still waiting at the cap"] = res.errors.get("still waiting at the cap", 0) + 1
+            except Exception as exc:
+                key = f"{type(exc).__name__}: {str(exc)[:120]}"
+                res.errors[key] = res.errors.get(key, 0) + 1
+            res.latencies.append(time.perf_counter() - t0)
+            res.calls += 1
+            res.ok += ok
+
+    await asyncio.gather(*(call() for _ in range(n)))
+
+
+# -- callproof ---------------------------------------------------------------------------------
+
+
+async def bench_callproof(
+    url: str, setting: str, n: int, concurrency: int, cap: float
+) -> tuple[Result, dict[str, Any]]:
+    from callproof.client import Client
+    from callproof.errors import AllAttemptsFailed, CallError
+    from callproof.resilience import Router
+    from callproof.scenarios import tool_result
+    from callproof.targets import Endpoint, Target
+
+    res = Result("callproof", setting)
+    conv = tool_result().conversation
+    bedrock = Endpoint(url, region="us-east-1")
+    kimi = Target("bedrock-kimi-k2.5", "bedrock-converse-stream", KIMI_BEDROCK, bedrock)
+    orr = Target("openrouter-kimi-k2.5", "openai-completions", KIMI_OPENROUTER, Endpoint(url + "/v1"))
+    slow = Target("bedrock-slow-thinker", "bedrock-converse-stream", SLOW, bedrock)
+    targets = [slow] if setting == "slow healthy" else [kimi, orr]
+    stalls = 0
+    async with Client() as client:
+        router = Router("kimi", targets, client=client)
+
+        async def one() -> bool:
+            nonlocal stalls
+            try:
+                resp = await router.complete(conv)
+            except AllAttemptsFailed as group:
+                stalls += sum(1 for a in group.attempts if str(a["outcome"]).startswith("stall"))  # type: ignore[attr-defined]
+                raise
+            stalls += sum(
+                1
+                for a in resp.attempts
+                if str(a["outcome"]).startswith("stall") or "likely stalled" in str(a["abandoned_reason"] or "")
+            )
+            if "22" not in resp.text:
+                key = f"answer without 22: {resp.text[:60]!r} {resp.stop_reason}"
+                res.errors[key] = res.errors.get(key, 0) + 1
+                return False
+            return True
+
+        await run_async_calls(n, concurrency, one, cap, res)
+        info = {
+            "breakers": router.breaker_transitions(),
+            "states": router.breaker_states(),
+        }
+    if setting == "slow healthy":
+        res.false_stalls = stalls
+    return res, info
+
+
+# -- boto3 -------------------------------------------------------------------------------------
+
+
+def bench_boto3(url: str, setting: str, n: int, concurrency: int, cap: float) -> Result:
+    import boto3
+
+    res = Result("boto3 (defaults)", setting)
+    model = SLOW if setting == "slow healthy" else KIMI_BEDROCK
+    local = threading.local()
+    lock = threading.Lock()
+    messages = [
+        {"role": "user", "content": [{"text": "Weather for Tokyo?"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"text": "Getting it."},
+                {"toolUse": {"toolUseId": "abc123xyz", "name": "get_weather", "input": {"city": "Tokyo"}}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"toolResult": {"toolUseId": "abc123xyz", "content": [{"json": {"temp": 22}}]}}],
+        },
+    ]
+    tool_config = {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": "get_weather",
+                    "description": "Get the current weather for a city.",
+                    "inputSchema": {"json": WEATHER_OPENAI["function"]["parameters"]},  # type: ignore[index]
+                }
+            }
+        ]
+    }
+
+    def client() -> Any:
+        if not hasattr(local, "client"):
+            local.client = boto3.client(
+                "bedrock-runtime",
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id=FAKE_KEY_ID,
+                aws_secret_access_key=FAKE_SECRET,
+            )
+        return local.client
+
+    def one() -> None:
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            out = client().converse_stream(
+                modelId=model,
+                messages=messages,
+                toolConfig=tool_config,
+                inferenceConfig={"maxTokens": 100},
+            )
+            text, stopped = "", False
+            for event in out["stream"]:
+                if "contentBlockDelta" in event:
+                    text += event["contentBlockDelta"]["delta"].get("text", "")
+                if "messageStop" in event:
+                    stopped = True
+            ok = stopped and "22" in text
+        except Exception:
+            ok = False
+        with lock:
+            res.latencies.append(min(time.perf_counter() - t0, cap))
+            res.calls += 1
+            res.ok += ok
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(lambda _: one(), range(n)))
+    return res
+
+
+# -- the openai SDK ----------------------------------------------------------------------------
+
+
+async def bench_openai(url: str, setting: str, n: int, concurrency: int, cap: float) -> Result:
+    import openai
+
+    res = Result("openai SDK (defaults)", setting)
+    model = SLOW if setting == "slow healthy" else KIMI_BEDROCK
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="test-key")
+
+    async def one() -> bool:
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=seed_messages_openai(),  # type: ignore[arg-type]
+            tools=[WEATHER_OPENAI],  # type: ignore[list-item]
+            max_tokens=100,
+            stream=True,
+        )
+        text, finished = "", False
+        try:
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    text += choice.delta.content or ""
+                    finished = finished or choice.finish_reason is not None
+        finally:
+            await stream.close()
+        return finished and "22" in text
+
+    await run_async_calls(n, concurrency, one, cap, res)
+    await client.close()
+    return res
+
+
+# -- LiteLLM -----------------------------------------------------------------------------------
+
+LITELLM_STREAM_TIMEOUT = 2.0
+
+
+async def bench_litellm(url: str, setting: str, n: int, concurrency: int, cap: float) -> Result:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    res = Result(f"LiteLLM {litellm_version()} (best options)", setting)
+    bedrock_model = SLOW if setting == "slow healthy" else KIMI_BEDROCK
+    model_list: list[dict[str, Any]] = [
+        {
+            "model_name": "kimi-bedrock",
+            "litellm_params": {
+                "model": f"bedrock/converse/{bedrock_model}",
+                "aws_bedrock_runtime_endpoint": url,
+                "aws_region_name": "us-east-1",
+                "aws_access_key_id": FAKE_KEY_ID,
+                "aws_secret_access_key": FAKE_SECRET,
+                "stream_timeout": LITELLM_STREAM_TIMEOUT,
+            },
+        }
+    ]
+    fallbacks: list[dict[str, list[str]]] = []
+    if setting != "slow healthy":
+        model_list.append(
+            {
+                "model_name": "kimi-openrouter",
+                "litellm_params": {
+                    "model": f"openai/{KIMI_OPENROUTER}",
+                    "api_base": url + "/v1",
+                    "api_key": "test-key",
+                    "stream_timeout": LITELLM_STREAM_TIMEOUT,
+                },
+            }
+        )
+        fallbacks = [{"kimi-bedrock": ["kimi-openrouter"]}]
+    router = litellm.Router(
+        model_list=model_list,
+        fallbacks=fallbacks,
+        num_retries=2,
+        retry_after=0,
+        timeout=30,
+    )
+
+    async def one() -> bool:
+        stream = await router.acompletion(
+            model="kimi-bedrock",
+            messages=seed_messages_openai(),
+            tools=[WEATHER_OPENAI],
+            max_tokens=100,
+            stream=True,
+        )
+        text, finished = "", False
+        async for chunk in stream:
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                finished = finished or choice.finish_reason is not None
+        return finished and "22" in text
+
+    await run_async_calls(n, concurrency, one, cap, res)
+    return res
+
+
+def litellm_version() -> str:
+    from importlib.metadata import version
+
+    return version("litellm")
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def table(results: list[Result], healthy_p99: dict[str, float]) -> str:
+    lines = [
+        "| setting | client | calls | success | p50 s | p95 s | p99 s | p99 / healthy p99 "
+        "| requests/call | false stalls |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ref = healthy_p99.get(r.client)
+        ratio = f"{r.pct(0.99) / ref:.2f}" if ref else "-"
+        lines.append(
+            f"| {r.setting} | {r.client} | {r.calls} | {r.success:.1%} | {r.pct(0.5):.2f} "
+            f"| {r.pct(0.95):.2f} | {r.pct(0.99):.2f} | {ratio} | {r.requests / max(r.calls, 1):.2f} "
+            f"| {'-' if r.false_stalls is None else r.false_stalls} |"
+        )
+    return "\n".join(lines)
+
+
+SETTINGS: dict[str, float] = {
+    "healthy": 0.0,
+    "hang 10%": 0.10,
+    "hang 40%": 0.40,
+    "hang 70%": 0.70,
+    "slow healthy": 0.0,
+}
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: list[Result] = []
+    clients = args.clients.split(",")
+    if "litellm" in clients:
+        try:
+            litellm_version()
+        except Exception:
+            print("LiteLLM not installed: run with `uv run --group bench`; skipping it", file=sys.stderr)
+            clients.remove("litellm")
+    cp_info: dict[str, Any] = {}
+    t_start = time.perf_counter()
+    for setting in args.settings.split(","):
+        hang = SETTINGS[setting]
+        emu = Emulator(hang, workdir)
+        try:
+            for name in clients:
+                slow_baseline = name in ("boto3", "openai") and hang > 0
+                n = args.baseline_calls if slow_baseline else args.calls
+                if setting == "slow healthy":
+                    n = min(n, args.slow_calls)
+                emu.requests(reset=True)
+                t0 = time.perf_counter()
+                if name == "callproof":
+                    res, cp_info[setting] = await bench_callproof(
+                        emu.url, setting, n, args.concurrency, args.cap
+                    )
+                elif name == "boto3":
+                    res = await asyncio.to_thread(
+                        bench_boto3, emu.url, setting, n, args.concurrency, args.cap
+                    )
+                elif name == "openai":
+                    res = await bench_openai(emu.url, setting, n, args.concurrency, args.cap)
+                else:
+                    res = await bench_litellm(emu.url, setting, n, args.concurrency, args.cap)
+                res.wall_s = time.perf_counter() - t0
+                res.requests = emu.requests()
+                if slow_baseline:
+                    res.notes.append(f"scaled: {n} calls, waits capped at {args.cap:g} s")
+                results.append(res)
+                print(
+                    f"{setting:13} {res.client:32} n={res.calls:5} ok={res.success:7.2%} "
+                    f"p99={res.pct(0.99):6.2f}s req/call={res.requests / max(res.calls, 1):.2f} "
+                    f"({res.wall_s:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for err, count in sorted(res.errors.items(), key=lambda kv: -kv[1])[:5]:
+                    print(f"    {count} x {err}", file=sys.stderr)
+        finally:
+            emu.close()
+    healthy = {r.client: r.pct(0.99) for r in results if r.setting == "healthy"}
+    print()
+    print(table(results, healthy))
+    print()
+    for r in results:
+        for note in r.notes:
+            print(f"* {r.setting}, {r.client}: {note}")
+    print(f"* total wall time {time.perf_counter() - t_start:.0f} s")
+    verdict = 0
+    cp = next((r for r in results if r.client == "callproof" and r.setting == "hang 40%"), None)
+    if cp is not None and "callproof" in healthy:
+        ratio = cp.pct(0.99) / healthy["callproof"]
+        per_call = cp.requests / max(cp.calls, 1)
+        checks = [
+            (cp.success >= 0.999, f"success {cp.success:.2%} >= 99.9%"),
+            (ratio <= 1.5, f"p99 {ratio:.2f}x healthy <= 1.5x"),
+            (per_call <= 1.5, f"{per_call:.2f} requests/call <= 1.5"),
+        ]
+        print("* callproof targets at 40% hangs: " + "; ".join(
+            f"{'PASS' if ok else 'FAIL'} {text}" for ok, text in checks
+        ))
+        verdict = 0 if all(ok for ok, _ in checks) else 1
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "results": [
+                        {
+                            "setting": r.setting,
+                            "client": r.client,
+                            "calls": r.calls,
+                            "success": r.success,
+                            "p50_s": r.pct(0.5),
+                            "p95_s": r.pct(0.95),
+                            "p99_s": r.pct(0.99),
+                            "requests_per_call": r.requests / max(r.calls, 1),
+                            "false_stalls": r.false_stalls,
+                            "notes": r.notes,
+                            "wall_s": r.wall_s,
+                        }
+                        for r in results
+                    ],
+                    "callproof_breakers": cp_info,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+    return verdict
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--serve", help=argparse.SUPPRESS)
+    p.add_argument("--calls", type=int, default=1000, help="calls per setting (default 1000)")
+    p.add_argument("--baseline-calls", type=int, default=100, help="boto3/openai calls under hangs")
+    p.add_argument("--slow-calls", type=int, default=1000, help="calls on the slow model")
+    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--cap", type=float, default=60.0, help="harness wait cap per call (s)")
+    p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("--clients", default="callproof,litellm,boto3,openai")
+    p.add_argument("--workdir", default="/tmp/callproof-bench-resilience")
+    p.add_argument("--json", help="also write the figures as JSON here")
+    p.add_argument("--quick", action="store_true", help="smoke run: 100 calls, 20 under hangs, cap 10 s")
+    args = p.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    if args.quick:
+        args.calls, args.baseline_calls, args.slow_calls, args.cap = 100, 20, 100, 10.0
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""``callproof call``: one request, fully explained.
+
+With no ``--endpoint`` (and no ``--target``) the embedded emulator is started with the seed
+preset and called, so the command works offline. ``--json`` prints one object: outcome,
+stop_reason, raw_stop_reason, text, thinking, tool_calls, usage, timings, error. Exit code 0 when
+the outcome is ``ok``, 1 for any other outcome, 2 for a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from callproof.attempt import Attempt
+from callproof.dialects.base import API_NAMES
+from callproof.endpoints import is_loopback
+from callproof.errors import ConfigError
+from callproof.events import Event
+from callproof.scenarios import BUILTIN, Scenario
+from callproof.targets import Auth, Endpoint, Target, Timeouts
+
+__all__ = ["ConfigUsageError", "attempt_json", "call"]
+
+_BEDROCK = ("bedrock-converse-stream", "bedrock-converse")
+#: Clocks used against the embedded emulator when none are given: its healthy answers start
+#: within half a second, so a few seconds tells a hang from a slow model.
+EMULATOR_TIMEOUTS = Timeouts(connect=5.0, first_event=3.0, idle=3.0, deadline=30.0)
+
+
+class ConfigUsageError(click.ClickException):
+    """A configuration or usage error: message on stderr, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    """The ``--json`` object of ``call`` and ``replay`` (exactly these keys)."""
+    record = attempt.to_record()
+    timings = record["timings"]
+    return {
+        "outcome": record["outcome"],
+        "stop_reason": record["stop_reason"],
+        "raw_stop_reason": record["raw_stop_reason"],
+        "text": record["text"],
+        "thinking": record["thinking"],
+        "tool_calls": record["tool_calls"],
+        "usage": record["usage"],
+        "timings": {k: timings[k] for k in ("headers_s", "first_event_s", "total_s", "max_gap_s")},
+        "error": record["error"],
+    }
+
+
+def _auth(api: str, auth: str, api_key_env: str | None, profile: str | None, url: str) -> Auth:
+    """The auth for an explicit endpoint. ``auto`` does what botocore and the openai SDK do,
+    and lets a local endpoint (an emulator) go unauthenticated when no credentials exist."""
+    import logging
+
+    from callproof.endpoints import Signer
+
+    if auth != "auto":
+        if auth == "bearer" and not api_key_env:
+            raise ConfigError("--auth bearer needs --api-key-env NAME")
+        return Auth(kind=auth, env=api_key_env, profile=profile)  # type: ignore[arg-type]
+    if api not in _BEDROCK:
+        return Auth(kind="bearer", env=api_key_env) if api_key_env else Auth(kind="none")
+    if api_key_env or (
+        os.environ.get("AWS_BEARER_TOKEN_BEDROCK") and url.lower().startswith("https:")
+    ):
+        return Auth(kind="bedrock-api-key", env=api_key_env)
+    if is_loopback(url) and not Signer().has_credentials(profile):
+        logging.getLogger(__name__).info("no AWS credentials: calling %s unsigned", url)
+        return Auth(kind="none")
+    return Auth(kind="sigv4", profile=profile)
+
+
+def _headers(pairs: tuple[str, ...], fault: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"--header wants NAME:VALUE, got {pair!r}")
+        out[name.strip()] = value.strip()
+    if fault:
+        out["x-callproof-fault"] = fault
+    return out
+
+
+def _emulator(stack: ExitStack) -> str:
+    """Start the embedded emulator (seed preset) for the rest of ``stack``; its base URL."""
+    from callproof.emulator import EmulatorServer
+
+    server = stack.enter_context(EmulatorServer(preset="seed"))
+    return str(server.url).rstrip("/")
+
+
+def _timeouts(
+    base: Timeouts, first: float | None, idle: float | None, deadline: float | None
+) -> Timeouts:
+    return Timeouts(
+        connect=base.connect,
+        first_event=first if first is not None else base.first_event,
+        idle=idle if idle is not None else base.idle,
+        deadline=deadline if deadline is not None else base.deadline,
+    )
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise click.BadParameter("must be a positive number of seconds")
+    return value
+
+
+@click.command("call")
+@click.option("--api", type=click.Choice(API_NAMES), envvar="CALLPROOF_API", help="Wire API.")
+@click.option(
+    "--model", "model", envvar="CALLPROOF_MODEL", help="Model id (e.g. moonshotai.kimi-k2.5)."
+)
+@click.option(
+    "--endpoint",
+    envvar="CALLPROOF_ENDPOINT",
+    help="Base URL (ends in /v1 for OpenAI-compatible APIs). Default: the embedded emulator.",
+)
+@click.option("--region", envvar="CALLPROOF_REGION", help="AWS region for SigV4 (else AWS_REGION).")
+@click.option(
+    "--api-key-env",
+    envvar="CALLPROOF_API_KEY_ENV",
+    help="Environment variable holding the API key (bearer; or a Bedrock API key).",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(["auto", "sigv4", "bedrock-api-key", "bearer", "none"]),
+    default="auto",
+    show_default=True,
+    help="auto: for Bedrock a Bedrock API key when --api-key-env is given (or "
+    "AWS_BEARER_TOKEN_BEDROCK is set and the endpoint is HTTPS), else SigV4 (unsigned for a "
+    "loopback endpoint when no AWS credentials exist); for OpenAI-compatible APIs bearer when "
+    "--api-key-env is given, else none.",
+)
+@click.option("--profile", envvar="AWS_PROFILE", help="AWS profile for SigV4.")
+@click.option(
+    "--scenario",
+    type=click.Choice(sorted(BUILTIN)),
+    default="tool-result",
+    show_default=True,
+    help="tool-result: the seed's conversation after a tool result; tool-call: the first turn.",
+)
+@click.option("--target", "target_name", help="A target from the configuration file.")
+@click.option("--route", "route_name", help="A route from the configuration file.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="CALLPROOF_CONFIG",
+    help="Configuration file (default ./callproof.toml).",
+)
+@click.option(
+    "--first-event-timeout",
+    type=float,
+    callback=_positive,
+    help="Seconds to the first decoded event.",
+)
+@click.option(
+    "--idle-timeout", type=float, callback=_positive, help="Longest gap between events, seconds."
+)
+@click.option("--deadline", type=float, callback=_positive, help="Whole-call deadline, seconds.")
+@click.option(
+    "--capture",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a raw capture (JSONL, credentials redacted) for `callproof replay`.",
+)
+@click.option("--fault", help="Force an emulator fault on this request (x-callproof-fault).")
+@click.option("--header", "header_pairs", multiple=True, help="Extra request header NAME:VALUE.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print every decoded event.")
+def call(
+    api: str | None,
+    model: str | None,
+    endpoint: str | None,
+    region: str | None,
+    api_key_env: str | None,
+    auth: str,
+    profile: str | None,
+    scenario: str,
+    target_name: str | None,
+    route_name: str | None,
+    config_path: Path | None,
+    first_event_timeout: float | None,
+    idle_timeout: float | None,
+    deadline: float | None,
+    capture: Path | None,
+    fault: str | None,
+    header_pairs: tuple[str, ...],
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Send one request and explain exactly what came back."""
+    try:
+        attempt, label = _call(
+            api=api,
+            model=model,
+            endpoint=endpoint,
+            region=region,
+            api_key_env=api_key_env,
+            auth=auth,
+            profile=profile,
+            scenario_name=scenario,
+            target_name=target_name,
+            route_name=route_name,
+            config_path=config_path,
+            clocks=(first_event_timeout, idle_timeout, deadline),
+            capture=capture,
+            headers=_headers(header_pairs, fault),
+            verbose=verbose,
+        )
+    except ConfigError as exc:
+        raise ConfigUsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(attempt_json(attempt), ensure_ascii=False))
+    else:
+        print_attempt(attempt, label=label, verbose=verbose, capture=capture)
+    sys.exit(0 if attempt.passed else 1)
+
+
+def _call(
+    *,
+    api: str | None,
+    model: str | None,
+    endpoint: str | None,
+    region: str | None,
+    api_key_env: str | None,
+    auth: str,
+    profile: str | None,
+    scenario_name: str,
+    target_name: str | None,
+    route_name: str | None,
+    config_path: Path | None,
+    clocks: tuple[float | None, float | None, float | None],
+    capture: Path | None,
+    headers: dict[str, str],
+    verbose: bool,
+) -> tuple[Attempt, str]:
+    scenario = BUILTIN[scenario_name]()
+    if target_name and route_name:
+        raise ConfigError("give --target or --route, not both")
+    with ExitStack() as stack:
+        if target_name or route_name:
+            if api or model or endpoint:
+                raise ConfigError(
+                    "--target/--route take the API, model and endpoint from the config"
+                )
+            targets, label = _from_config(stack, config_path, target_name, route_name)
+            targets = [
+                replace(
+                    t,
+                    endpoint=replace(t.endpoint, headers={**t.endpoint.headers, **headers}),
+                    timeouts=_timeouts(t.timeouts, *clocks),
+                )
+                for t in targets
+            ]
+            if route_name:
+                return _run_route(route_name, targets, scenario, config_path), label
+            target = targets[0]
+        else:
+            if not api:
+                raise ConfigError("--api is required (or --target NAME)")
+            if not model:
+                raise ConfigError("--model is required (or --target NAME)")
+            base = Timeouts()
+            if endpoint is None:
+                url = _emulator(stack)
+                endpoint = url if api in _BEDROCK else url + "/v1"
+                endpoint_obj = Endpoint(base_url=endpoint, region=region, headers=headers)
+                base = EMULATOR_TIMEOUTS
+            else:
+                if (
+                    region is None
+                    and is_loopback(endpoint)
+                    and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+                ):
+                    region = "us-east-1"  # a local endpoint has no region; SigV4 needs one
+                endpoint_obj = Endpoint(
+                    base_url=endpoint,
+                    region=region,
+                    auth=_auth(api, auth, api_key_env, profile, endpoint),
+                    headers=headers,
+                )
+            target = Target(
+                name=f"{api}:{model}",
+                api=api,  # type: ignore[arg-type]
+                model=model,
+                endpoint=endpoint_obj,
+                timeouts=_timeouts(base, *clocks),
+            )
+            label = f"{target.name} at {endpoint}"
+        attempt = asyncio.run(_run_target(target, scenario, capture, keep_events=verbose))
+        return attempt, label
+
+
+def _from_config(
+    stack: ExitStack, path: Path | None, target_name: str | None, route_name: str | None
+) -> tuple[list[Target], str]:
+    from callproof.probe.config import load_config
+
+    config = load_config(path)
+    if route_name:
+        route = config.routes.get(route_name)
+        if route is None:
+            raise ConfigError(
+                f"no route {route_name!r}; routes: {', '.join(sorted(config.routes)) or 'none'}"
+            )
+        names = route.targets
+    else:
+        assert target_name is not None
+        if target_name not in config.targets:
+            raise ConfigError(
+                f"no target {target_name!r}; targets: {', '.join(sorted(config.targets)) or 'none'}"
+            )
+        names = [target_name]
+    if config.needs_emulator:
+        from callproof.emulator import EmulatorServer
+
+        settings = config.emulator
+        server = stack.enter_context(
+            EmulatorServer(preset=settings.preset, faults=settings.faults, seed=settings.seed)
+        )
+        config = config.bind_emulator(str(server.url))
+    label = f"route {route_name}" if route_name else f"target {target_name}"
+    return [config.targets[n] for n in names], label
+
+
+async def _run_target(
+    target: Target, scenario: Scenario, capture: Path | None, *, keep_events: bool
+) -> Attempt:
+    from callproof.attempt import run_attempt
+    from callproof.client import Client
+
+    async with Client(keep_events=keep_events) as client:
+        return await run_attempt(client, target, scenario, capture=capture)
+
+
+def _run_route(
+    name: str, targets: list[Target], scenario: Scenario, config_path: Path | None
+) -> Attempt:
+    from callproof.probe.config import load_config
+    from callproof.resilience import RoutePolicy, Router
+
+    route = load_config(config_path).routes[name]
+    policy = RoutePolicy.from_mapping(route.policy)
+
+    async def run() -> Attempt:
+        from callproof.client import Client
+
+        async with Client() as client:
+            router = Router(name, targets, client=client, policy=policy)
+            try:
+                from callproof.resilience import run_route_attempt
+            except ImportError:  # pragma: no cover - older resilience module
+                return await _fallback_route_attempt(router, scenario)
+            attempt: Attempt = await run_route_attempt(router, scenario)
+            return attempt
+
+    return asyncio.run(run())
+
+
+async def _fallback_route_attempt(router: Any, scenario: Scenario) -> Attempt:  # pragma: no cover
+    from callproof.attempt import attempt_from
+    from callproof.errors import AllAttemptsFailed, CallError
+
+    try:
+        response = await router.complete(scenario.conversation)
+    except AllAttemptsFailed as group:
+        last = group.exceptions[-1]
+        assert isinstance(last, CallError)
+        return attempt_from(last, scenario)
+    return attempt_from(response, scenario)
+
+
+def _fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def print_attempt(
+    attempt: Attempt, *, label: str, verbose: bool, capture: Path | None = None
+) -> None:
+    """A readable account of one attempt (rich), with every event on ``verbose``."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    resp = attempt.response
+    colour = "green" if attempt.passed else "red"
+    console.print(f"[bold]{label}[/bold]")
+    console.print(
+        f"outcome: [bold {colour}]{attempt.outcome}[/]"
+        + (f"  ({attempt.detail})" if attempt.detail else "")
+    )
+    if attempt.error is not None:
+        err = attempt.error
+        extra = ", ".join(
+            f"{k}={v}"
+            for k, v in (("type", err.error_type), ("status", err.status))
+            if v is not None
+        )
+        console.print(
+            f"error: [red]{err.kind}[/red] {err.message}" + (f" ({extra})" if extra else "")
+        )
+    if resp is not None:
+        console.print(f"stop reason: {resp.stop_reason} (raw {resp.raw_stop_reason!r})")
+        if resp.thinking:
+            console.print(f"thinking: [dim]{resp.thinking.strip()}[/dim]")
+        console.print(f"text: {resp.text!r}")
+        for tc in resp.tool_calls:
+            args = json.dumps(tc.arguments) if tc.arguments is not None else repr(tc.arguments_raw)
+            console.print(f"tool call: {tc.name}({args})  id={tc.id}")
+        if resp.usage is not None:
+            console.print(f"usage: {resp.usage.to_dict()}")
+        if resp.request_id:
+            console.print(f"request id: {resp.request_id}")
+        if resp.keepalives:
+            console.print(f"keep-alive comments: {resp.keepalives}")
+        t = resp.timings
+        console.print(
+            f"timings: headers {_fmt_s(t.headers_s)}, first event {_fmt_s(t.first_event_s)}, "
+            f"first content {_fmt_s(t.first_content_s)}, total {_fmt_s(t.total_s)}, "
+            f"longest gap {_fmt_s(t.max_gap_s)}"
+        )
+        if verbose:
+            table = Table("#", "event", title="decoded events")
+            for i, event in enumerate(resp.events, 1):
+                table.add_row(str(i), _event_text(event))
+            console.print(table)
+    if capture is not None:
+        console.print(f"capture: {capture}")
+
+
+def _event_text(event: Event) -> str:
+    return repr(event)

@@ -1,0 +1,127 @@
+"""``callproof emulate``: serve the emulator on a local port until Ctrl-C.
+
+Once listening it prints exactly one line on stdout, the base URL (``http://127.0.0.1:4010``),
+and flushes, so scripts can read it; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from callproof.errors import ConfigError
+
+__all__ = ["emulate"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _replay_app(path: Path) -> Any:
+    try:
+        from callproof.capture import replay_app  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        raise ConfigError(
+            "--replay needs callproof.capture.replay_app, which this build does not have",
+            where="--replay",
+        ) from None
+    return replay_app(path)
+
+
+@click.command()
+@click.option(
+    "--preset",
+    default="seed",
+    show_default=True,
+    envvar="CALLPROOF_EMULATOR_PRESET",
+    help="Models and default faults: seed, healthy or fast.",
+)
+@click.option(
+    "--faults",
+    "faults_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="CALLPROOF_EMULATOR_FAULTS",
+    help="A TOML fault plan (docs/faults.md); replaces the preset's fault rules.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    default=4010,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="CALLPROOF_EMULATOR_PORT",
+    help="Port to bind; 0 picks a free one.",
+)
+@click.option(
+    "--seed", type=int, envvar="CALLPROOF_EMULATOR_SEED", help="Seed for reproducible faults."
+)
+@click.option("--tls", is_flag=True, help="Serve HTTPS with a throwaway self-signed CA.")
+@click.option(
+    "--replay",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Serve a capture back with its original timing instead of the scripted models.",
+)
+def emulate(
+    preset: str,
+    faults_file: Path | None,
+    host: str,
+    port: int,
+    seed: int | None,
+    tls: bool,
+    replay: Path | None,
+) -> None:
+    """Run the local Bedrock Runtime + OpenAI-compatible emulator.
+
+    Bedrock clients use the printed URL as endpoint_url; OpenAI clients use URL + "/v1".
+    Force a fault on one request with the header "x-callproof-fault: NAME".
+    """
+    from callproof.emulator.server import EmulatorServer
+
+    if replay is not None:
+        app = _replay_app(replay)
+    else:
+        from callproof.emulator.app import create_app
+
+        if faults_file is not None and not faults_file.is_file():
+            raise ConfigError("no such file", where=f"--faults {faults_file}")
+        app = create_app(preset=preset, faults=faults_file, seed=seed)
+    server = EmulatorServer(app=app, host=host, port=port, tls=tls)
+    try:
+        server.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen: {exc.strerror or exc}", where=f"{host}:{port}") from None
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        click.echo(server.url)
+        sys.stdout.flush()
+        state = server.state
+        details = [] if state is None else [f"preset {state.preset}", f"seed {state.seed}"]
+        if replay is not None:
+            details.append(f"replaying {replay}")
+        if server.ca_path is not None:
+            details.append(f"CA bundle {server.ca_path}")
+        click.echo(f"callproof emulator: {', '.join(details)}; Ctrl-C stops it", err=True)
+        if not _is_loopback(host):
+            click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
+        server.wait()
+    except KeyboardInterrupt:
+        click.echo("callproof emulator: stopped", err=True)
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)

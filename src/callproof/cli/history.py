@@ -1,0 +1,106 @@
+"""``callproof history``: each target's pass rate over the recorded runs."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+import click
+
+__all__ = ["history", "sparkline"]
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(rates: list[float]) -> str:
+    """One block character per run, from ▁ (0%) to █ (100%)."""
+    return "".join(_BARS[min(len(_BARS) - 1, int(rate * (len(_BARS) - 1) + 0.5))] for rate in rates)
+
+
+def _cell(row: dict[str, Any]) -> str:
+    from callproof.probe.stats import format_pct
+
+    return f"{format_pct(row['pass_rate'])} ({row['passed']}/{row['n']})"
+
+
+@click.command("history")
+@click.option(
+    "--db", "db_url", envvar="CALLPROOF_DB", help="History database URL. Env: CALLPROOF_DB."
+)
+@click.option("--target", "target", help="Only this target (or route:NAME).")
+@click.option("--scenario", "scenario", help="Only this scenario.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
+def history(
+    db_url: str | None, target: str | None, scenario: str | None, limit: int | None, as_json: bool
+) -> None:
+    """Show each target's pass rate over time, one row per recorded run.
+
+    \b
+    The database is SQLite under the user data directory unless --db says otherwise
+    (sqlite:///PATH or postgresql://USER@HOST/DB).
+    """
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from callproof.probe.stats import format_pct
+    from callproof.probe.store import HistoryStore
+
+    with HistoryStore.open(db_url) as store:
+        rows = store.pass_rates_over_time(target=target, scenario=scenario)
+        url = store.url
+    if limit:
+        keep = list(OrderedDict.fromkeys(r["run_id"] for r in rows))[-limit:]
+        rows = [r for r in rows if r["run_id"] in set(keep)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return
+    console = Console(highlight=False)
+    if not rows:
+        what = f" for {target}" if target else ""
+        console.print(f"no runs recorded{what} in {url}")
+        return
+    scenarios = list(OrderedDict.fromkeys(r["scenario"] for r in rows))
+    for name in scenarios:
+        subset = [r for r in rows if r["scenario"] == name]
+        targets = list(OrderedDict.fromkeys(r["target"] for r in subset))
+        by_run: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        for r in subset:
+            run = by_run.setdefault(r["run_id"], {"started_at": r["started_at"], "cells": {}})
+            run["cells"][r["target"]] = r
+        table = Table(title=f"Pass rate over time · {name}", title_justify="left")
+        table.add_column("started (UTC)", no_wrap=True)
+        table.add_column("run", no_wrap=True)
+        for t in targets:
+            table.add_column(t, justify="right", overflow="fold")
+        for run_id, run in by_run.items():
+            cells: list[Text | str] = []
+            for t in targets:
+                row = run["cells"].get(t)
+                if row is None:
+                    cells.append("-")
+                    continue
+                style = "green" if row["passed"] == row["n"] else "red"
+                cells.append(Text(_cell(row), style=style))
+            started = str(run["started_at"] or "")[:19].replace("T", " ")
+            table.add_row(started, run_id, *cells)
+        console.print(table)
+        trend = Table(title=f"Trend · {name}", title_justify="left")
+        trend.add_column("target", no_wrap=True)
+        for column in ("runs", "first", "latest", "all attempts", "trend"):
+            trend.add_column(column, justify="right" if column != "trend" else "left")
+        for t in targets:
+            series = [r for r in subset if r["target"] == t]
+            passed = sum(r["passed"] for r in series)
+            n = sum(r["n"] for r in series)
+            trend.add_row(
+                t,
+                str(len(series)),
+                format_pct(series[0]["pass_rate"]),
+                format_pct(series[-1]["pass_rate"]),
+                f"{format_pct(passed / n if n else 0.0)} ({passed}/{n})",
+                sparkline([r["pass_rate"] for r in series]),
+            )
+        console.print(trend)

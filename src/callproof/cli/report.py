@@ -1,0 +1,135 @@
+"""``callproof report DIR|RUN_ID``: render a run's reports again.
+
+From a run directory the summary is recomputed from ``results.jsonl``; from a run id the records
+are rebuilt from the history database into a directory (``--out``, default
+``callproof-runs/<run id>/``) first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from callproof.errors import ConfigError
+
+if TYPE_CHECKING:
+    from callproof.probe.summary import Aggregator
+
+__all__ = ["regenerate", "report"]
+
+_SUMMARY_KEYS = frozenset({"results", "comparisons", "totals"})
+
+
+def _aggregator(meta: dict[str, Any]) -> Aggregator:
+    from callproof.probe.summary import Aggregator
+    from callproof.report.meta import meta_scenarios, meta_targets
+
+    return Aggregator(
+        targets=[str(t["name"]) for t in meta_targets(meta) if t.get("name")],
+        scenarios=[str(s["name"]) for s in meta_scenarios(meta) if s.get("name")],
+    )
+
+
+def regenerate(
+    run_dir: Path, meta: dict[str, Any], previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Recompute ``summary.json`` from ``run_dir/results.jsonl`` and write the reports.
+
+    Keys the runner added to the previous summary (``run``, ``gate``) are kept.
+    """
+    from callproof.probe.summary import read_records
+    from callproof.report import write_reports
+
+    aggregator = _aggregator(meta)
+    summary = aggregator.add_all(read_records(run_dir / "results.jsonl")).summary()
+    for key, value in (previous or {}).items():
+        if key not in _SUMMARY_KEYS:
+            summary[key] = value
+    (run_dir / "summary.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
+    write_reports(run_dir, summary, meta)
+    return summary
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}", where=str(path)) from exc
+    return value if isinstance(value, dict) else None
+
+
+def _from_dir(run_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    if not (run_dir / "results.jsonl").is_file():
+        raise ConfigError(f"{run_dir} holds no results.jsonl: not a callproof run directory")
+    meta = _read_json(run_dir / "run.json") or {"run_id": run_dir.name}
+    return run_dir, meta, _read_json(run_dir / "summary.json")
+
+
+def _from_db(
+    run_id: str, db_url: str | None, out: Path | None
+) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    from callproof.probe.store import HistoryStore
+
+    with HistoryStore.open(db_url) as store:
+        found = store.run(run_id)
+        if found is None:
+            raise ConfigError(
+                f"{run_id!r} is neither a run directory nor a run id recorded in {store.url}"
+            )
+        run_dir = out or Path("callproof-runs") / found["run_id"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        meta = found["meta"]
+        with (run_dir / "results.jsonl").open("w", encoding="utf-8") as fh:
+            for record in store.attempts(found["run_id"]):
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (run_dir / "run.json").write_text(
+        json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
+    )
+    return run_dir, meta, found["summary"]
+
+
+@click.command("report")
+@click.argument("source")
+@click.option(
+    "--db", "db_url", envvar="CALLPROOF_DB", help="History database URL. Env: CALLPROOF_DB."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where a run rebuilt from the database is written [callproof-runs/<run id>/].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the report paths.")
+def report(source: str, db_url: str | None, out: Path | None, as_json: bool, quiet: bool) -> None:
+    """Render report.md and report.html again, from a run directory or a recorded RUN_ID.
+
+    \b
+    SOURCE is a run directory (holding results.jsonl), or a run id (or a unique prefix of one)
+    recorded in the history database.
+    """
+    path = Path(source)
+    if path.is_dir():
+        run_dir, meta, previous = _from_dir(path)
+    elif path.exists():
+        raise ConfigError(f"{source} is a file; give a run directory or a run id")
+    else:
+        run_dir, meta, previous = _from_db(source, db_url, out)
+    summary = regenerate(run_dir, meta, previous)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not quiet:
+        from callproof.report.terminal import print_summary
+
+        print_summary(console, summary)
+    console.print(f"{run_dir / 'report.md'}\n{run_dir / 'report.html'}", soft_wrap=True)

@@ -1,0 +1,321 @@
+"""``callproof run``: the probe. N identical tool-use conversations per target, classified,
+summarised, reported and recorded in the history database.
+
+With no configuration anywhere it starts the emulator in-process and probes the seeds' matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from callproof.errors import ConfigError
+
+__all__ = ["parse_fraction", "run"]
+
+#: Per (target, scenario), attempt lines printed on the terminal (the reports hold more).
+TERMINAL_LINES = 50
+
+
+def parse_fraction(text: str) -> float:
+    """``0.9``, ``90`` and ``90%`` all mean 90%; returns the fraction."""
+    raw = text.strip().rstrip("%").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a number (use 0.9 or 90)") from None
+    if text.strip().endswith("%") or value > 1:
+        value /= 100
+    if not 0 <= value <= 1:
+        raise click.BadParameter(f"{text!r} is outside 0..1 (or 0..100%)")
+    return value
+
+
+def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    return None if value is None else parse_fraction(value)
+
+
+@click.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="CALLPROOF_CONFIG",
+    help="callproof.toml (or the seeds' agent-config .json). Default: ./callproof.toml, else "
+    "the embedded default (the seeds' matrix on the in-process emulator). Env: CALLPROOF_CONFIG.",
+)
+@click.option("-n", "n", type=click.IntRange(min=1), help="Attempts per target and scenario [10].")
+@click.option("--target", "targets", multiple=True, help="Probe this target (repeatable).")
+@click.option("--scenario", "scenarios", multiple=True, help="Run this scenario (repeatable).")
+@click.option("--route", "routes", multiple=True, help="Probe this route (repeatable).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="CALLPROOF_OUT",
+    help="Run directory. Default: callproof-runs/<UTC timestamp>/. Env: CALLPROOF_OUT.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Complete the interrupted run in DIR; finished attempts are not redone.",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), help="Attempts in flight at once [16].")
+@click.option(
+    "--per-target-concurrency",
+    type=click.IntRange(min=1),
+    help="Attempts in flight per target or route [no limit beyond --concurrency].",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Start at most R attempts per second over the whole run.",
+)
+@click.option(
+    "--fail-under",
+    callback=_fraction,
+    metavar="P",
+    help="Exit 1 when any pass rate is under P: a fraction (0.9) or a percentage (90, 90%).",
+)
+@click.option(
+    "--gate",
+    type=click.Choice(["point", "lower"]),
+    help="What --fail-under compares: the pass rate (point) or its Wilson 95% lower bound.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print summary.json on stdout, and nothing else."
+)
+@click.option(
+    "--db", "db_url", envvar="CALLPROOF_DB", help="History database URL. Env: CALLPROOF_DB."
+)
+@click.option("--no-history", is_flag=True, help="Do not record the run in the history database.")
+@click.option(
+    "--capture-failures",
+    is_flag=True,
+    help="Keep the raw wire capture of every failing attempt under captures/.",
+)
+@click.option("--seed", type=int, help="Seed of the embedded emulator's fault draws.")
+def run(
+    config_path: Path | None,
+    n: int | None,
+    targets: tuple[str, ...],
+    scenarios: tuple[str, ...],
+    routes: tuple[str, ...],
+    out: Path | None,
+    resume: Path | None,
+    concurrency: int | None,
+    per_target_concurrency: int | None,
+    rate_limit: float | None,
+    fail_under: float | None,
+    gate: str | None,
+    as_json: bool,
+    db_url: str | None,
+    no_history: bool,
+    capture_failures: bool,
+    seed: int | None,
+) -> None:
+    """Probe targets N times per scenario; write results.jsonl, summary.json and reports.
+
+    \b
+    Exit codes: 0 done (and every pass rate at or over --fail-under);
+    1 a pass rate under --fail-under; 2 usage or configuration error; 130 interrupted
+    (the reports of what finished are still written).
+    """
+    from rich.console import Console
+
+    from callproof.probe.config import DEFAULT_TOML, load_config, parse_config
+    from callproof.probe.runner import (
+        RunOptions,
+        gate_failures,
+        load_plan,
+        new_run_dir,
+        run_sync,
+    )
+
+    if resume is not None:
+        plan = load_plan(resume)
+        cfg_path = config_path or (Path(plan["config"]) if plan.get("config") else None)
+        config = (
+            load_config(cfg_path)
+            if cfg_path is not None
+            else parse_config(DEFAULT_TOML, name="<embedded default>")
+        )
+        options = RunOptions(
+            out=resume,
+            n=n or int(plan.get("n") or config.defaults.n),
+            targets=list(plan.get("targets") or []),
+            routes=list(plan.get("routes") or []),
+            scenarios=list(plan.get("scenarios") or config.defaults.scenarios),
+            concurrency=concurrency or int(plan.get("concurrency") or config.defaults.concurrency),
+            per_target_concurrency=per_target_concurrency or plan.get("per_target_concurrency"),
+            rate_limit=rate_limit or plan.get("rate_limit"),
+            capture_failures=capture_failures or bool(plan.get("capture_failures")),
+            resume=True,
+            seed=seed if seed is not None else plan.get("seed"),
+        )
+    else:
+        if config_path is not None and not config_path.is_file():
+            raise ConfigError(f"configuration file not found: {config_path}", where="--config")
+        config = load_config(config_path)
+        d = config.defaults
+        if targets or routes:
+            chosen_targets, chosen_routes = list(targets), list(routes)
+        else:
+            chosen_targets = list(d.targets if d.targets is not None else config.targets)
+            chosen_routes = list(d.routes if d.routes is not None else config.routes)
+        options = RunOptions(
+            out=out if out is not None else new_run_dir(Path(d.out)),
+            n=n or d.n,
+            targets=_unique(chosen_targets),
+            routes=_unique(chosen_routes),
+            scenarios=_unique(list(scenarios) or d.scenarios),
+            concurrency=concurrency or d.concurrency,
+            per_target_concurrency=per_target_concurrency or d.per_target_concurrency,
+            rate_limit=rate_limit or d.rate_limit,
+            capture_failures=capture_failures,
+            seed=seed,
+        )
+    options.argv = ["callproof", *sys.argv[1:]]
+    options.fail_under = fail_under if fail_under is not None else config.defaults.fail_under
+    options.gate = gate or config.defaults.gate
+
+    out_console = Console(highlight=False)
+    progress = _progress(enabled=not as_json and sys.stderr.isatty())
+    if progress is not None:
+        options.on_start = progress.start_total
+        options.on_record = progress.advance
+    try:
+        result = run_sync(config, options)
+    finally:
+        if progress is not None:
+            progress.stop()
+    _finish(result, history=not no_history, db_url=db_url, quiet=as_json)
+
+    fail_under, gate_mode = options.fail_under, options.gate
+    failing = gate_failures(result.summary, fail_under, gate_mode) if fail_under is not None else []
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False, default=str))
+    else:
+        _print_terminal(out_console, result)
+    err = Console(stderr=True, highlight=False)
+    for e in failing:
+        value = e["ci95"][0] if gate_mode == "lower" else e["pass_rate"]
+        what = "Wilson lower bound" if gate_mode == "lower" else "pass rate"
+        err.print(
+            f"[red]gate:[/] {e['target']} · {e['scenario']}: {what} {value:.1%} < {fail_under:.1%}"
+        )
+    # sys.exit, not ctx.exit: click's non-standalone mode returns ctx.exit's code instead
+    if result.interrupted:
+        err.print(
+            f"interrupted: {result.written} attempts finished; resume with "
+            f"callproof run --resume {result.run_dir}"
+        )
+        sys.exit(130)
+    if failing:
+        sys.exit(1)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _finish(result: Any, *, history: bool, db_url: str | None, quiet: bool) -> None:
+    """Reports and history; a failure here is reported, never loses the run's files."""
+    from rich.console import Console
+
+    from callproof.report import write_reports
+
+    err = Console(stderr=True, highlight=False)
+    write_reports(result.run_dir, result.summary, result.meta)
+    if not history:
+        return
+    try:
+        from callproof.probe.store import HistoryStore
+        from callproof.probe.summary import read_records
+
+        store = HistoryStore.open(db_url)
+        try:
+            store.record_run(result.meta, result.summary)
+            store.record_attempts(result.run_id, read_records(result.run_dir / "results.jsonl"))
+        finally:
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - history is a side record; the run stands without it
+        if not quiet:
+            err.print(f"[yellow]warning:[/] run not recorded in history: {exc}")
+
+
+def _print_terminal(console: Any, result: Any) -> None:
+    from callproof.probe.summary import read_records
+    from callproof.report.common import collect_attempt_lines, failed_line, passed_line
+    from callproof.report.terminal import print_attempt, print_summary
+
+    entries = {(e["target"], e["scenario"]): e for e in result.summary.get("results", [])}
+    lines = collect_attempt_lines(
+        read_records(result.run_dir / "results.jsonl"), cap=TERMINAL_LINES
+    )
+    for key, entry in entries.items():
+        cell = lines.get(key)
+        console.print(f"\n[bold]{key[0]}[/] · {key[1]}")
+        console.print(f"Running {entry['n']} identical {key[1]} requests...\n")
+        if cell is not None:
+            for record in cell.records:
+                print_attempt(console, record, show_target=False)
+            if cell.more:
+                console.print(f"[dim]... {cell.more} more in results.jsonl[/]")
+        console.print(f"\n{passed_line(entry)}\n{failed_line(entry)}")
+    console.print()
+    print_summary(console, result.summary)
+    console.print(
+        f"\nRun directory: {result.run_dir} "
+        "(results.jsonl, summary.json, run.json, report.md, report.html)"
+    )
+
+
+class _Progress:
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("probing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.task = self.progress.add_task("probe", total=None, failed=0)
+        self.failed = 0
+        self.started = False
+
+    def start_total(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+        self.progress.start()
+        self.started = True
+
+    def advance(self, record: dict[str, Any]) -> None:
+        if not record.get("passed"):
+            self.failed += 1
+        self.progress.update(self.task, advance=1, failed=self.failed)
+
+    def stop(self) -> None:
+        if self.started:
+            self.progress.stop()
+
+
+def _progress(*, enabled: bool) -> _Progress | None:
+    return _Progress() if enabled else None

@@ -1,0 +1,175 @@
+"""Small pieces shared by the dialect modules: JSON parsing that raises our errors, header and
+Retry-After parsing, request-field merging, and a decoder base that never loses events.
+
+Nothing here knows a vendor's vocabulary; that stays in each dialect module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from callproof.dialects.base import RawItem
+from callproof.errors import CallError, InvalidEventError
+from callproof.events import Event
+
+__all__ = [
+    "DecoderBase",
+    "b64",
+    "body_text",
+    "dumps",
+    "header",
+    "int_or_none",
+    "json_truncated",
+    "loads_object",
+    "merge_extra",
+    "retry_after_s",
+]
+
+
+def dumps(body: Any) -> bytes:
+    """The wire form of a JSON request body: compact, UTF-8."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def loads_object(text: str | bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object or raise :class:`InvalidEventError` naming ``what`` it was."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        snippet = text[:200] if isinstance(text, str) else text[:200].decode("utf-8", "replace")
+        raise InvalidEventError(f"invalid JSON in {what}: {exc}: {snippet!r}") from exc
+    if not isinstance(value, dict):
+        raise InvalidEventError(f"{what} is not a JSON object: {type(value).__name__}")
+    return value
+
+
+def merge_extra(body: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge per-target extra request fields into ``body``; nested objects merge key by key,
+    anything else in ``extra`` replaces what the dialect wrote."""
+    if not extra:
+        return body
+    for key, value in extra.items():
+        current = body.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            body[key] = merge_extra(dict(current), value)
+        else:
+            body[key] = value
+    return body
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A response header by case-insensitive name (works for plain dicts and httpx.Headers)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lower = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lower:
+            return val
+    return None
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), ``retry-after-ms`` or
+    ``x-amz-retry-after`` (milliseconds); None when absent or unreadable."""
+    for name, scale in (("retry-after-ms", 0.001), ("x-amz-retry-after", 0.001)):
+        value = header(headers, name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                pass
+    value = header(headers, "retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def json_truncated(exc: json.JSONDecodeError) -> bool:
+    """Whether a JSON document failed because it was cut short, not because it is malformed."""
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(exc.doc.rstrip())
+
+
+def int_or_none(value: Any) -> int | None:
+    """An int from a usage field (bools and non-numbers are None)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def body_text(body: bytes, limit: int = 500) -> str:
+    """A response body as text for an error message, shortened."""
+    text = body.decode("utf-8", "replace").strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class DecoderBase:
+    """Shared bookkeeping of the stream decoders.
+
+    Errors never swallow events: when a chunk yields events and then an error (an exception
+    frame, an error chunk, invalid JSON), ``feed`` returns those events and raises the error on
+    the next ``feed`` or ``close``. A failed decoder raises its error on every later call.
+    """
+
+    def __init__(self) -> None:
+        #: Keep-alive comments seen so far (recorded, never events).
+        self.keepalives = 0
+        self._raw: list[RawItem] = []
+        self._failed: CallError | None = None
+
+    def raw_items(self) -> list[RawItem]:
+        """Raw units decoded since the last call (drained), for capture and ``-v``."""
+        items, self._raw = self._raw, []
+        return items
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Add body bytes; return the events completed by them."""
+        if self._failed is not None:
+            raise self._failed
+        out: list[Event] = []
+        try:
+            self._feed(data, out)
+        except CallError as exc:
+            self._failed = exc
+            if out:
+                return out
+            raise
+        return out
+
+    def close(self) -> list[Event]:
+        """End of body: return the last events, or raise when the stream was incomplete or
+        undecodable."""
+        if self._failed is not None:
+            raise self._failed
+        out: list[Event] = []
+        try:
+            self._close(out)
+        except CallError as exc:
+            self._failed = exc
+            raise
+        return out
+
+    def _feed(self, data: bytes, out: list[Event]) -> None:
+        raise NotImplementedError
+
+    def _close(self, out: list[Event]) -> None:
+        raise NotImplementedError

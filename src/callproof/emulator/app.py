@@ -1,0 +1,107 @@
+"""The emulator's ASGI app: Bedrock Runtime and OpenAI-compatible routes over one state.
+
+``create_app(preset="seed", faults=None, seed=None)`` gives a Starlette app for
+``httpx.ASGITransport`` or any ASGI server (:class:`~callproof.emulator.server.EmulatorServer`
+runs it with uvicorn). Unknown routes answer as the service the path belongs to: OpenAI-style
+``{"error": {...}}`` under ``/v1``, Bedrock's ``UnknownOperationException`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from callproof.emulator.bedrock import bedrock_error_response, bedrock_routes
+from callproof.emulator.bedrock_auth import BedrockAuth
+from callproof.emulator.bedrock_validation import BedrockError
+from callproof.emulator.faults import FaultPlan
+from callproof.emulator.state import EmulatorState, Limits
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _openai_routes(state: EmulatorState) -> list[BaseRoute]:
+    """The OpenAI-compatible routes, when that module is present."""
+    try:
+        module = importlib.import_module("callproof.emulator.openai_routes")
+    except ModuleNotFoundError as exc:
+        if exc.name == "callproof.emulator.openai_routes":
+            return []
+        raise
+    build: Callable[[EmulatorState], list[BaseRoute]] = module.openai_routes
+    return list(build(state))
+
+
+def _openai_error(status: int, message: str, code: str | None = None) -> Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith("/v1"):
+        return _openai_error(404, f"Invalid URL ({request.method} {request.url.path})")
+    state: EmulatorState = request.app.state.emulator
+    request_id = state.request_id(state.request_rng("404"))
+    return bedrock_error_response(
+        BedrockError(404, "UnknownOperationException", "Unknown operation"), request_id
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("emulator bug on %s %s", request.method, request.url.path, exc_info=exc)
+    if request.url.path.startswith("/v1"):
+        body = {
+            "error": {
+                "message": "The server had an error while processing your request.",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        return Response(json.dumps(body), status_code=500, media_type="application/json")
+    state: EmulatorState = request.app.state.emulator
+    request_id = state.request_id(state.request_rng("500"))
+    error = BedrockError(
+        500,
+        "InternalServerException",
+        "The system encountered an unexpected error during processing. Try your request again.",
+    )
+    return bedrock_error_response(error, request_id)
+
+
+def create_app(
+    *,
+    preset: str = "seed",
+    faults: str | Path | FaultPlan | None = None,
+    seed: int | None = None,
+    limits: Limits | None = None,
+    bedrock_auth: BedrockAuth | None = None,
+) -> Starlette:
+    """The emulator as an ASGI app.
+
+    ``preset`` names the models and default faults (``seed``, ``healthy``, ``fast``); ``faults``
+    is a TOML fault plan (docs/faults.md) replacing the preset's rules; ``seed`` makes the fault
+    draws reproducible (random when None, unless the plan sets one). ``limits`` bounds body size
+    and concurrent streams; ``bedrock_auth`` turns on credential checks. Raises ``ConfigError``
+    on a bad preset or plan.
+    """
+    state = EmulatorState(preset=preset, faults=faults, seed=seed, limits=limits)
+    routes: list[BaseRoute] = [*bedrock_routes(), *_openai_routes(state)]
+    handlers: dict[Any, Any] = {404: _not_found, 405: _not_found, Exception: _server_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.emulator = state
+    app.state.bedrock_auth = bedrock_auth or BedrockAuth()
+    return app

@@ -1,0 +1,358 @@
+"""Faults, fault plans and the seeded draw that picks one per request.
+
+Public API (stable; the Bedrock and OpenAI routes both build on it):
+
+* :data:`FAULT_NAMES` - the 13 exact names. :class:`Fault` ``(name, arg)``;
+  ``Fault.parse("stall_after:3")`` validates and raises :class:`InvalidFault` (both a
+  ``ConfigError`` and a ``ValueError``) on an unknown name or a bad argument. Typed accessors:
+  ``.count`` (``stall_after``), ``.status`` (``http_error``), ``.seconds`` (``latency``),
+  ``.value`` (``stream_exception`` type, ``stop_reason`` value). ``str(fault)`` gives the text back.
+* :func:`apply_to_turn(fault, turn, conversation) <apply_to_turn>`: the content faults
+  (``empty_response``, ``stop_reason``, ``malformed_tool_args``, ``tool_call_in_text``) applied
+  to a scripted :class:`~callproof.emulator.models.Turn`; other faults leave it unchanged.
+* :func:`turn_type(conversation) <turn_type>` -> ``"first"`` or ``"after_tool_result"``.
+* :class:`FaultRule` ``(model glob, api, turn, entries)`` and :class:`FaultPlan` ``(rules,
+  models)``; ``FaultPlan.load(path)`` / ``FaultPlan.from_toml(text)`` read the TOML format of
+  ``docs/faults.md``; ``plan.draw(api, model, turn, rng) -> Fault | None`` makes one seeded draw.
+  ``plan.rng_for(seed, api, model, turn)`` gives the RNG stream a (model, turn type) draws from,
+  so one model's fault sequence does not depend on how other models' requests interleave.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import random
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+from callproof.conversation import Conversation, ToolResult, UserMessage
+from callproof.emulator.models import ScriptedCall, Turn
+from callproof.errors import ConfigError
+from callproof.events import STOP_REASONS
+
+__all__ = [
+    "CONTENT_FAULTS",
+    "FAULT_NAMES",
+    "KNOWN_STREAM_EXCEPTIONS",
+    "Fault",
+    "FaultEntry",
+    "FaultPlan",
+    "FaultRule",
+    "InvalidFault",
+    "TurnType",
+    "apply_to_turn",
+    "turn_type",
+]
+
+#: The exact fault names; those ending in ``:`` take an argument.
+FAULT_NAMES: tuple[str, ...] = (
+    "hang_before_headers",
+    "hang_no_events",
+    "stall_after:N",
+    "close_without_stop",
+    "truncate_frame",
+    "corrupt_crc",
+    "stream_exception:TYPE",
+    "http_error:STATUS",
+    "empty_response",
+    "stop_reason:VALUE",
+    "malformed_tool_args",
+    "tool_call_in_text",
+    "latency:SECONDS",
+)
+_WITH_ARG = {n.split(":")[0] for n in FAULT_NAMES if ":" in n}
+_PLAIN = {n for n in FAULT_NAMES if ":" not in n}
+
+#: Stream exception types Bedrock models (other camelCase names are accepted too).
+KNOWN_STREAM_EXCEPTIONS = (
+    "internalServerException",
+    "modelStreamErrorException",
+    "validationException",
+    "throttlingException",
+    "serviceUnavailableException",
+)
+BEDROCK_STOP_REASONS = tuple(s for s in STOP_REASONS if s != "unknown")
+
+TurnType: TypeAlias = Literal["first", "after_tool_result"]
+_TURNS = ("first", "after_tool_result", "any")
+
+
+class InvalidFault(ConfigError, ValueError):
+    """A fault name or argument is not valid."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault: a name from :data:`FAULT_NAMES` and its argument (text) when it takes one."""
+
+    name: str
+    arg: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """Parse ``"name"`` or ``"name:arg"``; :class:`InvalidFault` when unknown or malformed."""
+        text = text.strip()
+        name, sep, arg = text.partition(":")
+        if name in _PLAIN:
+            if sep:
+                raise InvalidFault(f"fault {name!r} takes no argument (got {text!r})")
+            return cls(name)
+        if name not in _WITH_ARG:
+            raise InvalidFault(f"unknown fault {text!r}; known faults: {', '.join(FAULT_NAMES)}")
+        if not arg:
+            raise InvalidFault(f"fault {name!r} needs an argument, e.g. {_example(name)}")
+        fault = cls(name, arg)
+        fault._check()
+        return fault
+
+    def _check(self) -> None:
+        arg = self.arg or ""
+        if self.name == "stall_after":
+            if not arg.isdigit() or int(arg) > 100_000:
+                raise InvalidFault(f"stall_after needs a whole number of events, got {arg!r}")
+        elif self.name == "http_error":
+            if not arg.isdigit() or not 400 <= int(arg) <= 599:
+                raise InvalidFault(f"http_error needs a status from 400 to 599, got {arg!r}")
+        elif self.name == "latency":
+            try:
+                seconds = float(arg)
+            except ValueError:
+                seconds = math.nan
+            if not 0 <= seconds <= 3600:
+                raise InvalidFault(f"latency needs seconds from 0 to 3600, got {arg!r}")
+        elif self.name == "stream_exception":
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,99}", arg):
+                raise InvalidFault(
+                    f"stream_exception needs an exception type such as "
+                    f"{', '.join(KNOWN_STREAM_EXCEPTIONS)}; got {arg!r}"
+                )
+        elif self.name == "stop_reason" and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", arg):
+            raise InvalidFault(f"stop_reason needs a value such as end_turn, got {arg!r}")
+
+    def __str__(self) -> str:
+        return self.name if self.arg is None else f"{self.name}:{self.arg}"
+
+    @property
+    def count(self) -> int:
+        """Events before the silence of ``stall_after:N``."""
+        return int(self.arg or 0)
+
+    @property
+    def status(self) -> int:
+        """The status of ``http_error:STATUS``."""
+        return int(self.arg or 500)
+
+    @property
+    def seconds(self) -> float:
+        """The delay of ``latency:SECONDS``."""
+        return float(self.arg or 0)
+
+    @property
+    def value(self) -> str:
+        """The argument as text (the exception type, the stop reason)."""
+        return self.arg or ""
+
+
+def _example(name: str) -> str:
+    return next(n for n in FAULT_NAMES if n.startswith(name + ":"))
+
+
+def turn_type(conversation: Conversation) -> TurnType:
+    """``after_tool_result`` when the last message is a user turn holding a tool result."""
+    if conversation.messages:
+        last = conversation.messages[-1]
+        if isinstance(last, UserMessage) and any(isinstance(p, ToolResult) for p in last.content):
+            return "after_tool_result"
+    return "first"
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEntry:
+    fault: Fault
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRule:
+    """Faults for the models matching ``model`` (a glob) on ``api`` for one turn type."""
+
+    model: str = "*"
+    api: Literal["bedrock", "openai", "any"] = "any"
+    turn: Literal["first", "after_tool_result", "any"] = "any"
+    entries: tuple[FaultEntry, ...] = ()
+
+    def matches(self, api: str, model: str, turn: TurnType) -> bool:
+        return (
+            self.api in ("any", api)
+            and self.turn in ("any", turn)
+            and fnmatch.fnmatchcase(model, self.model)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Fault rules plus model declarations (raw mappings, turned into profiles by presets)."""
+
+    rules: tuple[FaultRule, ...] = ()
+    models: tuple[dict[str, Any], ...] = ()
+    seed: int | None = None
+    source: str | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> FaultPlan:
+        """Read a TOML fault plan; ``ConfigError`` naming the file and key when it is wrong."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read fault plan: {exc.strerror}", where=str(path)) from exc
+        return cls.from_toml(text, source=str(path))
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "<faults>") -> FaultPlan:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", where=source) from exc
+        return cls.from_mapping(data, source=source)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], *, source: str = "<faults>") -> FaultPlan:
+        unknown = set(data) - {"seed", "rules", "models"}
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", where=source)
+        seed = data.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ConfigError("seed must be an integer", where=f"{source}: seed")
+        raw_rules = data.get("rules", [])
+        if not isinstance(raw_rules, list):
+            raise ConfigError("rules must be an array of tables ([[rules]])", where=source)
+        rules = tuple(_rule(r, f"{source}: rules[{i}]") for i, r in enumerate(raw_rules))
+        raw_models = data.get("models", [])
+        if not isinstance(raw_models, list) or not all(isinstance(m, dict) for m in raw_models):
+            raise ConfigError("models must be an array of tables ([[models]])", where=source)
+        return cls(rules, tuple(raw_models), seed, source)
+
+    def entries_for(self, api: str, model: str, turn: TurnType) -> list[FaultEntry]:
+        """Every fault that may hit this request, in file order."""
+        return [e for r in self.rules if r.matches(api, model, turn) for e in r.entries]
+
+    def draw(self, api: str, model: str, turn: TurnType, rng: random.Random) -> Fault | None:
+        """One seeded draw: one uniform number walks the cumulative probabilities in file order
+        (so entries whose probabilities sum past 1 are cut off at 1)."""
+        entries = self.entries_for(api, model, turn)
+        if not entries:
+            return None
+        u = rng.random()
+        total = 0.0
+        for entry in entries:
+            total += entry.probability
+            if u < total:
+                return entry.fault
+        return None
+
+    @staticmethod
+    def rng_for(seed: int, api: str, model: str, turn: TurnType) -> random.Random:
+        """The RNG stream for one (api, model, turn type); string seeds are stable across runs."""
+        return random.Random(f"{seed}:{api}:{model}:{turn}")
+
+
+def _rule(raw: Any, where: str) -> FaultRule:
+    if not isinstance(raw, dict):
+        raise ConfigError("each rule must be a table", where=where)
+    unknown = set(raw) - {"model", "api", "turn", "faults", "fault", "probability"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", where=where)
+    model = raw.get("model", "*")
+    api = raw.get("api", "any")
+    turn = raw.get("turn", "any")
+    if not isinstance(model, str) or not model:
+        raise ConfigError("model must be a non-empty string (a glob)", where=f"{where}.model")
+    if api not in ("bedrock", "openai", "any"):
+        raise ConfigError(f"api must be bedrock, openai or any, got {api!r}", where=f"{where}.api")
+    if turn not in _TURNS:
+        raise ConfigError(
+            f"turn must be first, after_tool_result or any, got {turn!r}", where=f"{where}.turn"
+        )
+    if "fault" in raw:  # the one-fault shorthand
+        items: list[Any] = [{"fault": raw["fault"], "probability": raw.get("probability", 1.0)}]
+        if "faults" in raw:
+            raise ConfigError("give either fault or faults, not both", where=where)
+    else:
+        items = raw.get("faults", [])
+        if "probability" in raw:
+            raise ConfigError("probability belongs to each entry of faults", where=where)
+    if not isinstance(items, list) or not items:
+        raise ConfigError("faults must be a non-empty array of {fault, probability}", where=where)
+    entries = []
+    for j, item in enumerate(items):
+        at = f"{where}.faults[{j}]"
+        if isinstance(item, str):
+            item = {"fault": item, "probability": 1.0}
+        if not isinstance(item, dict) or set(item) - {"fault", "probability"}:
+            raise ConfigError("each entry is {fault = NAME, probability = P}", where=at)
+        name = item.get("fault")
+        if not isinstance(name, str):
+            raise ConfigError("fault must be a string", where=at)
+        try:
+            fault = Fault.parse(name)
+        except InvalidFault as exc:
+            raise ConfigError(str(exc), where=at) from exc
+        p = item.get("probability", 1.0)
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+            raise ConfigError(f"probability must be a number from 0 to 1, got {p!r}", where=at)
+        entries.append(FaultEntry(fault, float(p)))
+    if sum(e.probability for e in entries) > 1 + 1e-9:
+        raise ConfigError("probabilities of one rule sum to more than 1", where=where)
+    return FaultRule(model, api, turn, tuple(entries))
+
+
+# -- faults that change what the model says (shared by every route) -------------------------
+
+#: Faults that change the turn's content; the others change timing or framing.
+CONTENT_FAULTS = frozenset(
+    {"empty_response", "stop_reason", "malformed_tool_args", "tool_call_in_text"}
+)
+
+
+def apply_to_turn(fault: Fault | None, turn: Turn, conversation: Conversation) -> Turn:
+    """The turn as ``fault`` bends it; unchanged for timing and framing faults.
+
+    * ``empty_response``: no text, no reasoning, no tool calls, ``end_turn`` (Kimi K2.5's "stops
+      with no final assistant output"), output tokens still counted.
+    * ``stop_reason:VALUE``: the same content with stop reason VALUE (any string).
+    * ``malformed_tool_args``: tool arguments cut off mid-JSON; when the turn had no call and
+      tools exist, a call to the first tool is made up so the fault still shows.
+    * ``tool_call_in_text``: the call written as Kimi's native markup in the text, ``end_turn``.
+    """
+    if fault is None or fault.name not in CONTENT_FAULTS:
+        return turn
+    if fault.name == "empty_response":
+        return turn.replace(reasoning="", text="", tool_calls=(), stop_reason="end_turn")
+    if fault.name == "stop_reason":
+        return turn.replace(stop_reason=fault.value)
+    calls = turn.tool_calls
+    if not calls and conversation.tools:
+        tool = conversation.tools[0]
+        calls = (ScriptedCall(f"functions.{tool.name}:0", tool.name, '{"city": "Tokyo"}'),)
+    if not calls:
+        return turn
+    if fault.name == "malformed_tool_args":
+        broken = tuple(c._replace(arguments=_break_json(c.arguments)) for c in calls)
+        return turn.replace(tool_calls=broken, stop_reason="tool_use")
+    markup = "".join(
+        f"<|tool_call_begin|> functions.{c.name}:{i} <|tool_call_argument_begin|> "
+        f"{c.arguments} <|tool_call_end|>"
+        for i, c in enumerate(calls)
+    )
+    text = f"{turn.text} <|tool_calls_section_begin|> {markup} <|tool_calls_section_end|>"
+    return turn.replace(text=text.strip(), tool_calls=(), stop_reason="end_turn")
+
+
+def _break_json(arguments: str) -> str:
+    cut = arguments.rstrip("}").rstrip()
+    return cut if cut and cut != arguments else '{"city": "Tok'

@@ -1,0 +1,437 @@
+"""The emulator's OpenAI-compatible routes: ``POST /v1/chat/completions``, ``POST /v1/responses``,
+``GET /v1/models`` (and ``GET /v1/models/{model}``).
+
+A request is decoded and validated (:mod:`.openai_decode`), its model looked up
+(``state.profile("openai", model)``), a fault chosen (the ``x-callproof-fault`` header, else a
+seeded draw from the plan), the scripted model's turn encoded (:mod:`.openai_chat`,
+:mod:`.openai_responses`) and played with the model's latency by
+:class:`~callproof.emulator.streaming.StepResponse`.
+
+Faults on these routes (streamed / not streamed):
+
+============================ ===========================================================
+``hang_before_headers``      nothing at all until the client gives up
+``hang_no_events``           headers, then no event. OpenRouter-flavoured models keep
+                             sending ``: OPENROUTER PROCESSING`` comments every
+                             ``KEEPALIVE_INTERVAL_S`` (as OpenRouter does while a provider
+                             is silent), which defeats timeouts that count bytes rather
+                             than events; plain ``openai`` models send nothing. Not
+                             streamed: headers, then no body.
+``stall_after:N``            N events (comments not counted), then as ``hang_no_events``.
+                             Not streamed: as ``hang_no_events``.
+``close_without_stop``       the stream ends without the finish chunk, the usage chunk and
+                             ``[DONE]`` (Responses: without ``response.completed``). Not
+                             streamed: ``finish_reason: null`` (Responses: ``in_progress``).
+``truncate_frame``           the stream is cut in the middle of a ``data:`` line (mid
+                             JSON), then closed; the openai SDK drops the half line and
+                             ends silently. Not streamed: a complete HTTP body holding
+                             half the JSON (the SDK raises ``JSONDecodeError``).
+``corrupt_crc``              SSE has no checksum: one ``data:`` line in mid-stream carries
+                             JSON whose closing brace is replaced by ``#``; the stream then
+                             goes on. Not streamed: the body's closing brace likewise.
+``stream_exception:TYPE``    after half the events, an error: OpenRouter a chunk with a
+                             top-level ``error`` and ``finish_reason: "error"`` then
+                             ``[DONE]``; OpenAI an ``{"error": {...}}`` event and close;
+                             Responses ``response.failed``. Not streamed: OpenRouter a 200
+                             body with ``error``; OpenAI the HTTP error for TYPE.
+``http_error:STATUS``        the flavour's error body with STATUS; ``Retry-After`` on 429
+                             and 503.
+``empty_response``           a well-formed answer with no text, reasoning or tool call.
+``stop_reason:VALUE``        finish with VALUE mapped to a ``finish_reason`` (end_turn ->
+                             stop, tool_use -> tool_calls, max_tokens -> length,
+                             content_filtered / guardrail_intervened -> content_filter,
+                             anything else raw); OpenRouter's ``native_finish_reason`` is
+                             VALUE itself.
+``malformed_tool_args``      a tool call whose arguments are not valid JSON.
+``tool_call_in_text``        the tool call written as Kimi markup in the text, finish stop.
+``latency:SECONDS``          SECONDS more before the first event (or the body).
+============================ ===========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from callproof.emulator.faults import Fault, InvalidFault, apply_to_turn
+from callproof.emulator.models import ModelProfile, Turn, script_turn
+from callproof.emulator.openai_chat import (
+    KEEPALIVE,
+    ChatEncoder,
+    Piece,
+    finish_reason_for,
+    stream_error_for,
+)
+from callproof.emulator.openai_decode import (
+    ChatRequest,
+    OpenAIRequestError,
+    ResponsesRequest,
+    decode_chat,
+    decode_responses,
+)
+from callproof.emulator.openai_responses import ResponsesEncoder
+from callproof.emulator.state import EmulatorState
+from callproof.emulator.streaming import Hang, Headers, Send, Sleep, Step, StepResponse
+
+__all__ = ["KEEPALIVE_INTERVAL_S", "openai_routes"]
+
+#: Seconds between OpenRouter keep-alive comments while a stream is silent.
+KEEPALIVE_INTERVAL_S = 1.0
+FAULT_HEADER = "x-callproof-fault"
+
+_OPENAI_ERRORS: dict[int, tuple[str, str, str | None]] = {
+    400: ("Invalid request.", "invalid_request_error", None),
+    401: (
+        "Incorrect API key provided. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        "invalid_request_error",
+        "invalid_api_key",
+    ),
+    403: ("You are not allowed to sample from this model", "invalid_request_error", None),
+    404: (
+        "The model `{model}` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+    ),
+    408: ("Request timed out.", "timeout", None),
+    409: ("The request conflicted with another request.", "invalid_request_error", None),
+    429: (
+        "Rate limit reached for {model} in organization org-callproof on requests per min "
+        "(RPM): Limit 3, Used 3, Requested 1. Please try again in 1s.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+    ),
+    502: ("Bad gateway.", "server_error", None),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", None),
+}
+_OPENROUTER_ERRORS: dict[int, str] = {
+    400: "Provider returned error",
+    401: "No auth credentials found",
+    402: "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
+    403: "Your chosen model requires moderation and your input was flagged",
+    404: "No endpoints found for {model}.",
+    408: "Timed out",
+    429: "{model} is temporarily rate-limited upstream. Please retry shortly.",
+    500: "Internal Server Error",
+    502: "Provider returned error",
+    503: "No instances available",
+}
+#: ``stream_exception:TYPE`` -> the HTTP status it becomes when nothing is streamed.
+_EXCEPTION_STATUS = {
+    "throttlingException": 429,
+    "modelStreamErrorException": 502,
+    "internalServerException": 500,
+    "serviceUnavailableException": 503,
+    "validationException": 400,
+}
+
+
+def openai_routes(state: EmulatorState) -> list[Route]:
+    """The OpenAI-compatible routes, bound to ``state``."""
+
+    async def chat(request: Request) -> Response:
+        return await _handle(state, request, responses=False)
+
+    async def responses(request: Request) -> Response:
+        return await _handle(state, request, responses=True)
+
+    async def models(request: Request) -> Response:
+        data = [_model_object(p) for p in state.models if p.api == "openai"]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def model(request: Request) -> Response:
+        model_id = request.path_params["model"]
+        profile = state.profile("openai", model_id)
+        if profile is None:
+            return _error(_not_found(model_id))
+        return JSONResponse(_model_object(profile))
+
+    return [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
+    ]
+
+
+def _model_object(profile: ModelProfile) -> dict[str, Any]:
+    owner = profile.id.split("/")[0] if "/" in profile.id else "callproof"
+    return {"id": profile.id, "object": "model", "created": 1_700_000_000, "owned_by": owner}
+
+
+def _error(exc: OpenAIRequestError, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def _not_found(model: str) -> OpenAIRequestError:
+    return OpenAIRequestError(
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        status=404,
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = OpenAIRequestError(
+        f"Request body too large: the limit is {limit} bytes.", code="request_too_large", status=413
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _handle(state: EmulatorState, request: Request, *, responses: bool) -> Response:
+    try:
+        body = await _read_body(request, state.limits.max_body_bytes)
+        decoded: ChatRequest | ResponsesRequest = (
+            decode_responses(body) if responses else decode_chat(body)
+        )
+        profile = state.profile("openai", decoded.model)
+        if profile is None:
+            raise _not_found(decoded.model)
+        forced = request.headers.get(FAULT_HEADER)
+        try:
+            fault = state.choose_fault("openai", decoded.model, decoded.conversation, forced)
+        except InvalidFault as exc:
+            raise OpenAIRequestError(
+                f"Invalid {FAULT_HEADER} header: {exc}", param=FAULT_HEADER, code="invalid_fault"
+            ) from None
+    except OpenAIRequestError as exc:
+        return _error(exc)
+    except ClientDisconnect:
+        return Response(status_code=400)  # nobody is left to read it
+    rng = state.request_rng(decoded.model)
+    turn = script_turn(profile, decoded.conversation, rng)
+    if not decoded.parallel_tool_calls and len(turn.tool_calls) > 1:
+        turn = turn.replace(tool_calls=turn.tool_calls[:1])
+    turn = apply_to_turn(fault, turn, decoded.conversation)
+    if fault is not None and fault.name == "http_error":
+        return _http_error(profile, decoded.model, fault.status)
+    created = int(time.time())
+    encoder: ChatEncoder | ResponsesEncoder
+    if isinstance(decoded, ResponsesRequest):
+        encoder = ResponsesEncoder(profile, decoded, created=created, rng=rng)
+    else:
+        encoder = ChatEncoder(
+            profile,
+            model=decoded.model,
+            created=created,
+            rng=rng,
+            include_usage=decoded.include_usage,
+        )
+    if decoded.stream:
+        steps: Iterator[Step] = _stream_steps(state, profile, encoder, turn, fault, rng)
+        headers = _stream_headers(profile, encoder.id, rng)
+    else:
+        non_stream = _body_steps(state, profile, encoder, turn, fault, rng)
+        if isinstance(non_stream, Response):
+            return non_stream
+        steps, headers = non_stream
+    if not state.open_stream():
+        return _error(
+            OpenAIRequestError(
+                "Too many concurrent requests to the emulator.",
+                error_type="requests",
+                code="rate_limit_exceeded",
+                status=429,
+            ),
+            headers={"retry-after": "1"},
+        )
+    return StepResponse(  # type: ignore[return-value]  # an ASGI app Starlette accepts
+        steps, status=200, headers=headers, closing=state.closing, on_close=state.close_stream
+    )
+
+
+# -- responses: errors, headers, steps ------------------------------------------------------
+
+
+def _http_error(profile: ModelProfile, model: str, status: int) -> Response:
+    headers = {"retry-after": "1"} if status in (429, 503) else {}
+    if profile.flavour == "openrouter":
+        message = _OPENROUTER_ERRORS.get(status, f"HTTP {status}").format(model=model)
+        error: dict[str, Any] = {"code": status, "message": message}
+        if status in (429, 502):
+            error["metadata"] = {"provider_name": profile.provider, "raw": message}
+        return JSONResponse({"error": error, "user_id": "user_callproof"}, status, headers)
+    text, kind, code = _OPENAI_ERRORS.get(status, (f"HTTP {status}", "server_error", None))
+    body = {
+        "error": {"message": text.format(model=model), "type": kind, "param": None, "code": code}
+    }
+    return JSONResponse(body, status, headers)
+
+
+def _stream_headers(profile: ModelProfile, response_id: str, rng: random.Random) -> dict[str, str]:
+    if profile.flavour == "openrouter":
+        return {
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache",
+            "x-generation-id": response_id,
+        }
+    return {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+        "openai-version": "2020-10-01",
+        "openai-processing-ms": str(rng.randint(80, 900)),
+        "x-request-id": "req_" + "".join(rng.choice("0123456789abcdef") for _ in range(32)),
+    }
+
+
+def _events(pieces: list[Piece]) -> list[int]:
+    return [i for i, p in enumerate(pieces) if p.kind != "keepalive"]
+
+
+def _stream_steps(
+    state: EmulatorState,
+    profile: ModelProfile,
+    encoder: ChatEncoder | ResponsesEncoder,
+    turn: Turn,
+    fault: Fault | None,
+    rng: random.Random,
+) -> Iterator[Step]:
+    openrouter = profile.flavour == "openrouter"
+    keepalive = (
+        (KEEPALIVE if isinstance(encoder, ChatEncoder) else b": \n\n") if openrouter else None
+    )
+    name = fault.name if fault is not None else None
+    if name == "hang_before_headers":
+        yield Hang()
+        return
+    yield Headers()
+    if name == "hang_no_events":
+        yield from _silence(state, keepalive)
+        return
+    if isinstance(encoder, ChatEncoder):
+        finish, native = finish_reason_for(turn.stop_reason), turn.stop_reason
+        if fault is None or fault.name != "stop_reason":
+            native = finish
+        pieces = encoder.stream(turn, finish=finish, native=native)
+        if openrouter:
+            pieces.insert(0, encoder.keepalive())
+    else:
+        pieces = encoder.stream(turn)
+    events = _events(pieces)
+    stall = False
+    match name:
+        case "close_without_stop":
+            pieces = [p for p in pieces if not p.final]
+        case "truncate_frame":
+            cut = events[len(events) // 2]
+            data = pieces[cut].data
+            pieces = [*pieces[:cut], Piece(data[: max(7, len(data) // 2)])]
+        case "corrupt_crc":
+            at = events[len(events) // 2]
+            data = pieces[at].data.rstrip(b"\n")
+            pieces[at] = Piece(data[:-1] + b"#\n\n")
+        case "stream_exception":
+            cut = events[max(1, len(events) // 2)]
+            kept = pieces[:cut]
+            if isinstance(encoder, ResponsesEncoder):
+                encoder.seq = sum(1 for p in kept if p.kind == "event")
+            pieces = kept + encoder.error(fault.value if fault else "")
+        case "stall_after":
+            count = fault.count if fault else 0
+            pieces = pieces[: events[count]] if count < len(events) else pieces
+            stall = True
+    extra = fault.seconds if name == "latency" and fault is not None else 0.0
+    yield from _paced(pieces, profile, rng, extra, keepalive)
+    if stall:
+        yield from _silence(state, keepalive)
+
+
+def _paced(
+    pieces: list[Piece],
+    profile: ModelProfile,
+    rng: random.Random,
+    extra: float,
+    keepalive: bytes | None,
+) -> Iterator[Step]:
+    """Pieces with the model's timing; keep-alive comments fill the wait for the first token."""
+    wait = profile.latency.first_delay(rng) + extra
+    first = True
+    for piece in pieces:
+        if piece.kind == "keepalive":
+            yield Send(piece.data)
+            continue
+        if first:
+            first = False
+            if keepalive is not None:
+                while wait > KEEPALIVE_INTERVAL_S:
+                    yield Send(keepalive, delay=KEEPALIVE_INTERVAL_S)
+                    wait -= KEEPALIVE_INTERVAL_S
+            yield Send(piece.data, delay=wait)
+            continue
+        yield Send(piece.data, delay=profile.latency.token_delay(rng, piece.tokens))
+
+
+def _silence(state: EmulatorState, keepalive: bytes | None) -> Iterator[Step]:
+    """Nothing more: a plain hang, or keep-alive comments (OpenRouter) until the client leaves."""
+    if keepalive is None:
+        yield Hang()
+        return
+    while not state.closing.is_set():
+        yield Send(keepalive, delay=KEEPALIVE_INTERVAL_S)
+
+
+def _body_steps(
+    state: EmulatorState,
+    profile: ModelProfile,
+    encoder: ChatEncoder | ResponsesEncoder,
+    turn: Turn,
+    fault: Fault | None,
+    rng: random.Random,
+) -> tuple[Iterator[Step], dict[str, str]] | Response:
+    """Steps for a non-streamed answer (one JSON body), or a plain error response."""
+    name = fault.name if fault is not None else None
+    if name == "stream_exception" and fault is not None and profile.flavour != "openrouter":
+        status = _EXCEPTION_STATUS.get(fault.value, 500)
+        return _http_error(profile, encoder.model, status)
+    if isinstance(encoder, ChatEncoder):
+        finish: str | None = finish_reason_for(turn.stop_reason)
+        native: str | None = turn.stop_reason if name == "stop_reason" else finish
+        if name == "close_without_stop":
+            finish = native = None
+        body = encoder.completion(turn, finish=finish, native=native)
+        if name == "stream_exception" and fault is not None:
+            code, _, _, message = stream_error_for(fault.value)
+            body["error"] = {"code": code, "message": message}
+            body["choices"][0]["finish_reason"] = "error"
+    else:
+        body = encoder.body(turn)
+        if name == "close_without_stop":
+            body["status"] = "in_progress"
+            body["completed_at"] = None
+    data = json.dumps(body, ensure_ascii=False).encode()
+    headers = {"content-type": "application/json"}
+    wait = profile.latency.first_delay(rng) + (fault.seconds if name == "latency" and fault else 0)
+    wait += sum(profile.latency.token_delay(rng) for _ in range(min(turn.output_tokens, 50)))
+    match name:
+        case "hang_before_headers":
+            return iter([Hang()]), headers
+        case "hang_no_events" | "stall_after":
+            return iter([Headers(), Hang()]), headers
+        case "truncate_frame":
+            return iter([Sleep(wait), Send(data[: len(data) // 2])]), headers
+        case "corrupt_crc":
+            data = data.rstrip()[:-1] + b"#"
+    headers["content-length"] = str(len(data))
+    return iter([Sleep(wait), Send(data)]), headers

@@ -1,0 +1,131 @@
+"""The emulator's state: model profiles, the fault plan, seeded RNGs and limits.
+
+Public API (stable; the Bedrock and OpenAI routes both build on it). One
+:class:`EmulatorState` lives on ``app.state.emulator``:
+
+* ``state.profile(api, model_id) -> ModelProfile | None`` (``api`` is ``"bedrock"`` or
+  ``"openai"``); exact ids first, then glob ids declared in a fault plan (e.g. ``"*"``).
+* ``state.choose_fault(api, model_id, conversation, forced) -> Fault | None``: ``forced`` is the
+  ``x-callproof-fault`` header value (parsed with ``Fault.parse``; raises ``InvalidFault``),
+  otherwise one seeded draw from the plan for (api, model, turn type).
+* ``state.request_rng(model_id) -> random.Random``: a fresh RNG per request for ids, padding and
+  jitter, derived from the seed and a request counter.
+* ``state.request_id(rng) -> str`` (uuid-shaped).
+* ``state.open_stream() -> bool`` / ``state.close_stream()``: the concurrent-stream bound.
+* ``state.limits`` (:class:`Limits`: ``max_body_bytes``, ``max_streams``), ``state.seed``,
+  ``state.closing`` (a ``threading.Event`` set when the server stops; pass it to
+  :class:`~callproof.emulator.streaming.StepResponse`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import random
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from callproof.conversation import Conversation
+from callproof.emulator.faults import Fault, FaultPlan, turn_type
+from callproof.emulator.models import ModelProfile
+from callproof.emulator.presets import get_preset, profile_from_mapping
+
+__all__ = ["EmulatorState", "Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds that keep a hostile or runaway client from exhausting the emulator."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_streams: int = 2048
+
+
+class EmulatorState:
+    """Everything the routes share; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        preset: str = "seed",
+        faults: str | Path | FaultPlan | None = None,
+        seed: int | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        chosen = get_preset(preset)
+        if isinstance(faults, FaultPlan):
+            plan: FaultPlan | None = faults
+        else:
+            plan = FaultPlan.load(faults) if faults is not None else None
+        self.preset = chosen.name
+        # a fault plan replaces the preset's rules; its models add to the preset's
+        self.plan = plan if plan is not None else FaultPlan(rules=chosen.rules)
+        if seed is None:
+            seed = plan.seed if plan is not None and plan.seed is not None else None
+        self.seed: int = seed if seed is not None else secrets.randbits(32)
+        self.limits = limits or Limits()
+        self.closing = threading.Event()
+        self._exact: dict[tuple[str, str], ModelProfile] = {}
+        self._globs: list[tuple[str, ModelProfile]] = []
+        for profile in chosen.models:
+            self._exact[(profile.api, profile.id)] = profile
+        for i, raw in enumerate(self.plan.models):
+            where = f"{self.plan.source or '<faults>'}: models[{i}]"
+            profile = profile_from_mapping(raw, where=where)
+            if any(ch in profile.id for ch in "*?["):
+                self._globs.append((profile.id, profile))
+            else:
+                self._exact[(profile.api, profile.id)] = profile
+        self._fault_rngs: dict[tuple[str, str, str], random.Random] = {}
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+        self.active_streams = 0
+
+    @property
+    def models(self) -> list[ModelProfile]:
+        """Every model with an exact id, in declaration order."""
+        return list(self._exact.values())
+
+    def profile(self, api: str, model_id: str) -> ModelProfile | None:
+        found = self._exact.get((api, model_id))
+        if found is not None:
+            return found
+        for pattern, profile in self._globs:
+            if profile.api == api and fnmatch.fnmatchcase(model_id, pattern):
+                return profile.with_id(model_id)
+        return None
+
+    def choose_fault(
+        self, api: str, model_id: str, conversation: Conversation, forced: str | None = None
+    ) -> Fault | None:
+        if forced:
+            return Fault.parse(forced)
+        turn = turn_type(conversation)
+        key = (api, model_id, turn)
+        with self._lock:
+            rng = self._fault_rngs.get(key)
+            if rng is None:
+                rng = self._fault_rngs[key] = FaultPlan.rng_for(self.seed, api, model_id, turn)
+            return self.plan.draw(api, model_id, turn, rng)
+
+    def request_rng(self, model_id: str) -> random.Random:
+        return random.Random(f"{self.seed}:request:{model_id}:{next(self._counter)}")
+
+    @staticmethod
+    def request_id(rng: random.Random) -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+    def open_stream(self) -> bool:
+        """Take a stream slot; False when ``limits.max_streams`` are already open."""
+        with self._lock:
+            if self.active_streams >= self.limits.max_streams:
+                return False
+            self.active_streams += 1
+            return True
+
+    def close_stream(self) -> None:
+        with self._lock:
+            self.active_streams = max(0, self.active_streams - 1)

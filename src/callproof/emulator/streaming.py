@@ -1,0 +1,148 @@
+"""An ASGI response that plays a list of steps with their timing, and notices disconnects.
+
+Public API (stable; the Bedrock and OpenAI routes both build on it):
+
+* Steps: :class:`Headers` (send the status line and headers now), :class:`Send` ``(data,
+  delay=0.0)`` (wait ``delay`` seconds, then send ``data``), :class:`Sleep` ``(seconds)``,
+  :class:`Hang` (hold the connection open sending nothing until the client disconnects or the
+  server stops; the worker is free meanwhile, since it only awaits).
+* :class:`StepResponse` ``(steps, *, status=200, headers=None, media_type=None,
+  closing=None, on_close=None)``: headers go out at the first :class:`Headers` or
+  :class:`Send` step (so ``[Hang()]`` hangs *before* headers, ``[Headers(), Hang()]`` after);
+  the body ends when the steps run out. ``steps`` may be a lazy iterable. A watcher task reads
+  ``http.disconnect`` and cancels the playback at once; ``closing`` (a ``threading.Event``)
+  ends hangs when the server stops; ``on_close`` runs exactly once at the end (slot release).
+  Consecutive zero-delay sends are coalesced into one write.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import anyio
+from starlette.types import Message, Receive, Scope
+from starlette.types import Send as ASGISend
+
+__all__ = ["Hang", "Headers", "Send", "Sleep", "Step", "StepResponse"]
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """Send the status line and headers now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Wait ``delay`` seconds, then send ``data``."""
+
+    data: bytes
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """Send nothing more until the client goes away (or the server stops)."""
+
+
+Step: TypeAlias = Headers | Send | Sleep | Hang
+
+_POLL_S = 0.2
+
+
+class StepResponse:
+    """Plays ``steps``; see the module docstring."""
+
+    def __init__(
+        self,
+        steps: Iterable[Step],
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        closing: threading.Event | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.steps = steps
+        self.status = status
+        self.headers = dict(headers or {})
+        if media_type is not None:
+            self.headers.setdefault("content-type", media_type)
+        self.closing = closing
+        self.on_close = on_close
+        self._started = False
+        #: set when the client went away before the steps ran out
+        self.disconnected = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: ASGISend) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    while True:
+                        message: Message = await receive()
+                        if message["type"] == "http.disconnect":
+                            self.disconnected = True
+                            tg.cancel_scope.cancel()
+                            return
+
+                tg.start_soon(watch)
+                try:
+                    await self._play(send)
+                except OSError:
+                    self.disconnected = True
+                tg.cancel_scope.cancel()
+        finally:
+            if self.on_close is not None:
+                callback, self.on_close = self.on_close, None
+                callback()
+
+    async def _start(self, send: ASGISend) -> None:
+        if self._started:
+            return
+        self._started = True
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+
+    async def _hang(self) -> None:
+        # a threading.Event (set from the thread that stops the server) cannot be awaited
+        while self.closing is None or not self.closing.is_set():  # noqa: ASYNC110
+            await anyio.sleep(_POLL_S if self.closing is not None else 3600)
+
+    async def _play(self, send: ASGISend) -> None:
+        pending: list[bytes] = []
+
+        async def flush() -> None:
+            if pending:
+                await self._start(send)
+                data = b"".join(pending)
+                pending.clear()
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        for step in self.steps:
+            if isinstance(step, Send):
+                if step.delay > 0:
+                    await flush()
+                    await self._start(send)
+                    await anyio.sleep(step.delay)
+                pending.append(step.data)
+                continue
+            await flush()
+            if isinstance(step, Headers):
+                await self._start(send)
+            elif isinstance(step, Sleep):
+                await anyio.sleep(step.seconds)
+            else:
+                await self._hang()
+                if not self._started:
+                    return  # stopped while hanging before headers: nothing to finish
+        await flush()
+        await self._start(send)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,239 @@
+"""Endpoints: turn a dialect's :class:`~callproof.dialects.base.WireRequest` into an
+:class:`httpx.Request` for one :class:`~callproof.targets.Endpoint`.
+
+The dialect knows the path and body; the endpoint adds the base URL, default headers and
+credentials. Four kinds of auth (see :class:`~callproof.targets.Auth`):
+
+* ``sigv4``: botocore's credential chain (env, profile, SSO, IMDS) and botocore's own
+  :class:`botocore.auth.SigV4Auth`, signing name ``bedrock``. We never hand-write SigV4.
+* ``bedrock-api-key``: ``Authorization: Bearer $AWS_BEARER_TOKEN_BEDROCK`` (or a named variable),
+  refused over plain HTTP exactly as botocore refuses it.
+* ``bearer``: ``Authorization: Bearer $NAME`` for OpenAI-compatible APIs.
+* ``none``: nothing (the emulator accepts unauthenticated calls).
+
+Missing credentials are a :class:`~callproof.errors.ConfigError` with a message that says what
+to set, never an HTTP 403 from far away.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from callproof.dialects.base import WireRequest
+from callproof.errors import ConfigError
+from callproof.targets import Endpoint
+
+__all__ = [
+    "BEDROCK_API_KEY_ENV",
+    "SIGNING_NAME",
+    "USER_AGENT",
+    "Signer",
+    "build_request",
+    "is_loopback",
+    "join_url",
+    "resolve_region",
+]
+
+#: The SigV4 signing name of Bedrock Runtime (service-2.json ``signingName``).
+SIGNING_NAME = "bedrock"
+#: The variable botocore reads a Bedrock API key from.
+BEDROCK_API_KEY_ENV = "AWS_BEARER_TOKEN_BEDROCK"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("callproof")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0"
+
+
+USER_AGENT = f"callproof/{_version()}"
+
+
+def join_url(base_url: str, path: str) -> str:
+    """Join a base URL and a dialect path, keeping the path's percent-encoding as it is
+    (Bedrock model ids travel as ``us.amazon.nova-micro-v1%3A0``)."""
+    base = base_url.rstrip("/")
+    if not path:
+        return base
+    return base + (path if path.startswith("/") else "/" + path)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (an emulator, a local proxy)."""
+    import ipaddress
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_region(endpoint: Endpoint, env: Mapping[str, str] | None = None) -> str | None:
+    """The endpoint's region, else ``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else the region
+    in the hostname of an AWS endpoint (``bedrock-runtime.us-east-1.amazonaws.com``)."""
+    if endpoint.region:
+        return endpoint.region
+    env = os.environ if env is None else env
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if env.get(name):
+            return env[name]
+    host = urlsplit(endpoint.base_url).hostname or ""
+    parts = host.split(".")
+    if host.endswith(".amazonaws.com") and len(parts) >= 4:
+        return parts[1]
+    return None
+
+
+class Signer:
+    """SigV4 credentials and signing through botocore, cached per profile.
+
+    Resolving the credential chain is slow (files, maybe IMDS), so one botocore session per
+    profile is kept; refreshable credentials are frozen at each signing.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str | None, Any] = {}
+        self._lock = threading.Lock()
+
+    def _session(self, profile: str | None) -> Any:
+        import botocore.session  # imported lazily: botocore costs ~100 ms to import
+
+        with self._lock:
+            session = self._sessions.get(profile)
+            if session is None:
+                try:
+                    session = botocore.session.Session(profile=profile)
+                except Exception as exc:  # ProfileNotFound and friends
+                    raise ConfigError(f"AWS profile {profile!r}: {exc}") from exc
+                self._sessions[profile] = session
+            return session
+
+    def region(self, profile: str | None) -> str | None:
+        """The region botocore's configuration gives for ``profile``, if any."""
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            region = self._session(profile).get_config_variable("region")
+        except BotoCoreError as exc:
+            raise ConfigError(f"AWS configuration: {exc}") from exc
+        return str(region) if region else None
+
+    def has_credentials(self, profile: str | None) -> bool:
+        """Whether botocore's credential chain finds anything for ``profile``."""
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return self._session(profile).get_credentials() is not None
+        except (BotoCoreError, ConfigError):
+            return False
+
+    def sign(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        region: str,
+        profile: str | None,
+    ) -> dict[str, str]:
+        """Headers with SigV4 ``Authorization``, ``X-Amz-Date`` and, for temporary
+        credentials, ``X-Amz-Security-Token`` added."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import BotoCoreError
+
+        session = self._session(profile)
+        try:
+            credentials = session.get_credentials()
+        except BotoCoreError as exc:
+            raise ConfigError(f"AWS credentials could not be loaded: {exc}") from exc
+        if credentials is None:
+            raise ConfigError(
+                "no AWS credentials found for SigV4: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or auth profile), or use a Bedrock API "
+                f"key ({BEDROCK_API_KEY_ENV}) with auth kind 'bedrock-api-key'"
+            )
+        frozen = credentials.get_frozen_credentials()
+        request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+        SigV4Auth(frozen, SIGNING_NAME, region).add_auth(request)
+        return {str(k): str(v) for k, v in request.headers.items()}
+
+
+_DEFAULT_SIGNER = Signer()
+
+
+def _env_secret(name: str, env: Mapping[str, str], what: str) -> str:
+    value = env.get(name, "")
+    if not value.strip():
+        raise ConfigError(f"{what}: environment variable {name} is not set")
+    return value.strip()
+
+
+def build_request(
+    wire: WireRequest,
+    endpoint: Endpoint,
+    *,
+    signer: Signer | None = None,
+    env: Mapping[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> httpx.Request:
+    """The :class:`httpx.Request` for ``wire`` at ``endpoint``, authenticated.
+
+    Header precedence, lowest first: callproof defaults, the dialect's, the endpoint's; auth
+    headers are added last (and SigV4 signs everything before it).
+    """
+    env = os.environ if env is None else env
+    url = join_url(endpoint.base_url, wire.path)
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"endpoint URL must start with http:// or https://, got {url!r}")
+    headers: dict[str, str] = {"user-agent": USER_AGENT}
+    if wire.body:
+        headers["content-type"] = "application/json"
+    for source in (wire.headers, endpoint.headers):
+        for key, value in source.items():
+            headers[key.lower()] = value
+    auth = endpoint.auth
+    match auth.kind:
+        case "none":
+            pass
+        case "bearer":
+            if not auth.env:
+                raise ConfigError("auth kind 'bearer' needs 'env': the variable holding the key")
+            headers["authorization"] = "Bearer " + _env_secret(auth.env, env, "bearer key")
+        case "bedrock-api-key":
+            name = auth.env or BEDROCK_API_KEY_ENV
+            if scheme != "https":
+                # botocore: InvalidEndpointConfigurationError, same words.
+                raise ConfigError(
+                    f"Bearer authorization requires an HTTPS endpoint (got {endpoint.base_url})"
+                )
+            headers["authorization"] = "Bearer " + _env_secret(name, env, "Bedrock API key")
+        case "sigv4":
+            signer = signer or _DEFAULT_SIGNER
+            region = resolve_region(endpoint, env) or signer.region(auth.profile)
+            if not region:
+                raise ConfigError(
+                    "SigV4 needs a region: pass --region, set the endpoint's region, or set "
+                    "AWS_REGION"
+                )
+            headers = signer.sign(
+                wire.method, url, headers, wire.body, region=region, profile=auth.profile
+            )
+        case _:  # pragma: no cover - Auth.kind is a Literal
+            raise ConfigError(f"unknown auth kind {auth.kind!r}")
+    return httpx.Request(
+        wire.method, url, headers=headers, content=wire.body, extensions=extensions or {}
+    )

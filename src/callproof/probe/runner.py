@@ -1,0 +1,813 @@
+"""The probe run: N attempts per (target or route, scenario), written down as they end.
+
+Shape of a run::
+
+    plan (units x scenarios x 1..n, attempt-major) -> workers (bounded overall and per unit,
+    optional rate limit) -> one attempt each (the client's clocks; a hang is an outcome, never
+    retried inside a measured attempt) -> results.jsonl (appended and flushed per attempt)
+    + Aggregator (counts only) -> summary.json, run.json, reports, history
+
+Nothing holds the records: memory stays flat over 100,000 attempts. ``resume`` reads an
+interrupted run's ``results.jsonl``, skips the (target, scenario, attempt) keys already there,
+and appends the rest under the same run id. Cancelling the run (Ctrl-C) cancels in-flight
+attempts, which are not recorded, and still summarises what finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from callproof.conversation import AssistantMessage, Conversation, UserMessage
+from callproof.errors import AllAttemptsFailed, CallError, CallproofError, ConfigError
+from callproof.events import Response
+from callproof.outcomes import Expectation, Outcome, Verdict, classify
+from callproof.probe.config import Config, RouteConfig
+from callproof.probe.scenarios import ProbeScenario
+from callproof.targets import Target
+
+__all__ = [
+    "RunOptions",
+    "RunResult",
+    "Unit",
+    "gate_failures",
+    "load_plan",
+    "new_run_dir",
+    "request_bodies",
+    "run_probe",
+]
+
+_RESULTS = "results.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What one results record's ``target`` names: a plain target, or a route (``route:NAME``)."""
+
+    name: str
+    target: Target | None = None
+    route: RouteConfig | None = None
+    members: tuple[Target, ...] = ()
+
+    @property
+    def api(self) -> str | None:
+        return self.target.api if self.target else None
+
+    @property
+    def model(self) -> str | None:
+        return self.target.model if self.target else None
+
+    @property
+    def provider(self) -> str | None:
+        return self.target.provider if self.target else None
+
+
+@dataclass(slots=True)
+class RunOptions:
+    """What to run and where; the CLI fills it from flags, ``[defaults]`` and the environment."""
+
+    out: Path
+    n: int = 10
+    targets: list[str] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
+    scenarios: list[str] = field(default_factory=lambda: ["tool-result"])
+    concurrency: int = 16
+    per_target_concurrency: int | None = None
+    rate_limit: float | None = None
+    capture_failures: bool = False
+    resume: bool = False
+    argv: list[str] = field(default_factory=list)
+    #: Seed for the embedded emulator's fault draws.
+    seed: int | None = None
+    #: CI gate: ``summary["gate"]`` says whether every pass rate (``point``) or Wilson lower
+    #: bound (``lower``) is at or over this fraction.
+    fail_under: float | None = None
+    gate: str = "point"
+    #: Called with each record as it is written (terminal lines, tests).
+    on_record: Callable[[dict[str, Any]], None] | None = None
+    #: Called once with the number of attempts to run, then ``on_record`` per attempt.
+    on_start: Callable[[int], None] | None = None
+    #: An httpx transport for every request (e.g. ``httpx.ASGITransport(create_app())``); the
+    #: embedded emulator is then not started and emulator targets use ``http://emulator``.
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+@dataclass(slots=True)
+class RunResult:
+    """A finished (or interrupted) run."""
+
+    run_dir: Path
+    run_id: str
+    summary: dict[str, Any]
+    meta: dict[str, Any]
+    interrupted: bool = False
+    #: Records written by this invocation (a resumed run also holds earlier ones).
+    written: int = 0
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+def _units(config: Config, options: RunOptions) -> list[Unit]:
+    units: list[Unit] = []
+    for name in options.targets:
+        target = config.targets.get(name)
+        if target is None:
+            raise ConfigError(
+                f"unknown target {name!r} (known: {', '.join(config.targets) or 'none'})",
+                where="--target",
+            )
+        units.append(Unit(name=name, target=target))
+    for name in options.routes:
+        route = config.routes.get(name)
+        if route is None:
+            raise ConfigError(
+                f"unknown route {name!r} (known: {', '.join(config.routes) or 'none'})",
+                where="--route",
+            )
+        members = tuple(config.targets[t] for t in route.targets)
+        units.append(Unit(name=f"route:{name}", route=route, members=members))
+    if not units:
+        raise ConfigError("nothing to probe: the configuration defines no targets or routes")
+    return units
+
+
+def _scenarios(config: Config, names: Sequence[str]) -> list[ProbeScenario]:
+    out = []
+    for name in names:
+        scenario = config.scenarios.get(name)
+        if scenario is None:
+            raise ConfigError(
+                f"unknown scenario {name!r} (known: {', '.join(config.scenarios)})",
+                where="--scenario",
+            )
+        out.append(scenario)
+    return out
+
+
+def _jobs(
+    units: Sequence[Unit],
+    scenarios: Sequence[ProbeScenario],
+    n: int,
+    done: set[tuple[str, str, int]],
+) -> Iterator[tuple[Unit, ProbeScenario, int]]:
+    # attempt-major, so per-unit limits never leave the other workers idle
+    for attempt in range(1, n + 1):
+        for scenario in scenarios:
+            for unit in units:
+                if (unit.name, scenario.name, attempt) not in done:
+                    yield unit, scenario, attempt
+
+
+def new_run_dir(base: Path) -> Path:
+    """``base/<UTC timestamp>/``, made unique with a suffix when two runs share a second."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        path = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return path
+    raise ConfigError(f"cannot create a run directory under {base}")
+
+
+def load_plan(run_dir: Path) -> dict[str, Any]:
+    """The plan an interrupted run was started with (``run.json``'s ``plan``)."""
+    meta_path = run_dir / "run.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"not a run directory (no run.json): {run_dir}", where="--resume"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {meta_path}: {exc}", where="--resume") from None
+    plan = meta.get("plan")
+    if not isinstance(plan, dict):
+        raise ConfigError(f"{meta_path} holds no plan to resume", where="--resume")
+    plan["run_id"] = meta.get("run_id")
+    plan["started_at"] = meta.get("started_at")
+    return plan
+
+
+def _scan_existing(path: Path) -> tuple[set[tuple[str, str, int]], int]:
+    """Keys already recorded and the highest seq; a torn last line is cut off first."""
+    done: set[tuple[str, str, int]] = set()
+    seq = 0
+    if not path.exists():
+        return done, seq
+    with path.open("rb+") as fh:
+        data_end = fh.seek(0, os.SEEK_END)
+        if data_end:
+            fh.seek(max(0, data_end - 1))
+            if fh.read(1) != b"\n":
+                # a crash mid-write: keep everything up to the last full line
+                fh.seek(0)
+                content = fh.read()
+                fh.truncate(content.rfind(b"\n") + 1)
+    from callproof.probe.summary import read_records
+
+    for record in read_records(path):
+        done.add(
+            (
+                str(record.get("target")),
+                str(record.get("scenario")),
+                int(record.get("attempt") or 0),
+            )
+        )
+        seq = max(seq, int(record.get("seq") or 0))
+    return done, seq
+
+
+# --- one attempt -------------------------------------------------------------------------------
+
+
+class _RateLimiter:
+    """Spaces attempt starts ``1/rate`` seconds apart over the whole run."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next = 0.0
+
+    async def wait(self) -> None:
+        now = asyncio.get_running_loop().time()
+        at = max(now, self.next)
+        self.next = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _finish_single(record: dict[str, Any], scenario: ProbeScenario) -> None:
+    """Checks a single request cannot express in an ``Expectation`` (parallel calls)."""
+    if record.get("passed") and scenario.min_tool_calls:
+        calls = len(record.get("tool_calls") or [])
+        if calls < scenario.min_tool_calls:
+            record["outcome"] = Outcome.EXPECTATION_FAILED.value
+            record["passed"] = False
+            record["detail"] = (
+                f"expected {scenario.min_tool_calls} tool calls in one response, got {calls}"
+            )
+
+
+async def _drive_loop(
+    call: Callable[[Conversation], Awaitable[Response]],
+    scenario: ProbeScenario,
+    origin: str | None,
+) -> tuple[Verdict, Response | None, CallError | None, int, list[dict[str, Any]]]:
+    """Run an agent loop: each tool call gets its scripted result until a text answer comes.
+
+    Returns the verdict, the last response (timings summed over the turns), the error that
+    ended it, the requests spent and the route attempts of every turn.
+    """
+    loop = scenario.loop
+    assert loop is not None
+    conversation = scenario.conversation
+    requests = 0
+    calls_made = 0
+    route_attempts: list[dict[str, Any]] = []
+    first: Response | None = None
+    total_s = 0.0
+    max_gap: float | None = None
+
+    def merge(resp: Response | None) -> Response | None:
+        nonlocal max_gap
+        if resp is None:
+            return first
+        t = resp.timings
+        total_s_here = total_s + (t.total_s or 0.0)
+        if t.max_gap_s is not None:
+            max_gap = max(max_gap or 0.0, t.max_gap_s)
+        if first is not None:
+            t.headers_s = first.timings.headers_s
+            t.first_event_s = first.timings.first_event_s
+            t.first_content_s = first.timings.first_content_s or t.first_content_s
+        t.total_s = total_s_here
+        t.max_gap_s = max_gap
+        return resp
+
+    for _ in range(loop.max_turns):
+        requests += 1
+        try:
+            response = await call(conversation)
+        except CallError as exc:
+            route_attempts.extend(_attempts_of(exc.response))
+            return classify(exc), merge(exc.response), exc, requests, route_attempts
+        route_attempts.extend(_attempts_of(response))
+        if first is None:
+            first = response
+        if not response.tool_calls:
+            verdict = classify(response, scenario.expectation, conversation)
+            if verdict.passed and calls_made < loop.min_calls:
+                verdict = Verdict(
+                    Outcome.EXPECTATION_FAILED,
+                    f"answered after {calls_made} tool calls; the loop needs {loop.min_calls}",
+                )
+            return verdict, merge(response), None, requests, route_attempts
+        verdict = classify(response, Expectation(), conversation)
+        if not verdict.passed:
+            return verdict, merge(response), None, requests, route_attempts
+        calls_made += len(response.tool_calls)
+        turn_total = response.timings.total_s or 0.0
+        if response.timings.max_gap_s is not None:
+            max_gap = max(max_gap or 0.0, response.timings.max_gap_s)
+        total_s += turn_total
+        results = tuple(loop.script(c) for c in response.tool_calls)
+        conversation = conversation.append(
+            AssistantMessage.from_response(response, origin=origin),
+            UserMessage(content=results),
+        )
+    verdict = Verdict(
+        Outcome.EXPECTATION_FAILED, f"no final answer after {loop.max_turns} requests"
+    )
+    return verdict, merge(None), None, requests, route_attempts
+
+
+def _attempts_of(response: Response | None) -> list[dict[str, Any]]:
+    return list(response.attempts) if response is not None else []
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+class _Runner:
+    def __init__(
+        self,
+        config: Config,
+        options: RunOptions,
+        units: list[Unit],
+        scenarios: list[ProbeScenario],
+        run_dir: Path,
+        run_id: str,
+    ) -> None:
+        from callproof.probe.summary import Aggregator
+
+        self.config = config
+        self.options = options
+        self.units = units
+        self.scenarios = scenarios
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.aggregator = Aggregator(
+            targets=[u.name for u in units], scenarios=[s.name for s in scenarios]
+        )
+        self.unit_limits: dict[str, asyncio.Semaphore] = {}
+        self.rate = _RateLimiter(options.rate_limit) if options.rate_limit else None
+        self.seq = 0
+        self.written = 0
+        self.routers: dict[str, Any] = {}
+        self.client: Any = None
+        self.results: Any = None
+
+    async def run(self, done: set[tuple[str, str, int]]) -> bool:
+        """Run every job not in ``done``; True when interrupted."""
+        from callproof.client import Client
+
+        jobs = _jobs(self.units, self.scenarios, self.options.n, done)
+        todo = len(self.units) * len(self.scenarios) * self.options.n - len(done)
+        if self.options.on_start:
+            self.options.on_start(max(0, todo))
+        limit = self.options.per_target_concurrency
+        for unit in self.units:
+            self.unit_limits[unit.name] = asyncio.Semaphore(limit or self.options.concurrency)
+        workers: list[asyncio.Task[None]] = []
+        with (self.run_dir / _RESULTS).open("a", encoding="utf-8") as results:
+            self.results = results
+            async with Client(transport=self.options.transport) as client:
+                self.client = client
+                self._make_routers(client)
+                workers = [
+                    asyncio.create_task(self._worker(jobs))
+                    for _ in range(max(1, min(self.options.concurrency, max(todo, 1))))
+                ]
+                try:
+                    await asyncio.gather(*workers)
+                except asyncio.CancelledError:
+                    for w in workers:
+                        w.cancel()
+                    await asyncio.gather(*workers, return_exceptions=True)
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    return True
+        return False
+
+    def _make_routers(self, client: Any) -> None:
+        if not any(u.route for u in self.units):
+            return
+        from callproof.resilience import RoutePolicy, Router
+
+        for unit in self.units:
+            if unit.route is not None:
+                policy = RoutePolicy.from_mapping(
+                    unit.route.policy, where=f"routes.{unit.route.name}"
+                )
+                self.routers[unit.name] = Router(
+                    unit.route.name, list(unit.members), client=client, policy=policy
+                )
+
+    async def _worker(self, jobs: Iterator[tuple[Unit, ProbeScenario, int]]) -> None:
+        for unit, scenario, attempt in jobs:
+            async with self.unit_limits[unit.name]:
+                if self.rate is not None:
+                    await self.rate.wait()
+                record = await self._attempt(unit, scenario, attempt)
+            self._write(record)
+
+    async def _attempt(self, unit: Unit, scenario: ProbeScenario, number: int) -> dict[str, Any]:
+        started_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        capture: Path | None = None
+        if self.options.capture_failures and unit.target is not None:
+            capture = (
+                self.run_dir
+                / "captures"
+                / f"{_safe(unit.name)}__{_safe(scenario.name)}__{number:05d}.jsonl"
+            )
+            capture.parent.mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        record = await self._execute(unit, scenario, capture)
+        if record.get("timings", {}).get("total_s") is None:
+            record.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
+        base: dict[str, Any] = {
+            "run_id": self.run_id,
+            "seq": 0,
+            "target": unit.name,
+            "scenario": scenario.name,
+            "attempt": number,
+            "api": unit.api,
+            "model": unit.model,
+            "provider": unit.provider,
+        }
+        record = {**base, **{k: v for k, v in record.items() if k not in base}}
+        route_attempts = record.get("route_attempts") or []
+        record["route_attempts"] = route_attempts
+        if unit.route is not None:
+            # counted from this call's own attempts: the router's counter is shared by
+            # every call in flight
+            record["requests"] = sum(1 for a in route_attempts if a.get("sent", True))
+        elif not isinstance(record.get("requests"), int) or record["requests"] < 1:
+            record["requests"] = 1
+        record["started_at"] = started_at
+        record["capture"] = None
+        if capture is not None and capture.exists():
+            if record.get("passed"):
+                capture.unlink()
+            else:
+                record["capture"] = capture.relative_to(self.run_dir).as_posix()
+        return record
+
+    async def _execute(
+        self, unit: Unit, scenario: ProbeScenario, capture: Path | None
+    ) -> dict[str, Any]:
+        from callproof.attempt import Attempt
+
+        if scenario.loop is not None:
+            if unit.target is not None:
+                target = unit.target
+
+                async def call(conv: Conversation) -> Response:
+                    return await self.client.complete(  # type: ignore[no-any-return]
+                        target, conv, timeouts=target.timeouts, capture=capture
+                    )
+
+                origin: str | None = f"{target.api}:{target.model}"
+            else:
+                router = self.routers[unit.name]
+
+                async def call(conv: Conversation) -> Response:
+                    try:
+                        return await router.complete(conv)  # type: ignore[no-any-return]
+                    except AllAttemptsFailed as group:
+                        raise _route_error(group) from group
+
+                origin = None
+            verdict, response, error, requests, route_attempts = await _drive_loop(
+                call, scenario, origin
+            )
+            attempt = Attempt(
+                outcome=verdict.outcome,
+                detail=verdict.detail,
+                response=response,
+                error=error,
+                verdict=verdict,
+            )
+            record = attempt.to_record()
+            record["requests"] = max(requests, len(route_attempts))
+            record["route_attempts"] = route_attempts
+            return record
+        if unit.target is not None:
+            from callproof.attempt import run_attempt
+
+            attempt = await run_attempt(
+                self.client,
+                unit.target,
+                scenario.scenario,
+                timeouts=unit.target.timeouts,
+                capture=capture,
+            )
+            record = attempt.to_record()
+        else:
+            from callproof.resilience import run_route_attempt
+
+            attempt = await run_route_attempt(self.routers[unit.name], scenario.scenario)
+            record = attempt.to_record()
+            if "route_attempts" not in record:
+                record["route_attempts"] = _attempts_of(attempt.response) or _attempts_of(
+                    getattr(attempt.error, "response", None)
+                )
+        _finish_single(record, scenario)
+        return record
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.seq += 1
+        record["seq"] = self.seq
+        self.results.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self.results.flush()
+        self.aggregator.add(record)
+        self.written += 1
+        if self.options.on_record is not None:
+            self.options.on_record(record)
+
+
+def _route_error(group: AllAttemptsFailed) -> CallError:
+    """The error a failed routed call counts as: the last candidate actually sent (as
+    ``run_route_attempt`` decides), carrying every attempt's record."""
+    errors = [e for e in group.exceptions if isinstance(e, CallError)]
+    sent = [e for e in errors if e.kind != "CircuitOpenError"]
+    last = (sent or errors or [CallError(str(group))])[-1]
+    attempts = getattr(group, "attempts", None)
+    if last.response is None:
+        last.response = Response()
+    if isinstance(attempts, list) and not last.response.attempts:
+        last.response.attempts = attempts
+    return last
+
+
+def request_bodies(client: Any, units: Sequence[Unit], scenario: ProbeScenario) -> dict[str, Any]:
+    """The exact first request body each target of the run is sent for ``scenario``."""
+    from callproof.client import get_dialect
+
+    bodies: dict[str, Any] = {}
+    for unit in units:
+        for target in (unit.target,) if unit.target else unit.members:
+            if target.name in bodies:
+                continue
+            try:
+                body = client.build(target, scenario.conversation).content
+            except CallproofError:
+                body = (
+                    get_dialect(target.api)
+                    .encode_request(target.model, scenario.conversation, extra=target.extra or None)
+                    .body
+                )
+            try:
+                bodies[target.name] = json.loads(body)
+            except ValueError:
+                bodies[target.name] = body.decode("utf-8", "replace")
+    return bodies
+
+
+def _target_meta(unit: Unit) -> dict[str, Any]:
+    def one(t: Target) -> dict[str, Any]:
+        return {
+            "name": t.name,
+            "api": t.api,
+            "model": t.model,
+            "provider": t.provider,
+            "endpoint": t.endpoint.base_url,
+            "region": t.endpoint.region,
+            "auth": t.endpoint.auth.kind,
+            "header_names": sorted(t.endpoint.headers),
+            "extra": t.extra,
+            "timeouts": {
+                "connect": t.timeouts.connect,
+                "first_event": t.timeouts.first_event,
+                "idle": t.timeouts.idle,
+                "deadline": t.timeouts.deadline,
+            },
+        }
+
+    if unit.target is not None:
+        return one(unit.target)
+    assert unit.route is not None
+    return {
+        "name": unit.name,
+        "route": unit.route.name,
+        "api": None,
+        "model": None,
+        "provider": None,
+        "endpoint": None,
+        "members": [one(t) for t in unit.members],
+        "policy": unit.route.policy,
+    }
+
+
+def _environment(emulator: dict[str, Any] | None) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "callproof": v("callproof"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "httpx": v("httpx"),
+        "botocore": v("botocore"),
+        "emulator": emulator,
+    }
+
+
+def gate_failures(
+    summary: dict[str, Any], fail_under: float, mode: str = "point"
+) -> list[dict[str, Any]]:
+    """Entries whose pass rate (``point``) or Wilson lower bound (``lower``) is under the
+    threshold (a fraction; 90 is read as 90%)."""
+    threshold = fail_under / 100 if fail_under > 1 else fail_under
+    failing = []
+    for entry in summary.get("results", []):
+        value = entry["ci95"][0] if mode == "lower" else entry["pass_rate"]
+        if value < threshold:
+            failing.append(entry)
+    return failing
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    tmp.replace(path)
+
+
+@contextlib.asynccontextmanager
+async def _emulator(
+    config: Config, options: RunOptions
+) -> AsyncIterator[tuple[Config, dict[str, Any] | None]]:
+    seed = options.seed
+    if not config.needs_emulator:
+        yield config, None
+        return
+    if options.transport is not None:
+        yield config.bind_emulator("http://emulator"), {"url": None, "in_process": "transport"}
+        return
+    from callproof.emulator import EmulatorServer
+
+    settings = config.emulator
+    server = EmulatorServer(
+        preset=settings.preset,
+        faults=settings.faults,
+        seed=seed if seed is not None else settings.seed,
+    )
+    with server:
+        info = {
+            "url": server.url,
+            "preset": settings.preset,
+            "faults": str(settings.faults) if settings.faults else None,
+            "seed": seed if seed is not None else settings.seed,
+            "in_process": True,
+        }
+        yield config.bind_emulator(server.url), info
+
+
+async def run_probe(config: Config, options: RunOptions) -> RunResult:
+    """Run the probe described by ``config`` and ``options`` into ``options.out``.
+
+    With ``options.resume`` the directory must hold an interrupted run; its finished attempts
+    are kept and only the missing ones run. Returns the summary and meta; ``interrupted`` is
+    True when the run was cancelled (Ctrl-C) before every attempt ended.
+    """
+    run_dir = options.out
+    _units(config, options)
+    scenarios = _scenarios(config, options.scenarios)
+    if options.n < 1:
+        raise ConfigError("n must be at least 1", where="-n")
+    done: set[tuple[str, str, int]] = set()
+    seq = 0
+    if options.resume:
+        plan = load_plan(run_dir)
+        run_id = str(plan.get("run_id") or uuid.uuid4().hex[:12])
+        started_at = str(plan.get("started_at") or _now())
+        done, seq = _scan_existing(run_dir / _RESULTS)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / _RESULTS).exists() and (run_dir / _RESULTS).stat().st_size:
+            raise ConfigError(
+                f"{run_dir} already holds results; use --resume {run_dir} or another --out",
+                where="--out",
+            )
+        run_id = uuid.uuid4().hex[:12]
+        started_at = _now()
+    plan = {
+        "n": options.n,
+        "targets": options.targets,
+        "routes": options.routes,
+        "scenarios": options.scenarios,
+        "config": str(config.path.resolve()) if config.path else None,
+        "seed": options.seed,
+        "concurrency": options.concurrency,
+        "per_target_concurrency": options.per_target_concurrency,
+        "rate_limit": options.rate_limit,
+        "capture_failures": options.capture_failures,
+    }
+    async with _emulator(config, options) as (bound, emulator_info):
+        bound_units = _units(bound, options)
+        from callproof.client import Client
+
+        async with Client() as builder:
+            scenario_meta = [
+                {
+                    "name": s.name,
+                    "description": s.description,
+                    "builtin": s.builtin,
+                    "min_tool_calls": s.min_tool_calls,
+                    "agent_loop": s.loop is not None,
+                    "expectation": {
+                        "text_regex": s.expectation.text_regex,
+                        "tool_name": s.expectation.tool_name,
+                        "arguments_schema": s.expectation.arguments_schema,
+                        "stop_reasons": list(s.expectation.stop_reasons or ()) or None,
+                    },
+                    "requests": request_bodies(builder, bound_units, s),
+                }
+                for s in scenarios
+            ]
+        meta: dict[str, Any] = {
+            "run_id": run_id,
+            "started_at": started_at,
+            "finished_at": None,
+            "interrupted": None,
+            "argv": options.argv,
+            "n": options.n,
+            "config": plan["config"],
+            "targets": [_target_meta(u) for u in bound_units],
+            "scenarios": scenario_meta,
+            "environment": _environment(emulator_info),
+            "plan": plan,
+        }
+        _write_json(run_dir / "run.json", meta)
+        runner = _Runner(bound, options, bound_units, scenarios, run_dir, run_id)
+        runner.seq = seq
+        if done:
+            from callproof.probe.summary import read_records
+
+            runner.aggregator.add_all(read_records(run_dir / _RESULTS))
+        interrupted = await runner.run(done)
+    meta["finished_at"] = _now()
+    meta["interrupted"] = interrupted
+    meta["attempts"] = runner.aggregator.records
+    summary = runner.aggregator.summary()
+    summary["run"] = {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "started_at": started_at,
+        "finished_at": meta["finished_at"],
+        "n": options.n,
+        "interrupted": interrupted,
+        "config": plan["config"],
+    }
+    if options.fail_under is not None:
+        failing = gate_failures(summary, options.fail_under, options.gate)
+        summary["gate"] = {
+            "fail_under": options.fail_under,
+            "mode": options.gate,
+            "passed": not failing,
+            "failing": [{"target": e["target"], "scenario": e["scenario"]} for e in failing],
+        }
+    _write_json(run_dir / "summary.json", summary)
+    _write_json(run_dir / "run.json", meta)
+    return RunResult(
+        run_dir=run_dir,
+        run_id=run_id,
+        summary=summary,
+        meta=meta,
+        interrupted=interrupted,
+        written=runner.written,
+    )
+
+
+def run_sync(config: Config, options: RunOptions) -> RunResult:
+    """:func:`run_probe` on a fresh event loop (the CLI's entry)."""
+    return asyncio.run(run_probe(config, options))

@@ -1,0 +1,69 @@
+"""Resilience: watchdogs, retries, hedging, fallback routes and circuit breaking.
+
+* :class:`RoutePolicy` - what is retried, backoff, hedging, breaker and watchdog settings.
+* :class:`Router` - ``await router.complete(conversation)`` and ``async with
+  router.stream(conversation) as s``; every attempt recorded on ``Response.attempts``.
+* :func:`run_route_attempt` - a routed call as a probe :class:`~callproof.attempt.Attempt`.
+* :func:`router_from_config` - the router of ``[routes.NAME]`` in ``callproof.toml``.
+* Building blocks: :func:`backoff_delay`, :func:`retry_wait`, :func:`parse_retry_after`,
+  :class:`VirtualClock`, :class:`AdaptiveWatchdog`, :class:`CircuitBreaker`.
+
+See ``docs/resilience.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from callproof.resilience.backoff import (
+    VirtualClock,
+    backoff_delay,
+    parse_retry_after,
+    retry_wait,
+)
+from callproof.resilience.breaker import CircuitBreaker, CircuitOpenError
+from callproof.resilience.policy import (
+    BackoffPolicy,
+    BreakerPolicy,
+    HedgePolicy,
+    RetryPolicy,
+    RoutePolicy,
+    WatchdogPolicy,
+)
+from callproof.resilience.router import EmptyResponseError, Router, RouteStream
+from callproof.resilience.watchdog import AdaptiveWatchdog, LatencyWindow
+
+if TYPE_CHECKING:
+    from callproof.resilience.routes import RouteAttempt, router_from_config, run_route_attempt
+
+__all__ = [
+    "AdaptiveWatchdog",
+    "BackoffPolicy",
+    "BreakerPolicy",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "EmptyResponseError",
+    "HedgePolicy",
+    "LatencyWindow",
+    "RetryPolicy",
+    "RouteAttempt",
+    "RoutePolicy",
+    "RouteStream",
+    "Router",
+    "VirtualClock",
+    "WatchdogPolicy",
+    "backoff_delay",
+    "parse_retry_after",
+    "retry_wait",
+    "router_from_config",
+    "run_route_attempt",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy: callproof.attempt imports the client, and probe.config imports this package
+    if name in ("RouteAttempt", "router_from_config", "run_route_attempt"):
+        from callproof.resilience import routes
+
+        return getattr(routes, name)
+    raise AttributeError(name)

@@ -1,0 +1,194 @@
+"""Hedged attempts: one running attempt per task, racing for the first decoded event.
+
+An :class:`AttemptRun` owns one request from start to end in its own task (so the connection
+is opened and closed by the same task, as httpx's pools want), forwards its events through a
+queue, and tells the router when its first event arrived, when it finished and when it failed.
+Cancelling the task leaves the client's ``async with``, which closes the connection: that is
+how a hedge loser is stopped.
+
+When no first event has come by the hedge delay, the router starts a backup attempt. The delay
+is fixed, or a quantile of the target's observed healthy first-event latency
+(:func:`hedge_delay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol
+
+from callproof.conversation import Conversation
+from callproof.errors import CallError, TransportError
+from callproof.events import Event, Response
+from callproof.resilience.policy import HedgePolicy
+from callproof.resilience.watchdog import LatencyWindow
+from callproof.targets import Target, Timeouts
+
+__all__ = [
+    "AttemptRun",
+    "Signal",
+    "StreamLike",
+    "StreamingClient",
+    "cancel_runs",
+    "hedge_delay",
+]
+
+log = logging.getLogger("callproof.resilience")
+
+#: What an attempt tells the router: its first event came, it finished, or it failed.
+Signal = Literal["event", "done", "error"]
+
+
+class StreamLike(Protocol):
+    """What the router needs of the client's ``ResponseStream``."""
+
+    @property
+    def response(self) -> Response: ...
+
+    def __aiter__(self) -> Any: ...
+
+
+class StreamingClient(Protocol):
+    """The part of :class:`callproof.client.Client` a router uses."""
+
+    def stream(
+        self, target: Target, conversation: Conversation, *, timeouts: Timeouts | None = None
+    ) -> AbstractAsyncContextManager[Any]: ...
+
+
+def hedge_delay(policy: HedgePolicy, window: LatencyWindow | None) -> float | None:
+    """Seconds to wait for a first event before starting a backup, or ``None`` (no hedging).
+
+    ``quantile`` mode uses ``quantile x factor`` of the target's healthy first-event latencies
+    once ``min_samples`` are known, and ``delay_s`` before that.
+    """
+    if policy.mode == "off" or policy.max_extra <= 0:
+        return None
+    if policy.mode == "quantile" and window is not None and len(window) >= policy.min_samples:
+        q = window.quantile(policy.quantile)
+        if q is not None:
+            return q * policy.factor
+    return policy.delay_s
+
+
+class _End:
+    """Queue sentinel: the attempt finished (``failed`` tells how)."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self, *, failed: bool) -> None:
+        self.failed = failed
+
+
+class AttemptRun:
+    """One request of a routed call, running in its own task."""
+
+    def __init__(
+        self,
+        *,
+        number: int,
+        target: Target,
+        timeouts: Timeouts,
+        hedge: bool,
+        started: float,
+        started_loop: float,
+        breaker_state: str,
+    ) -> None:
+        self.number = number
+        self.target = target
+        self.timeouts = timeouts
+        self.hedge = hedge
+        #: On the router's (injectable) clock, for records and budgets.
+        self.started = started
+        #: On the event loop's clock, for hedge timers (which need real time).
+        self.started_loop = started_loop
+        self.breaker_state = breaker_state
+        self.events: asyncio.Queue[Event | _End] = asyncio.Queue()
+        self.first_event = False
+        self.response: Response | None = None
+        self.error: CallError | None = None
+        #: A non-call error (e.g. ConfigError: no credentials) that must reach the caller.
+        self.fatal: BaseException | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.ended: float | None = None
+        self.stream: Any = None
+
+    def start(
+        self,
+        client: StreamingClient,
+        conversation: Conversation,
+        notify: Callable[[AttemptRun, Signal], None],
+    ) -> None:
+        """Start the attempt's task; ``notify`` hears about its first event, end or failure."""
+        self.task = asyncio.create_task(
+            self._pump(client, conversation, notify),
+            name=f"callproof-attempt-{self.number}-{self.target.name}",
+        )
+
+    async def _pump(
+        self,
+        client: StreamingClient,
+        conversation: Conversation,
+        notify: Callable[[AttemptRun, Signal], None],
+    ) -> None:
+        try:
+            async with client.stream(self.target, conversation, timeouts=self.timeouts) as s:
+                self.stream = s
+                async for event in s:
+                    self.events.put_nowait(event)
+                    if not self.first_event:
+                        self.first_event = True
+                        notify(self, "event")
+                self.response = s.response
+        except CallError as err:
+            self.error = err.with_context(target=self.target.name, model=self.target.model)
+            self.events.put_nowait(_End(failed=True))
+            notify(self, "error")
+            return
+        except asyncio.CancelledError:
+            raise
+        except OSError as exc:  # a socket error the client did not translate
+            self.error = TransportError(f"{type(exc).__name__}: {exc}").with_context(
+                target=self.target.name, model=self.target.model
+            )
+            self.events.put_nowait(_End(failed=True))
+            notify(self, "error")
+            return
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's task, re-raised there
+            self.fatal = exc
+            self.events.put_nowait(_End(failed=True))
+            notify(self, "error")
+            return
+        self.events.put_nowait(_End(failed=False))
+        notify(self, "done")
+
+    @property
+    def partial(self) -> Response | None:
+        """The response so far (finished, failed or abandoned), if the stream had opened."""
+        if self.response is not None:
+            return self.response
+        if self.error is not None and self.error.response is not None:
+            return self.error.response
+        if self.stream is not None:
+            resp: Response = self.stream.response
+            return resp
+        return None
+
+    async def cancel(self) -> None:
+        """Stop the attempt and wait until its connection is closed."""
+        await cancel_runs([self])
+
+
+async def cancel_runs(runs: list[AttemptRun]) -> None:
+    """Cancel attempts and wait until each has left its stream (connection closed).
+
+    Waits with :func:`asyncio.wait`, which does not raise the children's cancellation, so a
+    caller that is itself being cancelled still closes every attempt.
+    """
+    tasks = [r.task for r in runs if r.task is not None and not r.task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)

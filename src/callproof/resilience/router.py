@@ -1,0 +1,542 @@
+"""Routes: an ordered list of targets behind one call, with retries, hedging, fallback and a
+circuit breaker per target.
+
+::
+
+    router = Router("kimi", [bedrock_kimi, openrouter_kimi], client=client)
+    response = await router.complete(conversation)        # response.attempts: every attempt
+    async with router.stream(conversation) as s:
+        async for event in s:                             # events of the winning attempt
+            ...
+
+One call runs like this. The first attempt goes to the first target whose circuit allows it.
+When no decoded event has come by the hedge delay, a backup attempt starts on the next target
+(or the same one); the first attempt to produce an event wins and the others are cancelled,
+which closes their connections. When an attempt fails before output reached the caller, the
+call falls back to the next target at once, and comes back to a target that failed only after
+its backoff (or the server's Retry-After) has passed. Errors outside the retryable set end a
+target's part in the call. Limits: ``retry.max_attempts`` and ``retry.max_total_s``. When no
+attempt is left, :class:`~callproof.errors.AllAttemptsFailed` carries every attempt's error.
+
+Output "reaches the caller" with the first content event (text, reasoning or a tool call) that
+``stream()`` yields; leading non-content events (the stream start) are held back until then, so
+a stream that stalls after its start, or ends empty, can still be retried. After that a failure
+is raised as it is. ``complete()``, and ``stream()`` under ``policy.buffered``, hold every event
+until an attempt finished, so they may retry after a mid-stream failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from callproof.conversation import Conversation, ToolResult, UserMessage
+from callproof.errors import AllAttemptsFailed, CallError, ConfigError, StallError
+from callproof.events import Event, Response, StreamStart, StreamStop
+from callproof.outcomes import Outcome, classify
+from callproof.resilience.backoff import retry_wait
+from callproof.resilience.breaker import CircuitBreaker, CircuitOpenError
+from callproof.resilience.hedge import (
+    AttemptRun,
+    Signal,
+    StreamingClient,
+    _End,
+    cancel_runs,
+    hedge_delay,
+)
+from callproof.resilience.policy import RoutePolicy
+from callproof.resilience.watchdog import AdaptiveWatchdog
+from callproof.targets import Target
+
+__all__ = ["EmptyResponseError", "RouteStream", "Router"]
+
+log = logging.getLogger("callproof.resilience")
+
+
+class EmptyResponseError(CallError):
+    """A normal stop with no text and no tool call after a tool result (retried by policy)."""
+
+    outcome = "empty_response"
+    retryable = True
+
+
+class Router:
+    """A named route over ``targets`` (tried in order) through ``client``.
+
+    ``clock`` (monotonic seconds) and ``sleep`` are injectable: pass a
+    :class:`~callproof.resilience.backoff.VirtualClock`'s to zero every backoff wait in tests.
+    ``rng`` draws the jitter. Breakers and learned latencies live as long as the router.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        targets: Sequence[Target],
+        *,
+        client: StreamingClient,
+        policy: RoutePolicy | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not targets:
+            raise ConfigError("a route needs at least one target", where=f"routes.{name}")
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"a target appears twice: {names}", where=f"routes.{name}.targets")
+        self.name = name
+        self.targets: tuple[Target, ...] = tuple(targets)
+        self.client = client
+        self.policy = policy or RoutePolicy()
+        self.policy.validate(where=f"routes.{name}")
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self.sleep: Callable[[float], Awaitable[None]] = sleep or asyncio.sleep
+        self.rng = rng or random.Random()
+        self.watchdog = AdaptiveWatchdog(self.policy.watchdog)
+        self.breakers = {
+            t.name: CircuitBreaker(t.name, self.policy.breaker, self.clock) for t in targets
+        }
+        #: Calls started and HTTP requests sent over the router's life.
+        self.calls = 0
+        self.requests = 0
+
+    @property
+    def label(self) -> str:
+        """The name a route has in results (``route:NAME``)."""
+        return f"route:{self.name}"
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each target's circuit state: ``closed``, ``open`` or ``half_open``."""
+        return {name: b.state for name, b in self.breakers.items()}
+
+    def breaker_transitions(self) -> list[dict[str, Any]]:
+        """Every circuit state change so far, oldest first."""
+        changes = [t for b in self.breakers.values() for t in b.transitions]
+        return [t.to_dict() for t in sorted(changes, key=lambda t: t.at)]
+
+    def stream(self, conversation: Conversation) -> RouteStream:
+        """An async context manager yielding the events of the winning attempt."""
+        return RouteStream(self, conversation, hold_all=self.policy.buffered)
+
+    async def complete(self, conversation: Conversation) -> Response:
+        """Run the call to its end; the :class:`Response` has one record per attempt in
+        ``attempts``. Raises :class:`~callproof.errors.AllAttemptsFailed`."""
+        async with RouteStream(self, conversation, hold_all=True) as s:
+            async for _ in s:
+                pass
+        assert s.response is not None
+        return s.response
+
+
+def _after_tool_result(conversation: Conversation) -> bool:
+    if not conversation.messages:
+        return False
+    last = conversation.messages[-1]
+    return isinstance(last, UserMessage) and any(isinstance(p, ToolResult) for p in last.content)
+
+
+def _is_content(event: Event) -> bool:
+    return not isinstance(event, StreamStart | StreamStop)
+
+
+class RouteStream:
+    """One routed call: an async context manager and an async iterator of events.
+
+    ``response`` is the winning attempt's :class:`Response` once the call ended (``attempts``
+    filled in); ``attempts`` the records so far; ``requests`` the HTTP requests sent.
+    """
+
+    def __init__(self, router: Router, conversation: Conversation, *, hold_all: bool) -> None:
+        self.router = router
+        self.conversation = conversation
+        self.hold_all = hold_all
+        self.response: Response | None = None
+        self.winner: AttemptRun | None = None
+        self.requests = 0
+        self.output_reached = False
+        self._loop = asyncio.get_running_loop()
+        self._t0 = router.clock()
+        self._records: dict[int, dict[str, Any]] = {}
+        self._errors: list[CallError] = []
+        self._inflight: set[AttemptRun] = set()
+        self._notify: asyncio.Queue[tuple[AttemptRun, Signal]] = asyncio.Queue()
+        self._dead: set[str] = set()
+        self._skipped: set[str] = set()
+        self._not_before: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._seq = 0
+        self._primaries = 0
+        self._hedges = 0
+        self._hedging_done = False
+        self._cursor = 0
+        self._last_launch: AttemptRun | None = None
+        self._gen: Any = None
+        self._closed = False
+        router.calls += 1
+
+    # -- public surface -------------------------------------------------------------------
+
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """One record per attempt (and per skipped target), in attempt order."""
+        return [self._records[k] for k in sorted(self._records)]
+
+    async def __aenter__(self) -> RouteStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> RouteStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._gen is None:
+            self._gen = self._events()
+        event: Event = await self._gen.__anext__()
+        return event
+
+    async def aclose(self) -> None:
+        """Stop every attempt still running (closing their connections)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._gen is not None:
+            await self._gen.aclose()
+        await self._abandon(list(self._inflight), "call closed")
+
+    # -- the call ---------------------------------------------------------------------------
+
+    async def _events(self) -> Any:
+        while True:
+            run = await self._acquire()
+            self.winner = run
+            held: list[Event] = []
+            while True:
+                item = await run.events.get()
+                if isinstance(item, _End):
+                    self._inflight.discard(run)
+                    break
+                if self.hold_all or (not self.output_reached and not _is_content(item)):
+                    held.append(item)
+                    continue
+                self.output_reached = True
+                for event in held:
+                    yield event
+                held.clear()
+                yield item
+            if run.fatal is not None:
+                await self._abandon(list(self._inflight), "call failed")
+                raise run.fatal
+            if run.error is None:
+                assert run.response is not None
+                empty = self._judge(run.response)
+                if empty is None or self.output_reached:
+                    self._succeed(run)
+                    for event in held:
+                        yield event
+                    return
+                run.error = empty.with_context(target=run.target.name, model=run.target.model)
+                run.error.response = run.response
+            err = run.error
+            self._fail(run, err)
+            if self.output_reached:
+                if err.response is not None:
+                    err.response.attempts = self.attempts
+                raise err
+
+    async def _acquire(self) -> AttemptRun:
+        """Start attempts (first, hedges, fallbacks) until one produced a first event."""
+        if not self._inflight:
+            await self._launch_primary()
+        while True:
+            wait = self._hedge_wait()
+            try:
+                async with asyncio.timeout(wait):
+                    run, signal = await self._notify.get()
+            except TimeoutError:
+                if not self._launch_hedge():
+                    self._hedging_done = True
+                continue
+            if run not in self._inflight:
+                continue  # a message from an attempt already dealt with
+            if signal in ("event", "done"):
+                await self._abandon(
+                    [r for r in self._inflight if r is not run], "lost hedge race", winner=run
+                )
+                return run
+            self._inflight.discard(run)
+            if run.fatal is not None:
+                await self._abandon(list(self._inflight), "call failed")
+                raise run.fatal
+            assert run.error is not None
+            self._fail(run, run.error)
+            if not self._inflight:
+                await self._launch_primary()
+
+    def _on_signal(self, run: AttemptRun, signal: Signal) -> None:
+        self._notify.put_nowait((run, signal))
+
+    # -- choosing and launching -----------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return self.router.clock() - self._t0
+
+    async def _launch_primary(self) -> None:
+        retry = self.router.policy.retry
+        while True:
+            choice = self._choose()
+            if choice is None:
+                raise self._all_failed()
+            target, wait = choice
+            if wait > 0:
+                if retry.max_total_s is not None and self._elapsed() + wait > retry.max_total_s:
+                    raise self._all_failed(f"the next wait of {wait:.3g} s would pass max_total_s")
+                log.debug("route %s: waiting %.3f s before %s", self.router.name, wait, target.name)
+                await self.router.sleep(wait)
+            if self.router.breakers[target.name].allow():
+                self._launch(target, hedge=False)
+                return
+            self._skip(target)
+
+    def _choose(self) -> tuple[Target, float] | None:
+        retry = self.router.policy.retry
+        if self._primaries >= retry.max_attempts:
+            return None
+        if retry.max_total_s is not None and self._elapsed() >= retry.max_total_s:
+            return None
+        targets = self.router.targets
+        now = self.router.clock()
+        best: tuple[Target, float] | None = None
+        for k in range(len(targets)):
+            target = targets[(self._cursor + k) % len(targets)]
+            if target.name in self._dead or target.name in self._skipped:
+                continue
+            if not self.router.breakers[target.name].would_allow():
+                self._skip(target)
+                continue
+            wait = max(0.0, self._not_before.get(target.name, now) - now)
+            if wait == 0:
+                return target, 0.0
+            if best is None or wait < best[1]:
+                best = (target, wait)
+        return best
+
+    def _launch_hedge(self) -> bool:
+        last = self._last_launch
+        if last is None:
+            return False
+        targets = self.router.targets
+        idx = targets.index(last.target)
+        n = len(targets)
+        if self.router.policy.hedge.target == "next":
+            order = [targets[(idx + k) % n] for k in range(1, n)] + [last.target]
+        else:
+            order = [last.target] + [targets[(idx + k) % n] for k in range(1, n)]
+        now = self.router.clock()
+        for target in order:
+            if target.name in self._dead or self._not_before.get(target.name, now) > now:
+                continue
+            if self.router.breakers[target.name].allow():
+                self._hedges += 1
+                self._launch(target, hedge=True)
+                return True
+        return False
+
+    def _hedge_wait(self) -> float | None:
+        hedge = self.router.policy.hedge
+        last = self._last_launch
+        if self._hedging_done or self._hedges >= hedge.max_extra or last is None:
+            return None
+        if last not in self._inflight:
+            return None
+        delay = hedge_delay(hedge, self.router.watchdog.window(last.target.name))
+        if delay is None:
+            return None
+        return max(0.0, last.started_loop + delay - self._loop.time())
+
+    def _launch(self, target: Target, *, hedge: bool) -> None:
+        self._seq += 1
+        router = self.router
+        run = AttemptRun(
+            number=self._seq,
+            target=target,
+            timeouts=router.watchdog.timeouts_for(target),
+            hedge=hedge,
+            started=router.clock(),
+            started_loop=self._loop.time(),
+            breaker_state=router.breakers[target.name].state,
+        )
+        if not hedge:
+            self._primaries += 1
+        self.requests += 1
+        router.requests += 1
+        self._inflight.add(run)
+        self._last_launch = run
+        self._cursor = (router.targets.index(target) + 1) % len(router.targets)
+        log.debug(
+            "route %s: attempt %d on %s%s (first-event timeout %s)",
+            router.name,
+            run.number,
+            target.name,
+            " (hedge)" if hedge else "",
+            run.timeouts.first_event,
+        )
+        run.start(router.client, self.conversation, self._on_signal)
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    def _judge(self, response: Response) -> EmptyResponseError | None:
+        retry = self.router.policy.retry
+        if not (retry.empty_after_tool_result and "empty_response" in retry.on):
+            return None
+        if not _after_tool_result(self.conversation):
+            return None
+        verdict = classify(response, None, self.conversation)
+        if verdict.outcome is Outcome.EMPTY_RESPONSE:
+            return EmptyResponseError(f"empty answer after a tool result: {verdict.detail}")
+        return None
+
+    def _succeed(self, run: AttemptRun) -> None:
+        assert run.response is not None
+        router = self.router
+        router.breakers[run.target.name].record_success()
+        router.watchdog.observe(run.target.name, run.response.timings.first_event_s)
+        outcome = classify(run.response, None, self.conversation).outcome.value
+        self._record(run, outcome=outcome, reason=None, error=None)
+        run.response.attempts = self.attempts
+        self.response = run.response
+
+    def _fail(self, run: AttemptRun, err: CallError) -> None:
+        router = self.router
+        name = run.target.name
+        err.with_context(attempt=run.number)
+        self._errors.append(err)
+        self._record(run, outcome=err.outcome, reason=err.outcome, error=err.to_dict())
+        breaker = router.breakers[name]
+        if isinstance(err, StallError):
+            breaker.record_failure(stall=True)
+        elif err.retryable:
+            breaker.record_failure()
+        else:
+            breaker.release()
+        if err.outcome in router.policy.retry.on and err.retryable:
+            self._failures[name] = self._failures.get(name, 0) + 1
+            wait = retry_wait(
+                self._failures[name],
+                router.policy.backoff,
+                retry_after_s=getattr(err, "retry_after_s", None),
+                rng=router.rng,
+            )
+            self._not_before[name] = router.clock() + wait
+        else:
+            self._dead.add(name)
+        log.info(
+            "route %s: attempt %d on %s failed: %s", router.name, run.number, name, err.outcome
+        )
+
+    async def _abandon(
+        self, runs: list[AttemptRun], reason: str, *, winner: AttemptRun | None = None
+    ) -> None:
+        router = self.router
+        now = self._loop.time()
+        for run in runs:
+            self._inflight.discard(run)
+        await cancel_runs(runs)
+        for run in runs:
+            if run.number in self._records:
+                continue
+            waited = now - run.started_loop
+            breaker = router.breakers[run.target.name]
+            if winner is not None and self._likely_stalled(run, waited, now - winner.started_loop):
+                breaker.record_suspected_stall()
+                reason_text = f"{reason} (no event after {waited:.3f} s: likely stalled)"
+            else:
+                breaker.release()
+                reason_text = reason
+            self._record(run, outcome="abandoned", reason=reason_text, error=None)
+
+    def _likely_stalled(self, loser: AttemptRun, waited: float, winner_took: float) -> bool:
+        """Whether a hedge loser most likely hung: it had no event, waited longer than its
+        target's healthy p99 (or the hedge delay when that is unknown), and waited more than
+        1.5x what the winner needed. The last test keeps a general slowdown (an overloaded
+        network, where the winner was slow too) from looking like a hang."""
+        if loser.first_event:
+            return False
+        policy = self.router.policy
+        window = self.router.watchdog.window(loser.target.name)
+        threshold = policy.hedge.delay_s
+        if len(window) >= policy.hedge.min_samples:
+            q = window.quantile(0.99)
+            if q is not None:
+                threshold = q
+        return waited > threshold and waited > 1.5 * winner_took
+
+    def _skip(self, target: Target) -> None:
+        if target.name in self._skipped:
+            return
+        self._skipped.add(target.name)
+        self._seq += 1
+        err = CircuitOpenError(
+            f"circuit of {target.name} is {self.router.breakers[target.name].state}",
+            target=target.name,
+            model=target.model,
+            attempt=self._seq,
+        )
+        self._errors.append(err)
+        self._records[self._seq] = {
+            "target": target.name,
+            "attempt": self._seq,
+            "outcome": "skipped",
+            "sent": False,
+            "hedge": False,
+            "timings": None,
+            "started_s": round(self._elapsed(), 6),
+            "abandoned_reason": "circuit open",
+            "error": err.to_dict(),
+            "request_id": None,
+            "breaker": self.router.breakers[target.name].state,
+        }
+
+    def _record(
+        self, run: AttemptRun, *, outcome: str, reason: str | None, error: dict[str, Any] | None
+    ) -> None:
+        partial = run.partial
+        self._records[run.number] = {
+            "target": run.target.name,
+            "attempt": run.number,
+            "outcome": outcome,
+            "sent": True,
+            "hedge": run.hedge,
+            "timings": partial.timings.to_dict() if partial is not None else None,
+            "started_s": round(run.started - self._t0, 6),
+            "ended_s": round(self._elapsed(), 6),
+            "first_event_timeout_s": run.timeouts.first_event,
+            "abandoned_reason": reason,
+            "error": error,
+            "request_id": partial.request_id if partial is not None else None,
+            "breaker": run.breaker_state,
+        }
+
+    def _all_failed(self, why: str | None = None) -> AllAttemptsFailed:
+        errors = list(self._errors)
+        if not errors:
+            errors = [CallError(why or "no target of the route was available")]
+        summary = ", ".join(f"{e.target}: {e.outcome}" for e in errors)
+        message = f"route {self.router.name}: all {len(errors)} attempts failed ({summary})"
+        if why:
+            message += f"; {why}"
+        group = AllAttemptsFailed(message, errors)
+        group.attempts = self.attempts  # type: ignore[attr-defined]
+        group.requests = self.requests  # type: ignore[attr-defined]
+        return group

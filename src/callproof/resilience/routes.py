@@ -1,0 +1,98 @@
+"""Routes from configuration, and a routed call as a probe attempt.
+
+* :func:`router_from_config` builds a :class:`Router` for ``[routes.NAME]`` of a loaded
+  :class:`callproof.probe.config.Config`.
+* :func:`run_route_attempt` sends a scenario through a router and classifies the result into a
+  :class:`RouteAttempt` (a :class:`callproof.attempt.Attempt` whose record adds ``requests``
+  and ``route_attempts``); like ``run_attempt`` it never raises for failed calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from callproof.attempt import Attempt
+from callproof.errors import AllAttemptsFailed, CallError, ConfigError
+from callproof.outcomes import classify
+from callproof.resilience.hedge import StreamingClient
+from callproof.resilience.policy import RoutePolicy
+from callproof.resilience.router import Router
+from callproof.scenarios import Scenario
+
+if TYPE_CHECKING:
+    from callproof.probe.config import Config
+
+__all__ = ["RouteAttempt", "router_from_config", "run_route_attempt"]
+
+
+@dataclass(slots=True)
+class RouteAttempt(Attempt):
+    """An :class:`Attempt` made through a route: ``target`` is ``route:NAME``, ``requests``
+    the HTTP requests it spent, ``route_attempts`` one record per attempt."""
+
+    target: str = ""
+    requests: int = 0
+    route_attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        """The per-attempt record fields plus ``requests`` and ``route_attempts``."""
+        record = Attempt.to_record(self)
+        record["requests"] = self.requests
+        record["route_attempts"] = self.route_attempts
+        return record
+
+
+def router_from_config(config: Config, name: str, client: StreamingClient, **kwargs: Any) -> Router:
+    """The :class:`Router` of ``[routes.NAME]`` in ``config`` (extra keyword arguments, such
+    as ``clock`` or ``sleep``, go to :class:`Router`). Unknown names raise ConfigError."""
+    route = config.routes.get(name)
+    if route is None:
+        known = ", ".join(sorted(config.routes)) or "none"
+        raise ConfigError(f"unknown route {name!r} (configured: {known})", where="--route")
+    targets = []
+    for member in route.targets:
+        if member not in config.targets:
+            raise ConfigError(f"unknown target {member!r}", where=f"routes.{name}.targets")
+        targets.append(config.targets[member])
+    policy = RoutePolicy.from_mapping(route.policy, where=f"routes.{name}")
+    return Router(name, targets, client=client, policy=policy, **kwargs)
+
+
+async def run_route_attempt(router: Router, scenario: Scenario) -> RouteAttempt:
+    """Send ``scenario`` through ``router`` once and classify the result.
+
+    When every attempt failed, the outcome is that of the last attempt's error and ``detail``
+    names them all.
+    """
+    label = router.label
+    before = router.requests
+    try:
+        response = await router.complete(scenario.conversation)
+    except AllAttemptsFailed as group:
+        errors = [e for e in group.exceptions if isinstance(e, CallError)]
+        sent = [e for e in errors if e.outcome != "transport_error" or e.kind != "CircuitOpenError"]
+        last = (sent or errors)[-1]
+        verdict = classify(last, scenario.expectation, scenario.conversation)
+        records: list[dict[str, Any]] = getattr(group, "attempts", [])
+        return RouteAttempt(
+            outcome=verdict.outcome,
+            detail=str(group.message),
+            response=last.response,
+            error=last,
+            verdict=verdict,
+            target=label,
+            requests=router.requests - before,
+            route_attempts=records,
+        )
+    verdict = classify(response, scenario.expectation, scenario.conversation)
+    return RouteAttempt(
+        outcome=verdict.outcome,
+        detail=verdict.detail,
+        response=response,
+        error=None,
+        verdict=verdict,
+        target=label,
+        requests=router.requests - before,
+        route_attempts=response.attempts,
+    )

@@ -1,0 +1,98 @@
+"""Adaptive first-event timeouts: learn each target's healthy first-event latency.
+
+A fixed first-event timeout is wrong twice: short enough to catch a hang quickly, it cuts off a
+slow but healthy thinking model (the reason pi-ai's maintainers rejected idle watchdogs); long
+enough for that model, it lets every hang cost a minute. Here each target keeps a bounded window
+of first-event latencies from *successful* attempts, and its timeout is a high quantile of them
+times a factor, clamped to a floor and a ceiling. Until enough samples are known (cold start)
+the target's configured ``timeouts.first_event`` applies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import replace
+
+from callproof.resilience.policy import WatchdogPolicy
+from callproof.targets import Target, Timeouts
+
+__all__ = ["AdaptiveWatchdog", "LatencyWindow", "quantile"]
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """The ``q`` quantile (0 < q <= 1) of already sorted values, linearly interpolated."""
+    if not sorted_values:
+        raise ValueError("no values")
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+class LatencyWindow:
+    """The last ``size`` latencies of one target (seconds), with quantiles over them."""
+
+    def __init__(self, size: int = 200) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self._sorted: list[float] | None = None
+
+    def add(self, seconds: float) -> None:
+        """Record one healthy latency."""
+        if seconds >= 0 and math.isfinite(seconds):
+            self._values.append(seconds)
+            self._sorted = None
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile of the window, ``None`` when empty."""
+        if not self._values:
+            return None
+        if self._sorted is None:
+            self._sorted = sorted(self._values)
+        return quantile(self._sorted, q)
+
+
+class AdaptiveWatchdog:
+    """First-event timeouts per target under a :class:`WatchdogPolicy`.
+
+    ``timeouts_for(target)`` gives the :class:`~callproof.targets.Timeouts` to hand the client;
+    ``observe(target_name, first_event_s)`` feeds a healthy latency back.
+    """
+
+    def __init__(self, policy: WatchdogPolicy) -> None:
+        self.policy = policy
+        self._windows: dict[str, LatencyWindow] = {}
+
+    def window(self, target_name: str) -> LatencyWindow:
+        """The latency window of one target (created on first use)."""
+        if target_name not in self._windows:
+            self._windows[target_name] = LatencyWindow(self.policy.window)
+        return self._windows[target_name]
+
+    def observe(self, target_name: str, first_event_s: float | None) -> None:
+        """Record the first-event latency of a successful attempt."""
+        if first_event_s is not None:
+            self.window(target_name).add(first_event_s)
+
+    def first_event_timeout(self, target: Target) -> float | None:
+        """The first-event timeout to use for the next attempt on ``target``."""
+        configured = target.timeouts.first_event
+        if self.policy.mode == "fixed":
+            return configured
+        win = self.window(target.name)
+        if len(win) < self.policy.min_samples:
+            return configured
+        q = win.quantile(self.policy.quantile)
+        assert q is not None
+        learned = q * self.policy.factor
+        return min(max(learned, self.policy.floor_s), self.policy.ceiling_s)
+
+    def timeouts_for(self, target: Target) -> Timeouts:
+        """The target's timeouts with the (possibly learned) first-event timeout."""
+        return replace(target.timeouts, first_event=self.first_event_timeout(target))

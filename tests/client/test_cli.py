@@ -1,0 +1,306 @@
+"""``callproof call`` and ``callproof replay``: the JSON contract, exit codes, usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from callproof.cli import cli
+
+KEYS = {
+    "outcome",
+    "stop_reason",
+    "raw_stop_reason",
+    "text",
+    "thinking",
+    "tool_calls",
+    "usage",
+    "timings",
+    "error",
+}
+TIMING_KEYS = {"headers_s", "first_event_s", "total_s", "max_gap_s"}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def as_json(result: Any) -> dict[str, Any]:
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stdout  # exactly one JSON object
+    data: dict[str, Any] = json.loads(lines[0])
+    assert set(data) == KEYS
+    assert set(data["timings"]) == TIMING_KEYS
+    return data
+
+
+def test_call_json_ok_against_the_embedded_emulator() -> None:
+    result = invoke(
+        "call", "--api", "bedrock-converse-stream", "--model", "amazon.nova-pro-v1:0", "--json"
+    )
+    data = as_json(result)
+    assert result.exit_code == 0, result.output
+    assert data["outcome"] == "ok"
+    assert data["stop_reason"] == "end_turn"
+    assert "22" in data["text"]
+    assert data["error"] is None
+    assert data["timings"]["first_event_s"] > 0
+
+
+def test_call_json_tool_call_scenario(emulator: Any) -> None:
+    result = invoke(
+        "call",
+        "--api",
+        "openai-completions",
+        "--model",
+        "moonshotai/kimi-k2.5",
+        "--endpoint",
+        emulator.url + "/v1",
+        "--scenario",
+        "tool-call",
+        "--json",
+    )
+    data = as_json(result)
+    assert result.exit_code == 0
+    assert data["stop_reason"] == "tool_use"
+    (tc,) = data["tool_calls"]
+    assert tc["name"] == "get_weather"
+    assert tc["arguments"] == {"city": "Tokyo"}
+    assert tc["id"]
+
+
+def test_call_json_failure_outcome_exits_1(emulator: Any) -> None:
+    result = invoke(
+        "call",
+        "--api",
+        "bedrock-converse-stream",
+        "--model",
+        "moonshotai.kimi-k2.5",
+        "--first-event-timeout",
+        "0.3",
+        "--json",
+        "--fault",
+        "hang_no_events",
+        env={"CALLPROOF_ENDPOINT": emulator.url},
+    )
+    data = as_json(result)
+    assert result.exit_code == 1
+    assert data["outcome"] == "stall_no_events"
+    assert data["error"]["kind"] == "StallNoEvents"
+    assert set(data["error"]) == {"kind", "type", "message", "status"}
+    assert data["timings"]["headers_s"] is not None
+    assert data["timings"]["first_event_s"] is None
+
+
+def test_call_http_error_json(emulator: Any) -> None:
+    result = invoke(
+        "call",
+        "--api",
+        "bedrock-converse",
+        "--model",
+        "amazon.nova-pro-v1:0",
+        "--endpoint",
+        emulator.url,
+        "--fault",
+        "http_error:429",
+        "--json",
+    )
+    data = as_json(result)
+    assert result.exit_code == 1
+    assert data["outcome"] == "http_error"
+    assert data["error"]["status"] == 429
+    assert data["error"]["type"] == "ThrottlingException"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "m"], "--api is required"),
+        (["--api", "openai-completions"], "--model is required"),
+        (
+            [
+                "--api",
+                "bedrock-converse-stream",
+                "--model",
+                "m",
+                "--endpoint",
+                "http://127.0.0.1:9",
+                "--api-key-env",
+                "MY_KEY",
+            ],
+            "HTTPS",
+        ),
+        (
+            [
+                "--api",
+                "bedrock-converse-stream",
+                "--model",
+                "m",
+                "--endpoint",
+                "https://bedrock-runtime.us-east-1.amazonaws.com",
+            ],
+            "no AWS credentials",
+        ),
+        (
+            [
+                "--api",
+                "bedrock-converse-stream",
+                "--model",
+                "m",
+                "--endpoint",
+                "http://127.0.0.1:9",
+                "--auth",
+                "sigv4",
+            ],
+            "no AWS credentials",
+        ),
+        (
+            [
+                "--api",
+                "openai-completions",
+                "--model",
+                "m",
+                "--endpoint",
+                "http://127.0.0.1:9/v1",
+                "--api-key-env",
+                "NOT_SET_ANYWHERE",
+            ],
+            "NOT_SET_ANYWHERE",
+        ),
+        (["--target", "no-such-target"], "no target"),
+        (["--api", "openai-completions", "--model", "m", "--deadline", "-1"], "positive"),
+    ],
+)
+def test_usage_and_config_errors_exit_2(args: list[str], message: str) -> None:
+    result = invoke("call", *args, "--json", env={"MY_KEY": "ABSKtest"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.stdout.strip() == "" or not result.stdout.lstrip().startswith("{")
+
+
+def test_bad_api_name_exits_2() -> None:
+    result = invoke("call", "--api", "bogus", "--model", "m")
+    assert result.exit_code == 2
+    assert "bogus" in result.output
+
+
+def test_readable_output_and_verbose_events(emulator: Any) -> None:
+    result = invoke(
+        "call",
+        "--api",
+        "openai-responses",
+        "--model",
+        "moonshotai/kimi-k2.5",
+        "--endpoint",
+        emulator.url + "/v1",
+        "-v",
+    )
+    assert result.exit_code == 0, result.output
+    assert "outcome: ok" in result.output
+    assert "timings:" in result.output
+    assert "TextDelta" in result.output
+    assert "StreamStop" in result.output
+
+
+def test_capture_then_replay(emulator: Any, tmp_path: Path) -> None:
+    cap = tmp_path / "c.jsonl"
+    first = invoke(
+        "call",
+        "--api",
+        "bedrock-converse-stream",
+        "--model",
+        "amazon.nova-pro-v1:0",
+        "--endpoint",
+        emulator.url,
+        "--auth",
+        "none",
+        "--fault",
+        "stop_reason:malformed_model_output",
+        "--capture",
+        str(cap),
+        "--json",
+    )
+    live = as_json(first)
+    assert live["outcome"] == "abnormal_stop"
+    assert first.exit_code == 1
+    replay = invoke("replay", str(cap), "--json")
+    offline = as_json(replay)
+    assert replay.exit_code == 1
+    assert offline["outcome"] == "abnormal_stop"
+    assert offline["raw_stop_reason"] == "malformed_model_output"
+    assert offline["text"] == live["text"]
+    text = invoke("replay", str(cap))
+    assert "abnormal_stop" in text.output
+
+
+def test_replay_bad_file_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "x.jsonl"
+    bad.write_text("hello\n")
+    result = invoke("replay", str(bad), "--json")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_target_from_embedded_default_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no callproof.toml here: the embedded default
+    result = invoke("call", "--target", "bedrock-nova-pro", "--json")
+    data = as_json(result)
+    assert result.exit_code == 0, result.output
+    assert data["outcome"] == "ok"
+
+
+def test_console_script_exit_code_2_without_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "callproof", "call", "--api", "openai-completions", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--model is required" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_sigv4_with_fake_credentials_against_the_emulator(emulator: Any) -> None:
+    env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "fake-secret-for-tests"}
+    result = invoke(
+        "call",
+        "--api",
+        "bedrock-converse-stream",
+        "--model",
+        "amazon.nova-pro-v1:0",
+        "--endpoint",
+        emulator.url,
+        "--json",
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert as_json(result)["outcome"] == "ok"
+
+
+def test_route_from_embedded_default_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("call", "--route", "kimi", "--json")
+    data = as_json(result)
+    assert result.exit_code == 0, result.output
+    assert data["outcome"] == "ok"
+    assert "22" in data["text"]
+
+
+def test_route_unknown_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("call", "--route", "nope", "--json")
+    assert result.exit_code == 2
+    assert "no route" in result.output

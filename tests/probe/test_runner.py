@@ -1,0 +1,266 @@
+"""The runner against the real emulator on loopback (and in-process for the cheap checks)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from callproof.emulator import create_app
+from callproof.probe.config import load_config
+from callproof.probe.runner import RunOptions, gate_failures, run_probe
+from tests.probe.conftest import MakeConfig
+
+RECORD_KEYS = {
+    "run_id", "seq", "target", "scenario", "attempt", "api", "model", "provider", "outcome",
+    "passed", "detail", "stop_reason", "raw_stop_reason", "text", "thinking", "tool_calls",
+    "usage", "timings", "error", "request_id", "requests", "route_attempts", "started_at",
+    "capture",
+}  # fmt: skip
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+def _options(config: Any, out: Path, **kw: Any) -> RunOptions:
+    kw.setdefault("targets", list(config.targets))
+    kw.setdefault("routes", [])
+    kw.setdefault("n", config.defaults.n)
+    kw.setdefault("concurrency", config.defaults.concurrency)
+    return RunOptions(out=out, **kw)
+
+
+async def test_measured_fault_rate_falls_inside_its_wilson_interval(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    path = make_config(
+        n=60,
+        first_event=1.0,
+        faults=(
+            '[[rules]]\nmodel = "amazon.nova-pro-v1:0"\nturn = "after_tool_result"\n'
+            'fault = "hang_no_events"\nprobability = 0.3\n'
+        ),
+    )
+    config = load_config(path)
+    result = await run_probe(
+        config, _options(config, tmp_path / "run", targets=["nova", "mistral"], concurrency=24)
+    )
+    entries = {e["target"]: e for e in result.summary["results"]}
+    nova, mistral = entries["nova"], entries["mistral"]
+    assert nova["n"] == 60
+    stalls = nova["outcomes"].get("stall_no_events", 0)
+    assert stalls == nova["n"] - nova["passed"]  # the hang is the only failure, and it is named
+    low, high = nova["ci95"]
+    assert low <= 0.7 <= high, (nova["pass_rate"], nova["ci95"])
+    assert 0.1 < stalls / 60 < 0.5
+    assert mistral["passed"] == 60
+    # the hang was measured by the first-event clock, never retried
+    hung = [r for r in _records(result.run_dir) if r["outcome"] == "stall_no_events"]
+    assert all(r["requests"] == 1 for r in hung)
+    assert all(1.0 <= r["timings"]["total_s"] < 2.5 for r in hung)
+    assert all(r["timings"]["headers_s"] is not None for r in hung)
+
+
+async def test_records_follow_the_schema_and_are_flushed_per_attempt(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    config = load_config(make_config(n=4))
+    out = tmp_path / "run"
+    lines_seen: list[int] = []
+
+    def on_record(record: dict[str, Any]) -> None:
+        # the line is on disk the moment the attempt ends
+        lines_seen.append(len((out / "results.jsonl").read_text().splitlines()))
+        assert lines_seen[-1] == record["seq"]
+
+    result = await run_probe(
+        config, _options(config, out, routes=["pair"], on_record=on_record, seed=3)
+    )
+    records = _records(out)
+    assert len(records) == 4 * 4 == len(lines_seen)
+    for r in records:
+        assert set(r) == RECORD_KEYS
+        assert r["run_id"] == result.run_id
+        datetime.fromisoformat(r["started_at"].replace("Z", "+00:00"))
+    assert sorted(r["seq"] for r in records) == list(range(1, 17))
+    keys = {(r["target"], r["scenario"], r["attempt"]) for r in records}
+    assert len(keys) == 16
+    route = [r for r in records if r["target"] == "route:pair"]
+    assert {r["api"] for r in route} == {None}
+    assert all(r["route_attempts"] and r["requests"] >= 1 for r in route)
+    plain = [r for r in records if r["target"] == "nova"]
+    assert all(r["api"] == "bedrock-converse-stream" and r["requests"] == 1 for r in plain)
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["finished_at"]
+    assert meta["interrupted"] is False
+    assert meta["n"] == 4
+    assert {t["name"] for t in meta["targets"]} == {"nova", "mistral", "or-kimi", "route:pair"}
+    bodies = meta["scenarios"][0]["requests"]
+    assert bodies["nova"]["messages"][2]["content"][0]["toolResult"]["toolUseId"] == "abc123xyz"
+    assert bodies["or-kimi"]["model"] == "moonshotai/kimi-k2.5"
+    assert bodies["or-kimi"]["messages"][-1]["role"] == "tool"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run"]["run_id"] == result.run_id
+    assert len(summary["results"]) == 4
+
+
+async def test_resume_skips_finished_attempts_and_cuts_a_torn_line(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    config = load_config(make_config(n=3))
+    out = tmp_path / "run"
+    first = await run_probe(config, _options(config, out, targets=["nova"], n=3))
+    with (out / "results.jsonl").open("a") as fh:
+        fh.write('{"run_id": "torn", "seq": 99, "tar')  # a crash mid-write
+    second = await run_probe(config, _options(config, out, targets=["nova"], n=5, resume=True))
+    records = _records(out)
+    assert second.run_id == first.run_id
+    assert second.written == 2
+    assert [r["attempt"] for r in records] == [1, 2, 3, 4, 5] or sorted(
+        r["attempt"] for r in records
+    ) == [1, 2, 3, 4, 5]
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    assert {r["run_id"] for r in records} == {first.run_id}
+    assert second.summary["results"][0]["n"] == 5
+
+
+async def test_a_run_dir_with_results_needs_resume(make_config: MakeConfig, tmp_path: Path) -> None:
+    from callproof.errors import ConfigError
+
+    config = load_config(make_config(n=1))
+    out = tmp_path / "run"
+    await run_probe(config, _options(config, out, targets=["nova"], n=1))
+    with pytest.raises(ConfigError, match="--resume"):
+        await run_probe(config, _options(config, out, targets=["nova"], n=1))
+
+
+async def test_cancel_stops_cleanly_and_keeps_what_finished(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    config = load_config(
+        make_config(
+            n=40,
+            first_event=3.0,
+            faults='[[rules]]\nmodel = "*"\nfault = "hang_no_events"\nprobability = 0.5\n',
+        )
+    )
+    out = tmp_path / "run"
+    finished = asyncio.Event()
+    seen: list[int] = []
+
+    def on_record(record: dict[str, Any]) -> None:
+        seen.append(record["seq"])
+        if len(seen) >= 5:
+            finished.set()
+
+    task = asyncio.create_task(
+        run_probe(
+            config, _options(config, out, targets=["nova"], concurrency=8, on_record=on_record)
+        )
+    )
+    await asyncio.wait_for(finished.wait(), 10)
+    task.cancel()
+    result = await asyncio.wait_for(task, 10)
+    assert result.interrupted
+    records = _records(out)
+    assert len(records) == result.written == len(seen) < 40
+    assert all(r["outcome"] == "ok" for r in records)  # in-flight hangs were not recorded
+    assert result.summary["results"][0]["n"] == len(records)
+    assert json.loads((out / "run.json").read_text())["interrupted"] is True
+
+
+async def test_capture_failures_keeps_only_failing_captures(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    config = load_config(
+        make_config(
+            n=6,
+            faults='[[rules]]\nmodel = "amazon.nova-pro-v1:0"\nfault = "close_without_stop"\n'
+            "probability = 0.5\n",
+        )
+    )
+    out = tmp_path / "run"
+    await run_probe(config, _options(config, out, targets=["nova"], capture_failures=True))
+    records = _records(out)
+    failing = [r for r in records if not r["passed"]]
+    assert failing, "the plan should have failed some attempts"
+    for r in records:
+        if r["passed"]:
+            assert r["capture"] is None
+        else:
+            assert r["outcome"] == "incomplete_stream"
+            assert (out / r["capture"]).is_file()
+    assert len(list((out / "captures").iterdir())) == len(failing)
+
+
+async def test_rate_limit_spaces_attempt_starts(make_config: MakeConfig, tmp_path: Path) -> None:
+    config = load_config(make_config(n=6))
+    result = await run_probe(
+        config, _options(config, tmp_path / "run", targets=["nova"], rate_limit=20.0)
+    )
+    starts = sorted(
+        datetime.fromisoformat(r["started_at"].replace("Z", "+00:00")).timestamp()
+        for r in _records(result.run_dir)
+    )
+    assert starts[-1] - starts[0] >= 5 * 0.05 * 0.8
+
+
+async def test_scenarios_in_process_with_a_route_and_the_agent_loop(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    config = load_config(make_config(n=2))
+    result = await run_probe(
+        config,
+        _options(
+            config,
+            tmp_path / "run",
+            targets=["nova", "or-kimi"],
+            routes=["pair"],
+            scenarios=["multi-step", "parallel-tools", "thinking-replay", "tool-call"],
+            transport=httpx.ASGITransport(create_app(preset="fast", seed=1)),
+        ),
+    )
+    assert all(e["passed"] == e["n"] == 2 for e in result.summary["results"]), [
+        (e["target"], e["scenario"], e["outcomes"]) for e in result.summary["results"]
+    ]
+    loops = [r for r in _records(result.run_dir) if r["scenario"] == "multi-step"]
+    assert all(r["requests"] == 4 for r in loops)  # three tool calls, then the answer
+    assert all("13960000" in r["text"] for r in loops)
+    parallel = [r for r in _records(result.run_dir) if r["scenario"] == "parallel-tools"]
+    assert all(len(r["tool_calls"]) == 2 for r in parallel)
+
+
+async def test_the_loop_fails_when_a_turn_hangs(make_config: MakeConfig, tmp_path: Path) -> None:
+    config = load_config(
+        make_config(
+            n=4,
+            faults='[[rules]]\nmodel = "amazon.nova-pro-v1:0"\nturn = "after_tool_result"\n'
+            'fault = "stop_reason:max_tokens"\n',
+        )
+    )
+    result = await run_probe(
+        config,
+        _options(config, tmp_path / "run", targets=["nova"], scenarios=["multi-step"]),
+    )
+    records = _records(result.run_dir)
+    assert {r["outcome"] for r in records} == {"abnormal_stop"}
+    assert all(r["requests"] == 2 for r in records)  # the first follow-up broke the loop
+
+
+def test_gate_failures_point_and_lower() -> None:
+    summary = {
+        "results": [
+            {"target": "a", "scenario": "s", "pass_rate": 1.0, "ci95": [0.72, 1.0]},
+            {"target": "b", "scenario": "s", "pass_rate": 0.6, "ci95": [0.31, 0.83]},
+        ]
+    }
+    assert [e["target"] for e in gate_failures(summary, 0.9)] == ["b"]
+    assert [e["target"] for e in gate_failures(summary, 90)] == ["b"]
+    assert [e["target"] for e in gate_failures(summary, 0.9, "lower")] == ["a", "b"]
+    assert gate_failures(summary, 0.5) == []
