@@ -93,7 +93,7 @@ async def read_response(reader: asyncio.StreamReader) -> bytes:
     if status != 200:
         raise RuntimeError(f"status {status}: {head[:200]!r}")
     if b"transfer-encoding: chunked" in headers:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
             if size == 0:

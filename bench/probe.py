@@ -264,7 +264,9 @@ def main() -> None:
     )
     for mark in marks:
         print(f"  RSS after {mark:>7,} attempts: {rss[str(mark)]:7.1f} MB")
-    print(f"  growth from {marks[0]:,} to {marks[-1]:,}: {last - first:+.1f} MB ({last / first:.2f}x)")
+    print(
+        f"  growth from {marks[0]:,} to {marks[-1]:,}: {last - first:+.1f} MB ({last / first:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -143,10 +143,12 @@ class Emulator:
         plan = workdir / f"plan-{hang:.2f}.toml"
         plan.write_text(fault_plan(hang), encoding="utf-8")
         tomllib.loads(plan.read_text(encoding="utf-8"))
+        self.log = (workdir / f"emulator-{hang:.2f}-{id(self)}.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(plan)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         assert self.proc.stdout is not None
@@ -168,6 +170,7 @@ class Emulator:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 # -- measurements ----------------------------------------------------------------------------
@@ -419,7 +422,17 @@ LITELLM_STREAM_TIMEOUT = 2.0
 
 
 async def bench_litellm(url: str, setting: str, n: int, concurrency: int, cap: float) -> Result:
+    # Loopback only: LiteLLM would fetch its cost map and a tiktoken file from the internet.
+    import importlib.util
+    import warnings
+
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    spec = importlib.util.find_spec("litellm")
+    assert spec is not None and spec.submodule_search_locations
+    os.environ["TIKTOKEN_CACHE_DIR"] = os.path.join(
+        next(iter(spec.submodule_search_locations)), "litellm_core_utils", "tokenizers"
+    )
+    warnings.filterwarnings("ignore", module="pydantic")
     import litellm
 
     litellm.telemetry = False
@@ -436,6 +449,8 @@ async def bench_litellm(url: str, setting: str, n: int, concurrency: int, cap: f
                 "aws_access_key_id": FAKE_KEY_ID,
                 "aws_secret_access_key": FAKE_SECRET,
                 "stream_timeout": LITELLM_STREAM_TIMEOUT,
+                # LiteLLM does not know this model id takes tools; say so rather than drop them
+                "allowed_openai_params": ["tools"],
             },
         }
     ]
@@ -515,6 +530,35 @@ SETTINGS: dict[str, float] = {
 }
 
 
+async def run_client(
+    name: str, emu: Emulator, setting: str, n: int, concurrency: int, cap: float
+) -> tuple[Result, dict[str, Any] | None]:
+    """One client's calls on one emulator; requests counted by that emulator."""
+    emu.requests(reset=True)
+    t0 = time.perf_counter()
+    info = None
+    if name == "callproof":
+        res, info = await bench_callproof(emu.url, setting, n, concurrency, cap)
+    elif name == "boto3":
+        res = await asyncio.to_thread(bench_boto3, emu.url, setting, n, concurrency, cap)
+    elif name == "openai":
+        res = await bench_openai(emu.url, setting, n, concurrency, cap)
+    else:
+        res = await bench_litellm(emu.url, setting, n, concurrency, cap)
+    res.wall_s = time.perf_counter() - t0
+    res.requests = await asyncio.to_thread(emu.requests)
+    print(
+        f"{setting:13} {res.client:32} n={res.calls:5} ok={res.success:7.2%} "
+        f"p99={res.pct(0.99):6.2f}s req/call={res.requests / max(res.calls, 1):.2f} "
+        f"({res.wall_s:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    for err, count in sorted(res.errors.items(), key=lambda kv: -kv[1])[:4]:
+        print(f"    {count} x {err}", file=sys.stderr)
+    return res, info
+
+
 async def main_async(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -524,49 +568,64 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             litellm_version()
         except Exception:
-            print("LiteLLM not installed: run with `uv run --group bench`; skipping it", file=sys.stderr)
+            print("LiteLLM is not installed (uv run --group bench); skipping it", file=sys.stderr)
             clients.remove("litellm")
+    baselines = [c for c in clients if c != "callproof"]
     cp_info: dict[str, Any] = {}
     t_start = time.perf_counter()
-    for setting in args.settings.split(","):
+    settings = args.settings.split(",")
+    # 1. callproof on every setting (alone on the machine), and the baselines where nothing
+    #    hangs, one client at a time.
+    for setting in settings:
         hang = SETTINGS[setting]
+        slow = setting == "slow healthy"
         emu = Emulator(hang, workdir)
         try:
-            for name in clients:
-                slow_baseline = name in ("boto3", "openai") and hang > 0
-                n = args.baseline_calls if slow_baseline else args.calls
-                if setting == "slow healthy":
-                    n = min(n, args.slow_calls)
-                emu.requests(reset=True)
-                t0 = time.perf_counter()
-                if name == "callproof":
-                    res, cp_info[setting] = await bench_callproof(
-                        emu.url, setting, n, args.concurrency, args.cap
-                    )
-                elif name == "boto3":
-                    res = await asyncio.to_thread(
-                        bench_boto3, emu.url, setting, n, args.concurrency, args.cap
-                    )
-                elif name == "openai":
-                    res = await bench_openai(emu.url, setting, n, args.concurrency, args.cap)
-                else:
-                    res = await bench_litellm(emu.url, setting, n, args.concurrency, args.cap)
-                res.wall_s = time.perf_counter() - t0
-                res.requests = emu.requests()
-                if slow_baseline:
-                    res.notes.append(f"scaled: {n} calls, waits capped at {args.cap:g} s")
+            if "callproof" in clients:
+                n = args.slow_calls if slow else args.calls
+                conc = args.slow_concurrency if slow else args.concurrency
+                res, info = await run_client("callproof", emu, setting, n, conc, args.cap)
+                cp_info[setting] = info
                 results.append(res)
-                print(
-                    f"{setting:13} {res.client:32} n={res.calls:5} ok={res.success:7.2%} "
-                    f"p99={res.pct(0.99):6.2f}s req/call={res.requests / max(res.calls, 1):.2f} "
-                    f"({res.wall_s:.0f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                for err, count in sorted(res.errors.items(), key=lambda kv: -kv[1])[:5]:
-                    print(f"    {count} x {err}", file=sys.stderr)
+            if hang == 0:
+                for name in baselines:
+                    conc = args.slow_concurrency if slow else args.concurrency
+                    res, _ = await run_client(
+                        name, emu, setting, args.baseline_calls, conc, args.cap
+                    )
+                    if args.baseline_calls < (args.slow_calls if slow else args.calls):
+                        res.notes.append(f"scaled down to {args.baseline_calls} calls")
+                    results.append(res)
         finally:
             emu.close()
+    # 2. the baselines under hangs: each waits out its read timeout (or the cap) per hang, so
+    #    fewer calls, all at once, the three clients side by side on their own emulators.
+    for setting in settings:
+        hang = SETTINGS[setting]
+        if hang == 0 or not baselines:
+            continue
+        emus = [Emulator(hang, workdir) for _ in baselines]
+        try:
+            done = await asyncio.gather(
+                *(
+                    run_client(
+                        name, emu, setting, args.hang_baseline_calls, args.hang_baseline_calls,
+                        args.cap,
+                    )
+                    for name, emu in zip(baselines, emus, strict=True)
+                )
+            )
+        finally:
+            for emu in emus:
+                emu.close()
+        for res, _ in done:
+            res.notes.append(
+                f"scaled down to {res.calls} calls run at once; each call's wait capped at "
+                f"{args.cap:g} s (counted as failed at the cap)"
+            )
+            results.append(res)
+    order = {name: i for i, name in enumerate(settings)}
+    results.sort(key=lambda r: (order[r.setting], r.client != "callproof", r.client))
     healthy = {r.client: r.pct(0.99) for r in results if r.setting == "healthy"}
     print()
     print(table(results, healthy))
@@ -585,10 +644,16 @@ async def main_async(args: argparse.Namespace) -> int:
             (ratio <= 1.5, f"p99 {ratio:.2f}x healthy <= 1.5x"),
             (per_call <= 1.5, f"{per_call:.2f} requests/call <= 1.5"),
         ]
-        print("* callproof targets at 40% hangs: " + "; ".join(
-            f"{'PASS' if ok else 'FAIL'} {text}" for ok, text in checks
-        ))
+        print(
+            "* callproof targets at 40% hangs: "
+            + "; ".join(f"{'PASS' if ok else 'FAIL'} {text}" for ok, text in checks)
+        )
         verdict = 0 if all(ok for ok, _ in checks) else 1
+    slow_cp = next((r for r in results if r.client == "callproof" and r.setting == "slow healthy"), None)
+    if slow_cp is not None:
+        print(f"* callproof false stalls on the slow healthy model: {slow_cp.false_stalls}")
+        if slow_cp.false_stalls:
+            verdict = 1
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -605,6 +670,7 @@ async def main_async(args: argparse.Namespace) -> int:
                             "requests_per_call": r.requests / max(r.calls, 1),
                             "false_stalls": r.false_stalls,
                             "notes": r.notes,
+                            "errors": r.errors,
                             "wall_s": r.wall_s,
                         }
                         for r in results
@@ -621,22 +687,25 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--serve", help=argparse.SUPPRESS)
-    p.add_argument("--calls", type=int, default=1000, help="calls per setting (default 1000)")
-    p.add_argument("--baseline-calls", type=int, default=100, help="boto3/openai calls under hangs")
-    p.add_argument("--slow-calls", type=int, default=1000, help="calls on the slow model")
-    p.add_argument("--concurrency", type=int, default=100)
+    p.add_argument("--calls", type=int, default=1000, help="callproof calls per setting")
+    p.add_argument("--slow-calls", type=int, default=1000, help="callproof calls, slow model")
+    p.add_argument("--baseline-calls", type=int, default=200, help="baseline calls, no hangs")
+    p.add_argument("--hang-baseline-calls", type=int, default=100, help="baseline calls, hangs")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--slow-concurrency", type=int, default=100)
     p.add_argument("--cap", type=float, default=60.0, help="harness wait cap per call (s)")
     p.add_argument("--settings", default=",".join(SETTINGS))
     p.add_argument("--clients", default="callproof,litellm,boto3,openai")
     p.add_argument("--workdir", default="/tmp/callproof-bench-resilience")
     p.add_argument("--json", help="also write the figures as JSON here")
-    p.add_argument("--quick", action="store_true", help="smoke run: 100 calls, 20 under hangs, cap 10 s")
+    p.add_argument("--quick", action="store_true", help="smoke run: fewer calls, cap 10 s")
     args = p.parse_args()
     if args.serve:
         serve(args.serve)
         return 0
     if args.quick:
-        args.calls, args.baseline_calls, args.slow_calls, args.cap = 100, 20, 100, 10.0
+        args.calls, args.slow_calls, args.cap = 200, 100, 10.0
+        args.baseline_calls, args.hang_baseline_calls = 50, 20
     return asyncio.run(main_async(args))
 
 

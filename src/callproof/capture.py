@@ -23,6 +23,7 @@ import asyncio
 import base64
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,6 +149,10 @@ def _jsonable(value: Any) -> Any:
             return data.decode()
         except UnicodeDecodeError:
             return {"b64": base64.b64encode(data).decode()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

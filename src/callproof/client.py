@@ -26,11 +26,11 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -42,6 +42,7 @@ from callproof.errors import (
     DeadlineExceeded,
     IncompleteFrame,
     IncompleteStreamError,
+    InvalidEventError,
     StallBeforeHeaders,
     StallError,
     StallMidStream,
@@ -127,10 +128,12 @@ class CallState:
         self.t0 = t0
         self.keep_events = keep_events
         self._response = Response(model=model)
-        # Text and reasoning arrive in thousands of small deltas: collect the pieces and join
-        # on demand (``resp.text += piece`` on an attribute copies the whole string each time).
-        self._text: list[str] = []
-        self._thinking: list[str] = []
+        # Text and reasoning arrive in thousands of small deltas. ``resp.text += piece`` on an
+        # attribute copies the whole string each time (quadratic), and a list of pieces costs
+        # ~60 bytes a piece; a UTF-8 bytearray grows in amortised O(1) at one byte a character,
+        # decoded when the response is read.
+        self._text = bytearray()
+        self._thinking = bytearray()
         self._dirty = False
         self.headers_at: float | None = None
         self.first_event_at: float | None = None
@@ -142,8 +145,8 @@ class CallState:
     def response(self) -> Response:
         """The response accumulated so far."""
         if self._dirty:
-            self._response.text = "".join(self._text)
-            self._response.thinking = "".join(self._thinking)
+            self._response.text = self._text.decode("utf-8", "surrogatepass")
+            self._response.thinking = self._thinking.decode("utf-8", "surrogatepass")
             self._dirty = False
         return self._response
 
@@ -253,13 +256,13 @@ class CallState:
                 case TextDelta(text=text):
                     if text and timings.first_content_s is None:
                         timings.first_content_s = now - self.t0
-                    self._text.append(text)
+                    self._text += text.encode("utf-8", "surrogatepass")
                     self._dirty = True
                 case ThinkingDelta(text=text, signature=signature, redacted=redacted):
                     if timings.first_content_s is None and (text or redacted):
                         timings.first_content_s = now - self.t0
                     if text:
-                        self._thinking.append(text)
+                        self._thinking += text.encode("utf-8", "surrogatepass")
                         self._dirty = True
                     if signature:
                         resp.thinking_signature = (resp.thinking_signature or "") + signature
@@ -339,7 +342,7 @@ class ResponseStream:
             except StopAsyncIteration:
                 now = self._loop.time()
                 self._done = True
-                self._pending.extend(state.on_eof(now))
+                self._pending.extend(_decoding(state.on_eof, now))
                 await self._finish(None)
                 return
             except TimeoutError:
@@ -350,9 +353,12 @@ class ResponseStream:
             now = self._loop.time()
             if self._capture is not None:
                 self._capture.chunk(now, chunk)
-            events = state.on_bytes(now, chunk)
+            events = _decoding(state.on_bytes, now, chunk)
+            # Drained every chunk even when nobody records them: a decoder keeps up to
+            # thousands of undrained raw frames, megabytes that a long stream never needs.
+            raw = state.decoder.raw_items()
             if self._capture is not None:
-                self._capture.raw_items(now, state.decoder.raw_items())
+                self._capture.raw_items(now, raw)
             self._pending.extend(events)
         except CallError as err:
             self._done = True
@@ -396,6 +402,15 @@ class ResponseStream:
         await self._http.aclose()
         if self._capture is not None:
             self._capture.close()
+
+
+def _decoding(step: Callable[..., list[Event]], *args: Any) -> list[Event]:
+    """Run a decoder step; a decoder that trips over input it did not expect (a bug, or a
+    shape nobody foresaw) still ends the call with a typed error, never a bare exception."""
+    try:
+        return step(*args)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise InvalidEventError(f"undecodable event ({type(exc).__name__}: {exc})") from exc
 
 
 def _contextualise(err: CallError, target: Target, state: CallState | None) -> CallError:
@@ -532,7 +547,12 @@ class Client:
         self, target: Target, conversation: Conversation, timeouts: Timeouts, capture: Path | None
     ) -> ResponseStream:
         dialect = get_dialect(target.api)
-        request = self.build(target, conversation)
+        if target.endpoint.auth.kind == "sigv4":
+            # The first resolution of botocore's credential chain may read files or wait on
+            # the instance metadata service: keep it off the event loop.
+            request = await asyncio.to_thread(self.build, target, conversation)
+        else:
+            request = self.build(target, conversation)
         request.extensions["timeout"] = httpx.Timeout(
             connect=timeouts.connect, read=None, write=None, pool=None
         ).as_dict()
@@ -545,7 +565,11 @@ class Client:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         state = CallState(
-            dialect.stream_decoder(), timeouts, t0, keep_events=self.keep_events, model=None
+            dialect.stream_decoder(),
+            timeouts,
+            t0,
+            keep_events=self.keep_events,
+            model=target.model,
         )
         if writer is not None:
             writer.request(t0, request)

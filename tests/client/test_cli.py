@@ -174,6 +174,8 @@ def test_call_http_error_json(emulator: Any) -> None:
             "NOT_SET_ANYWHERE",
         ),
         (["--target", "no-such-target"], "no target"),
+        (["--route", "kimi", "--capture", "x.jsonl"], "cannot follow a route"),
+        (["--target", "a", "--route", "b"], "not both"),
         (["--api", "openai-completions", "--model", "m", "--deadline", "-1"], "positive"),
     ],
 )
@@ -207,6 +209,8 @@ def test_readable_output_and_verbose_events(emulator: Any) -> None:
     assert "timings:" in result.output
     assert "TextDelta" in result.output
     assert "StreamStop" in result.output
+    assert "raw wire units" in result.output
+    assert "response.completed" in result.output
 
 
 def test_capture_then_replay(emulator: Any, tmp_path: Path) -> None:

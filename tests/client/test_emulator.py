@@ -129,7 +129,7 @@ async def test_sigv4_verified_by_the_emulator(monkeypatch: pytest.MonkeyPatch) -
         api="bedrock-converse",
         model="amazon.nova-pro-v1:0",
         endpoint=Endpoint(base_url="http://emulator", region="us-west-2", auth=Auth(kind="sigv4")),
-        timeouts=FAST,
+        timeouts=RELAXED,  # ASGITransport gives headers only once the body is complete
     )
     async with Client(transport=httpx.ASGITransport(app=app)) as client:
         resp = await client.complete(target, tool_result().conversation)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import httpx
 import pytest
 
 from callproof.client import Client
 from callproof.conversation import Conversation, UserMessage
+from callproof.dialects.base import WireRequest
 from callproof.errors import (
     ChecksumMismatch,
     HTTPStatusError,
     IncompleteStreamError,
+    InvalidEventError,
     ProtocolError,
     TransportError,
 )
@@ -216,3 +219,46 @@ async def test_injected_http_client_is_left_open() -> None:
     assert resp.text.strip() == "ok"
     assert not http.is_closed
     await http.aclose()
+
+
+class _BuggyDecoder:
+    keepalives = 0
+
+    def feed(self, data: bytes) -> list[Any]:
+        raise KeyError("delta")
+
+    def close(self) -> list[Any]:
+        return []
+
+    def raw_items(self) -> list[Any]:
+        return []
+
+
+class _BuggyDialect:
+    name = "openai-completions"
+    streaming = True
+
+    def encode_request(self, model: str, conversation: Any, *, extra: Any = None) -> WireRequest:
+        return WireRequest("POST", "/x", b"{}")
+
+    def stream_decoder(self) -> _BuggyDecoder:
+        return _BuggyDecoder()
+
+    def decode_error(self, status: int, headers: Any, body: bytes) -> HTTPStatusError:
+        return HTTPStatusError("bad", status=status)
+
+
+async def test_a_decoder_bug_is_still_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import callproof.client
+
+    monkeypatch.setattr(callproof.client, "get_dialect", lambda api: _BuggyDialect())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"data: {}\n\n")
+
+    async with Client(transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(InvalidEventError) as info:
+            await client.complete(make_target("openai-completions"), CONV)
+    assert isinstance(info.value.__cause__, KeyError)
+    assert info.value.outcome == "protocol_error"
+    assert info.value.target == "t-openai-completions"

@@ -23,7 +23,13 @@ from callproof.errors import (
 from callproof.events import STOP_REASONS, StreamStart, StreamStop, TextDelta
 from callproof.wire.eventstream import EventStreamDecoder, encode_message
 from tests.dialects._helpers import CHUNKINGS, decode, summarise
-from tests.recordings import RECORDED, binary_bodies, chunks, live_sonnet_stream
+from tests.recordings import (
+    BEDROCK_STREAM_CASSETTES,
+    RECORDED,
+    binary_bodies,
+    chunks,
+    live_sonnet_stream,
+)
 
 
 def event(name: str, payload: dict[str, Any] | bytes) -> bytes:
@@ -494,3 +500,75 @@ def test_redacted_event_bytes_match_the_wire_base64() -> None:
         if b"redactedContent" in m.payload
     ]
     assert run(body).redacted == [base64.b64decode(w) for w in wire]
+
+
+# -- oracle: botocore's own eventstream parser agrees on every recording --------------------
+
+
+def botocore_view(body: bytes) -> dict[str, Any]:
+    """What boto3's ``converse_stream`` would hand its caller for ``body``."""
+    import botocore.session
+    from botocore.eventstream import EventStreamBuffer
+    from botocore.parsers import EventStreamJSONParser
+
+    service = botocore.session.get_session().get_service_model("bedrock-runtime")
+    shape = service.operation_model("ConverseStream").output_shape.members["stream"]
+    parser = EventStreamJSONParser()
+    buffer = EventStreamBuffer()
+    buffer.add_data(body)
+    view: dict[str, Any] = {"text": "", "thinking": "", "signature": None, "redacted": []}
+    tools: dict[int, list[str]] = {}
+    for message in buffer:
+        event = parser.parse(message.to_response_dict(), shape)
+        if "contentBlockStart" in event:
+            start = event["contentBlockStart"]
+            tool = start["start"].get("toolUse")
+            if tool and tool.get("type") != "server_tool_use":
+                tools[start["contentBlockIndex"]] = [tool["toolUseId"], tool["name"], ""]
+        elif "contentBlockDelta" in event:
+            index = event["contentBlockDelta"]["contentBlockIndex"]
+            delta = event["contentBlockDelta"]["delta"]
+            view["text"] += delta.get("text", "")
+            if "toolUse" in delta and index in tools:
+                tools[index][2] += delta["toolUse"]["input"]
+            rc = delta.get("reasoningContent", {})
+            view["thinking"] += rc.get("text", "")
+            view["signature"] = rc.get("signature", view["signature"])
+            if "redactedContent" in rc:
+                view["redacted"].append(rc["redactedContent"])
+        elif "messageStop" in event:
+            view["stop"] = event["messageStop"]["stopReason"]
+        elif "metadata" in event:
+            view["usage"] = event["metadata"]["usage"]
+    view["tools"] = [tuple(t) for t in tools.values()]
+    return view
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        *(b for name in BEDROCK_STREAM_CASSETTES for b in binary_bodies(name)),
+        live_sonnet_stream()[0],
+        *(
+            reencode(n)
+            for n in ("vercel_kimi_glob_search.chunks.txt", "vercel_reasoning.chunks.txt")
+        ),
+    ],
+)
+def test_decoding_agrees_with_botocore(body: bytes) -> None:
+    expected = botocore_view(body)
+    s = run(body, [7, 3, 11])
+    assert (s.text, s.thinking, s.signature, s.redacted) == (
+        expected["text"],
+        expected["thinking"],
+        expected["signature"],
+        expected["redacted"],
+    )
+    assert [(c.id, c.name, c.arguments_raw) for c in s.tool_calls] == expected["tools"]
+    assert s.raw_stop_reason == expected["stop"]
+    assert s.usage is not None
+    assert (s.usage.input_tokens, s.usage.output_tokens, s.usage.total_tokens) == (
+        expected["usage"]["inputTokens"],
+        expected["usage"]["outputTokens"],
+        expected["usage"]["totalTokens"],
+    )

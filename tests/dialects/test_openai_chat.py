@@ -614,3 +614,45 @@ def test_openai_error_body() -> None:
 def test_provider_raw_message_is_not_repeated() -> None:
     body = b'{"error": {"code": 429, "message": "busy", "metadata": {"raw": "busy"}}}'
     assert OpenAIChat().decode_error(429, {}, body).message == "busy"
+
+
+def test_content_parts_and_late_tool_names() -> None:
+    parts = [
+        {"type": "thinking", "thinking": [{"type": "text", "text": "mull"}]},
+        {"type": "text", "text": "said"},
+    ]
+    body = b"".join(
+        [
+            chunk({"content": parts}),
+            chunk({"tool_calls": [{"index": 0, "id": "x1", "function": {"arguments": ""}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"name": "late", "arguments": "{}"}}]}),
+            chunk({}, "tool_calls"),
+            DONE,
+        ]
+    )
+    s = summarise(decode(ChatStreamDecoder(), body))
+    assert (s.thinking, s.text) == ("mull", "said")
+    assert s.calls == [{"id": "x1", "name": "late", "arguments": {}}]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "bedrock_converse",
+        "bedrock_events",
+        "bedrock_request",
+        "openai_chat",
+        "openai_common",
+        "openai_responses",
+    ],
+)
+def test_all_names_exist_and_are_documented(module: str) -> None:
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"callproof.dialects.{module}")
+    assert mod.__doc__
+    for name in mod.__all__:
+        obj = getattr(mod, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert obj.__doc__, f"{module}.{name} has no docstring"

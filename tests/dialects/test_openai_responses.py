@@ -287,3 +287,16 @@ def test_http_error() -> None:
         401, {}, b'{"error": {"message": "No auth credentials found", "code": 401}}'
     )
     assert (err.status, err.message, err.retryable) == (401, "No auth credentials found", False)
+
+
+def test_text_only_in_the_done_event_is_not_lost() -> None:
+    body = b"".join(
+        [
+            CREATED,
+            ev("response.output_text.done", output_index=0, content_index=0, text="whole"),
+            ev("response.output_text.delta", output_index=1, content_index=0, delta="a"),
+            ev("response.output_text.done", output_index=1, content_index=0, text="a"),
+            completed(),
+        ]
+    )
+    assert summarise(decode(ResponsesStreamDecoder(), body)).text == "wholea"

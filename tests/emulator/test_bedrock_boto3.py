@@ -274,7 +274,7 @@ def test_malformed_tool_args_are_not_json(
         if "toolUse" in e.get("contentBlockDelta", {}).get("delta", {})
     ]
     assert raw
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         json.loads("".join(raw))
 
 
@@ -324,7 +324,7 @@ def test_unknown_model_is_the_real_validation_error(
     for call in (client.converse, client.converse_stream):
         with pytest.raises(
             client.exceptions.ValidationException,
-            match="^.*The provided model identifier is invalid.$",
+            match=r"The provided model identifier is invalid\.$",
         ):
             call(modelId="moonshotai.kimi-k9", messages=FIRST_TURN)
 
@@ -362,7 +362,8 @@ def test_unknown_model_is_the_real_validation_error(
                     "content": [{"toolResult": {"toolUseId": "a", "content": [{"text": "x"}]}}],
                 },
             ],
-            "Value at 'messages.2.member.content.1.member.toolUse.name' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+",
+            "Value at 'messages.2.member.content.1.member.toolUse.name' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+",
         ),
     ],
 )

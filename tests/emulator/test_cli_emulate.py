@@ -94,7 +94,8 @@ def test_bad_faults_file_is_exit_2_with_a_clear_message(tmp_path: Path) -> None:
     assert str(plan) in result.stderr
     assert "Traceback" not in result.stderr
     missing = run("--port", "0", "--faults", str(tmp_path / "nope.toml"))
-    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.returncode == 2
+    assert "Traceback" not in missing.stderr
 
 
 def test_unknown_preset_and_busy_port_are_exit_2(tmp_path: Path) -> None:

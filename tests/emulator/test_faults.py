@@ -90,7 +90,10 @@ seed = 11
 model = "moonshotai.*"
 api = "bedrock"
 turn = "after_tool_result"
-faults = [{ fault = "hang_no_events", probability = 0.3 }, { fault = "http_error:429", probability = 0.2 }]
+faults = [
+  { fault = "hang_no_events", probability = 0.3 },
+  { fault = "http_error:429", probability = 0.2 },
+]
 
 [[rules]]
 model = "*"
@@ -132,7 +135,8 @@ def test_draw_frequencies_follow_the_probabilities() -> None:
             "probability must be a number from 0 to 1",
         ),
         (
-            "[[rules]]\nfaults = [{fault='hang_no_events', probability=0.6}, {fault='corrupt_crc', probability=0.6}]",
+            "[[rules]]\nfaults = [{fault='hang_no_events', probability=0.6},"
+            " {fault='corrupt_crc', probability=0.6}]",
             "sum to more than 1",
         ),
         (
@@ -172,13 +176,13 @@ def test_plan_models_add_profiles_and_a_wildcard_default(tmp_path: Path) -> None
     )
     state = EmulatorState(preset="seed", faults=plan, seed=1)
     mine = state.profile("bedrock", "my.model")
-    assert mine is not None and mine.thinking and mine.kimi_tool_ids
+    assert mine is not None
+    assert mine.thinking
+    assert mine.kimi_tool_ids
     fallback = state.profile("openai", "anything/else")
-    assert (
-        fallback is not None
-        and fallback.id == "anything/else"
-        and fallback.latency.first_event_s == 0
-    )
+    assert fallback is not None
+    assert fallback.id == "anything/else"
+    assert fallback.latency.first_event_s == 0
     assert state.profile("bedrock", "anything.else") is None  # the wildcard is OpenAI-only
     assert state.profile("bedrock", KIMI) is not None  # the preset's models stay
     # a plan replaces the preset's rules: no Kimi hang any more
@@ -260,9 +264,11 @@ def test_content_faults_bend_the_turn() -> None:
     )
     assert apply_to_turn(Fault.parse("stop_reason:odd"), turn, conversation).stop_reason == "odd"
     broken = apply_to_turn(Fault.parse("malformed_tool_args"), turn, conversation)
-    assert broken.tool_calls and broken.tool_calls[0].arguments == '{"city": "Tokyo"'
+    assert broken.tool_calls
+    assert broken.tool_calls[0].arguments == '{"city": "Tokyo"'
     in_text = apply_to_turn(Fault.parse("tool_call_in_text"), turn, conversation)
-    assert in_text.tool_calls == () and in_text.stop_reason == "end_turn"
+    assert in_text.tool_calls == ()
+    assert in_text.stop_reason == "end_turn"
     assert TOOL_MARKUP.search(in_text.text)
     # after a tool result there is no call: one is made up so the fault still shows
     answer_conv = tool_result().conversation

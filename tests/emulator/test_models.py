@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,14 +33,14 @@ TIME_TOOL = ToolSpec(
 
 
 def answer(
-    conversation: Conversation, turn_calls: tuple[tuple[str, str, str], ...], results: list[object]
+    conversation: Conversation, turn_calls: tuple[tuple[str, str, str], ...], results: list[Any]
 ) -> Conversation:
     calls = tuple(ToolCall.from_raw(i, n, a) for i, n, a in turn_calls)
     return conversation.append(
         AssistantMessage(content=calls, stop_reason="tool_use"),
         UserMessage(
             content=tuple(ToolResult(c.id, r) for c, r in zip(calls, results, strict=True))
-        ),  # type: ignore[arg-type]
+        ),
     )
 
 
@@ -71,7 +72,9 @@ def test_inline_think_puts_reasoning_in_the_text() -> None:
     profile = ModelProfile("k", thinking=True, inline_think=True)
     turn = script_turn(profile, tool_result().conversation, random.Random(0))
     assert turn.reasoning == ""
-    assert turn.text.startswith(" <think> ") and "</think>" in turn.text and "22°C" in turn.text
+    assert turn.text.startswith(" <think> ")
+    assert "</think>" in turn.text
+    assert "22°C" in turn.text
 
 
 def test_same_input_same_turn() -> None:
@@ -116,7 +119,8 @@ def test_multi_step_calls_each_named_tool_in_turn() -> None:
     assert json.loads(second.tool_calls[0].arguments) == {"city": "Tokyo"}
     final = script_turn(NOVA, answer(step2, second.tool_calls, ["09:30"]), random.Random(0))
     assert final.stop_reason == "end_turn"
-    assert "22°C" in final.text and "09:30" in final.text
+    assert "22°C" in final.text
+    assert "09:30" in final.text
 
 
 def test_tool_errors_and_plain_questions() -> None:
@@ -144,14 +148,16 @@ def test_limits_cut_the_text() -> None:
         messages=conversation.messages, tools=conversation.tools, settings=Settings(max_tokens=3)
     )
     turn = script_turn(NOVA, short, random.Random(0))
-    assert turn.stop_reason == "max_tokens" and turn.text == "The current temperat"
+    assert turn.stop_reason == "max_tokens"
+    assert turn.text == "The current temperat"
     stop = Conversation(
         messages=conversation.messages,
         tools=conversation.tools,
         settings=Settings(stop_sequences=("Tokyo",)),
     )
     turn = script_turn(NOVA, stop, random.Random(0))
-    assert turn.stop_reason == "stop_sequence" and turn.text == "The current temperature in "
+    assert turn.stop_reason == "stop_sequence"
+    assert turn.text == "The current temperature in "
 
 
 @given(st.text())

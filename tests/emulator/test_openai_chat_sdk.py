@@ -606,3 +606,40 @@ def test_non_streamed_faults(server: EmulatorServer) -> None:
             client.chat.completions.create(
                 model=OPENAI, messages=QUESTION, extra_headers={"x-callproof-fault": damaged}
             )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"reasoning": {"exclude": True}},
+        {"reasoning": {"enabled": False}},
+        {"include_reasoning": False},
+    ],
+)
+def test_openrouter_reasoning_can_be_excluded(
+    server: EmulatorServer, extra: dict[str, Any]
+) -> None:
+    chunks, text, _, _ = _collect(_stream(server, ROUTER, AFTER_RESULT, extra_body=extra))
+    assert "22" in text
+    assert not any(
+        (c.choices[0].delta.model_extra or {}).get("reasoning") for c in chunks if c.choices
+    )
+
+
+def test_openrouter_keepalive_between_thinking_and_answer(server: EmulatorServer) -> None:
+    body = {"model": ROUTER, "messages": AFTER_RESULT, "stream": True}
+    raw = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=3).content
+    items = SSEDecoder().feed(raw)
+    kinds = [
+        "comment"
+        if isinstance(i, SSEComment)
+        else "done"
+        if i.data == "[DONE]"
+        else "reasoning"
+        if json.loads(i.data)["choices"][0]["delta"].get("reasoning")
+        else "chunk"
+        for i in items
+    ]
+    last_reasoning = max(i for i, k in enumerate(kinds) if k == "reasoning")
+    assert kinds[0] == "comment"
+    assert kinds[last_reasoning + 1] == "comment"

@@ -4,6 +4,7 @@ the real API gives for bad ones; hostile bodies over ASGI get 4xx, never a 500."
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -20,13 +21,12 @@ from callproof.conversation import (
     ToolResult,
     UserMessage,
 )
-from callproof.emulator.openai_decode import (
-    OpenAIRequestError,
-    decode_chat,
-    decode_responses,
-)
+from callproof.emulator.app import create_app
+from callproof.emulator.openai_decode import OpenAIRequestError, decode_chat
+from callproof.emulator.openai_responses import decode_responses
 from callproof.emulator.openai_routes import openai_routes
-from callproof.emulator.state import EmulatorState
+from callproof.emulator.server import EmulatorServer
+from callproof.emulator.state import EmulatorState, Limits
 from tests.recordings import cassette
 
 WEATHER = {
@@ -323,8 +323,7 @@ def test_responses_validation_errors(body: dict[str, Any], param: str, fragment:
 
 # -- hostile bodies over ASGI --------------------------------------------------------------
 
-_STATE = EmulatorState(preset="fast", seed=7)
-_APP = Starlette(routes=openai_routes(_STATE))
+_APP = create_app(preset="fast", seed=7)
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -426,8 +425,7 @@ async def test_near_valid_bodies_get_4xx_or_an_answer(path: str, body: dict[str,
 
 
 async def test_oversized_body_gets_413() -> None:
-    state = EmulatorState(preset="fast", seed=1)
-    object.__setattr__(state, "limits", type(state.limits)(max_body_bytes=100))
+    state = EmulatorState(preset="fast", seed=1, limits=Limits(max_body_bytes=100))
     app = Starlette(routes=openai_routes(state))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
@@ -452,3 +450,27 @@ async def test_bad_fault_header_is_400() -> None:
         )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "x-callproof-fault"
+
+
+def test_stream_slots_are_bounded_and_released() -> None:
+    """A hung stream holds a slot; the next request gets a 429; the slot frees on disconnect."""
+    app = create_app(preset="fast", seed=1, limits=Limits(max_streams=1))
+    body = json.loads(_chat(model="moonshotai/kimi-k2.5", stream=True))
+    with EmulatorServer(app=app) as server:
+        url = server.url + "/v1/chat/completions"
+        with (
+            httpx.Client(timeout=2) as client,
+            client.stream(
+                "POST", url, json=body, headers={"x-callproof-fault": "hang_no_events"}
+            ) as hung,
+        ):
+            assert hung.status_code == 200
+            refused = httpx.post(url, json=body, timeout=2)
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+        deadline = time.monotonic() + 2
+        while server.state.active_streams and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.state.active_streams == 0
+        assert httpx.post(url, json=body, timeout=2).status_code == 200

@@ -181,6 +181,26 @@ async def test_openai_parallel_tool_calls_use_index_0_and_1() -> None:
         if c["choices"] and _shape(c) == "tool_head"
     ]
     assert [h["index"] for h in heads] == [0, 1]
+    # as in the recording's parallel call: a later head carries only tool_calls
+    rec_chunks = _chunks(
+        _items(_recorded("pa_temporal_complex_agent_run.yaml", "/chat/completions")[0][1])
+    )
+    rec_second = next(
+        c["choices"][0]["delta"]
+        for c in rec_chunks
+        if c["choices"]
+        and _shape(c) == "tool_head"
+        and c["choices"][0]["delta"]["tool_calls"][0]["index"] == 1
+    )
+    our_second = next(
+        c["choices"][0]["delta"]
+        for c in chunks
+        if c["choices"]
+        and _shape(c) == "tool_head"
+        and c["choices"][0]["delta"]["tool_calls"][0]["index"] == 1
+    )
+    assert list(our_second) == list(rec_second) == ["tool_calls"]
+    assert list(our_second["tool_calls"][0]) == list(rec_second["tool_calls"][0])
     assert all(h["function"]["arguments"] == "" and h["type"] == "function" for h in heads)
 
 
@@ -271,3 +291,20 @@ async def test_reasoning_keepalive_and_error_chunks_match_the_stream_error_recor
     assert list(our_error["choices"][0]) == list(rec_error["choices"][0])
     assert our_error["choices"][0]["finish_reason"] == "error"
     assert our_error["error"]["message"] == rec_error["error"]["message"] == "Token limit reached"
+
+
+async def test_same_seed_same_bytes_but_for_the_clock() -> None:
+    """Ids, jitter and obfuscation come from the seeded per-request RNG."""
+    body, _ = _recorded("pa_temporal_complex_agent_run.yaml", "/chat/completions")[0]
+    body = {**body, "model": "gpt-4o"}
+
+    async def once(seed: int) -> list[dict[str, Any]]:
+        app = create_app(preset="fast", faults=PLAN, seed=seed)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
+            response = await client.post("/v1/chat/completions", json=body)
+        return [{**c, "created": 0} for c in _chunks(_items(response.content))]
+
+    first, again, other = await once(4), await once(4), await once(5)
+    assert first == again
+    assert first != other

@@ -83,7 +83,8 @@ def test_payload_fields_and_padding_match_a_recorded_nova_tool_stream() -> None:
     # same members in the same (sorted) order for every event type
     assert keys(ours) == keys(recorded)
     for _, payload in ours:
-        assert PAD.startswith(payload["p"]) and payload["p"]
+        assert PAD.startswith(payload["p"])
+        assert payload["p"]
     assert len({payload["p"] for _, payload in ours}) > 1  # random lengths
 
 

@@ -135,6 +135,28 @@ def test_report_from_the_database(
     assert "Failed: 4/10 (40% STALL_NO_EVENTS)" in rebuilt
 
 
+def test_report_from_the_database_brings_captures_along(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    original = tmp_path / "original"
+    (original / "captures").mkdir(parents=True)
+    (original / "captures" / "k1.jsonl").write_text('{"type": "end", "eof": false}\n')
+    records = list(seed_records(run_id="cap-run"))
+    records[0]["capture"] = "captures/k1.jsonl"
+    summary = Aggregator().add_all(records).summary()
+    summary["run"] = {"run_id": "cap-run", "run_dir": str(original)}
+    with HistoryStore.open(db) as store:
+        store.record_run(seed_meta("cap-run"), summary)
+        store.record_attempts("cap-run", records)
+    out_dir = tmp_path / "rebuilt"
+    code, _, _ = run_cli(["report", "cap-run", "--db", db, "--out", str(out_dir), "-q"], capsys)
+    assert code == 0
+    md = (out_dir / "report.md").read_text(encoding="utf-8")
+    assert "capture `captures/k1.jsonl`" in md
+    assert '{"type": "end", "eof": false}' in md
+
+
 def test_report_of_nothing_is_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'h.db'}"
     code, out, err = run_cli(["report", "no-such-run", "--db", db], capsys)

@@ -201,6 +201,7 @@ def test_usage_and_config_errors_exit_2_without_traceback(
     assert code == 2
     assert message in err
     assert "Traceback" not in err + out
+    assert not (tmp_path / "callproof-runs").exists()  # refused before anything was made
 
 
 def test_bad_config_key_names_key_and_line(
@@ -329,3 +330,88 @@ def test_ctrl_c_exits_130_and_still_writes_the_reports(
     assert summary["run"]["interrupted"] is True
     assert (out / "report.md").is_file()
     assert (out / "report.html").is_file()
+
+
+def test_missing_credentials_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "callproof.toml"
+    path.write_text(
+        '[providers.p]\napi = "openai-completions"\nendpoint = "http://127.0.0.1:9/v1"\n'
+        'auth = { kind = "bearer", env = "CALLPROOF_TEST_NO_SUCH_KEY" }\n'
+        '[targets.t]\nprovider = "p"\nmodel = "m"\n'
+    )
+    code, _, err = run_cli(
+        capsys,
+        "run",
+        "--config",
+        str(path),
+        "--no-history",
+        "-n",
+        "2",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert code == 2
+    assert "CALLPROOF_TEST_NO_SUCH_KEY" in err
+    assert "Traceback" not in err
+
+
+def test_bad_db_url_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "run", "--db", "mongodb://x/y", "-n", "1")
+    assert code == 2
+    assert "mongodb" in err
+    assert not (tmp_path / "callproof-runs").exists()
+
+
+def test_progress_bar_counts_failures() -> None:
+    from callproof.cli.run import _Progress
+
+    progress = _Progress()
+    progress.start_total(3)
+    progress.advance({"passed": True})
+    progress.advance({"passed": False})
+    progress.stop()
+    task = progress.progress.tasks[0]
+    assert (task.total, task.completed, task.fields["failed"]) == (3, 2, 1)
+
+
+def test_agent_config_json_runs_against_the_emulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from callproof.emulator import EmulatorServer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("EMU_API_KEY", "test-key")
+    with EmulatorServer(preset="fast") as server:
+        agent = {
+            "models": {
+                "providers": {
+                    "emu": {
+                        "baseUrl": server.url + "/v1",
+                        "api": "openai-completions",
+                        "models": [{"id": "moonshotai/kimi-k2.5", "name": "Kimi K2.5"}],
+                    },
+                    "bedrock": {
+                        "baseUrl": server.url,
+                        "api": "bedrock-converse-stream",
+                        "region": "us-east-1",
+                        "models": [{"id": "amazon.nova-pro-v1:0", "name": "Nova Pro"}],
+                    },
+                }
+            }
+        }
+        path = tmp_path / "agent.json"
+        path.write_text(json.dumps(agent))
+        code, out, err = run_cli(
+            capsys, "run", "--config", str(path), "--json", "--no-history", "-n", "2",
+            "--out", str(tmp_path / "r"),
+        )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert {(e["target"], e["passed"]) for e in data["results"]} == {
+        ("emu-kimi-k2.5", 2),
+        ("bedrock-nova-pro", 2),
+    }

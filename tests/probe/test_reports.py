@@ -273,3 +273,13 @@ def test_identical_request_bodies_are_grouped() -> None:
     listed = {"name": "s", "requests": [{"target": "a", "body": body}]}
     assert grouped_requests(listed) == [(["a"], body)]
     assert grouped_requests({"name": "s"}) == []
+
+
+def test_reports_of_an_empty_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "empty"
+    write_reports(run_dir, {"results": [], "comparisons": []}, {})
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert md.startswith("# callproof evidence: no attempts recorded")
+    assert "No attempts were recorded." in md
+    assert "None" not in md
+    assert "<svg" not in (run_dir / "report.html").read_text(encoding="utf-8")

@@ -44,7 +44,7 @@ def test_from_mapping_reads_every_section() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "mode", "delay"),
-    [("off", "off", 1.0), (1.5, "fixed", 1.5), (2, "fixed", 2.0)],
+    [("off", "off", 2.0), (1.5, "fixed", 1.5), (3, "fixed", 3.0)],
 )
 def test_hedge_shorthands(raw: object, mode: str, delay: float) -> None:
     p = RoutePolicy.from_mapping({"hedge": raw})

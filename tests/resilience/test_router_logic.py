@@ -382,3 +382,22 @@ async def test_stall_no_events_outcome_recorded_with_its_timeout() -> None:
     first = resp.attempts[0]
     assert first["first_event_timeout_s"] == 0.03
     assert first["error"] == StallNoEvents("no event").to_dict() | {"message": "no event"}
+
+
+async def test_a_cold_call_picks_up_the_learned_hedge_delay_while_waiting() -> None:
+    # call 1 hangs; calls 2-4 answer fast meanwhile and teach the target's latency, so call 1
+    # hedges long before the 5 s cold-start delay
+    client = FakeClient({"a": [Play("hang")] + [Play(delay=0.02)] * 3, "b": [Play()]})
+    policy = RoutePolicy(hedge=HedgePolicy(mode="quantile", min_samples=3, delay_s=5.0))
+    router = Router("r", [target("a", 10.0), target("b")], client=client, policy=policy)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    first = asyncio.create_task(router.complete(CONV))
+    await asyncio.sleep(0.01)
+    await asyncio.gather(*(router.complete(CONV) for _ in range(3)))
+    resp = await first
+    assert loop.time() - t0 < 1.0
+    assert [(a["target"], a["outcome"]) for a in resp.attempts] == [
+        ("a", "abandoned"),
+        ("b", "ok"),
+    ]

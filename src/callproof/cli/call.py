@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -119,19 +120,36 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 
 
 @click.command("call")
-@click.option("--api", type=click.Choice(API_NAMES), envvar="CALLPROOF_API", help="Wire API.")
 @click.option(
-    "--model", "model", envvar="CALLPROOF_MODEL", help="Model id (e.g. moonshotai.kimi-k2.5)."
+    "--api",
+    type=click.Choice(API_NAMES),
+    envvar="CALLPROOF_API",
+    show_envvar=True,
+    help="Wire API.",
+)
+@click.option(
+    "--model",
+    "model",
+    envvar="CALLPROOF_MODEL",
+    show_envvar=True,
+    help="Model id (e.g. moonshotai.kimi-k2.5).",
 )
 @click.option(
     "--endpoint",
     envvar="CALLPROOF_ENDPOINT",
+    show_envvar=True,
     help="Base URL (ends in /v1 for OpenAI-compatible APIs). Default: the embedded emulator.",
 )
-@click.option("--region", envvar="CALLPROOF_REGION", help="AWS region for SigV4 (else AWS_REGION).")
+@click.option(
+    "--region",
+    envvar="CALLPROOF_REGION",
+    show_envvar=True,
+    help="AWS region for SigV4 (else AWS_REGION).",
+)
 @click.option(
     "--api-key-env",
     envvar="CALLPROOF_API_KEY_ENV",
+    show_envvar=True,
     help="Environment variable holding the API key (bearer; or a Bedrock API key).",
 )
 @click.option(
@@ -144,7 +162,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     "loopback endpoint when no AWS credentials exist); for OpenAI-compatible APIs bearer when "
     "--api-key-env is given, else none.",
 )
-@click.option("--profile", envvar="AWS_PROFILE", help="AWS profile for SigV4.")
+@click.option("--profile", envvar="AWS_PROFILE", show_envvar=True, help="AWS profile for SigV4.")
 @click.option(
     "--scenario",
     type=click.Choice(sorted(BUILTIN)),
@@ -159,16 +177,24 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     "config_path",
     type=click.Path(path_type=Path),
     envvar="CALLPROOF_CONFIG",
+    show_envvar=True,
     help="Configuration file (default ./callproof.toml).",
 )
 @click.option(
     "--first-event-timeout",
+    envvar="CALLPROOF_FIRST_EVENT_TIMEOUT",
+    show_envvar=True,
     type=float,
     callback=_positive,
     help="Seconds to the first decoded event.",
 )
 @click.option(
-    "--idle-timeout", type=float, callback=_positive, help="Longest gap between events, seconds."
+    "--idle-timeout",
+    envvar="CALLPROOF_IDLE_TIMEOUT",
+    show_envvar=True,
+    type=float,
+    callback=_positive,
+    help="Longest gap between events, seconds.",
 )
 @click.option("--deadline", type=float, callback=_positive, help="Whole-call deadline, seconds.")
 @click.option(
@@ -202,30 +228,36 @@ def call(
     verbose: bool,
 ) -> None:
     """Send one request and explain exactly what came back."""
-    try:
-        attempt, label = _call(
-            api=api,
-            model=model,
-            endpoint=endpoint,
-            region=region,
-            api_key_env=api_key_env,
-            auth=auth,
-            profile=profile,
-            scenario_name=scenario,
-            target_name=target_name,
-            route_name=route_name,
-            config_path=config_path,
-            clocks=(first_event_timeout, idle_timeout, deadline),
-            capture=capture,
-            headers=_headers(header_pairs, fault),
-            verbose=verbose,
-        )
-    except ConfigError as exc:
-        raise ConfigUsageError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="callproof-call-") as tmp:
+        # -v shows the raw wire units too: they come from a capture, a temporary one if need be.
+        wire_capture = capture
+        if verbose and not as_json and capture is None and not route_name:
+            wire_capture = Path(tmp) / "call.jsonl"
+        try:
+            attempt, label = _call(
+                api=api,
+                model=model,
+                endpoint=endpoint,
+                region=region,
+                api_key_env=api_key_env,
+                auth=auth,
+                profile=profile,
+                scenario_name=scenario,
+                target_name=target_name,
+                route_name=route_name,
+                config_path=config_path,
+                clocks=(first_event_timeout, idle_timeout, deadline),
+                capture=wire_capture,
+                headers=_headers(header_pairs, fault),
+                verbose=verbose,
+            )
+        except ConfigError as exc:
+            raise ConfigUsageError(str(exc)) from None
+        raw = _raw_lines(wire_capture) if verbose and wire_capture is not None else []
     if as_json:
         click.echo(json.dumps(attempt_json(attempt), ensure_ascii=False))
     else:
-        print_attempt(attempt, label=label, verbose=verbose, capture=capture)
+        print_attempt(attempt, label=label, verbose=verbose, capture=capture, raw=raw)
     sys.exit(0 if attempt.passed else 1)
 
 
@@ -250,6 +282,8 @@ def _call(
     scenario = BUILTIN[scenario_name]()
     if target_name and route_name:
         raise ConfigError("give --target or --route, not both")
+    if route_name and capture is not None:
+        raise ConfigError("--capture records one target's attempt; it cannot follow a route")
     with ExitStack() as stack:
         if target_name or route_name:
             if api or model or endpoint:
@@ -383,12 +417,26 @@ async def _fallback_route_attempt(router: Any, scenario: Scenario) -> Attempt:  
     return attempt_from(response, scenario)
 
 
+def _raw_lines(path: Path) -> list[dict[str, Any]]:
+    from callproof.capture import read_capture
+
+    try:
+        return read_capture(path).raw
+    except ConfigError:
+        return []  # the call failed before the capture was written
+
+
 def _fmt_s(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 
 
 def print_attempt(
-    attempt: Attempt, *, label: str, verbose: bool, capture: Path | None = None
+    attempt: Attempt,
+    *,
+    label: str,
+    verbose: bool,
+    capture: Path | None = None,
+    raw: list[dict[str, Any]] | None = None,
 ) -> None:
     """A readable account of one attempt (rich), with every event on ``verbose``."""
     from rich.console import Console
@@ -437,8 +485,30 @@ def print_attempt(
             for i, event in enumerate(resp.events, 1):
                 table.add_row(str(i), _event_text(event))
             console.print(table)
+        if verbose and raw:
+            wire = Table("t (s)", "kind", "raw", title="raw wire units (frames, SSE lines)")
+            for item in raw:
+                text = _wire_text(str(item.get("kind")), item.get("data"))
+                wire.add_row(f"{item.get('t', 0):.3f}", str(item.get("kind")), text[:240])
+            console.print(wire)
     if capture is not None:
         console.print(f"capture: {capture}")
+
+
+def _wire_text(kind: str, data: Any) -> str:
+    """One raw unit as a person reads it: ``eventType {payload}``, ``data: ...``, ``: comment``."""
+    frame = data[0] if isinstance(data, list) and data else data
+    if isinstance(frame, dict) and isinstance(frame.get("headers"), dict):
+        h = frame["headers"]
+        name = h.get(":event-type") or h.get(":exception-type") or h.get(":message-type")
+        return f"{name} {frame.get('payload')}"
+    if isinstance(data, dict) and "data" in data:
+        event = data.get("event")
+        prefix = f"event: {event} " if event and event != "message" else ""
+        return f"{prefix}data: {data['data']}"
+    if kind == "comment":
+        return f": {data}"
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _event_text(event: Event) -> str:

@@ -26,11 +26,15 @@ def _cell(row: dict[str, Any]) -> str:
 
 @click.command("history")
 @click.option(
-    "--db", "db_url", envvar="CALLPROOF_DB", help="History database URL. Env: CALLPROOF_DB."
+    "--db",
+    "db_url",
+    envvar="CALLPROOF_DB",
+    metavar="URL",
+    help="History database URL (sqlite:///PATH, postgresql://...). Env: CALLPROOF_DB.",
 )
-@click.option("--target", "target", help="Only this target (or route:NAME).")
-@click.option("--scenario", "scenario", help="Only this scenario.")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the last N runs.")
+@click.option("--target", "target", metavar="NAME", help="Only this target (or route:NAME).")
+@click.option("--scenario", "scenario", metavar="NAME", help="Only this scenario.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the last N runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
 def history(
     db_url: str | None, target: str | None, scenario: str | None, limit: int | None, as_json: bool

@@ -8,6 +8,7 @@ are rebuilt from the history database into a directory (``--out``, default
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,17 +93,34 @@ def _from_db(
     (run_dir / "run.json").write_text(
         json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
     )
+    _copy_captures(found["summary"], run_dir)
     return run_dir, meta, found["summary"]
 
 
+def _copy_captures(summary: dict[str, Any] | None, run_dir: Path) -> None:
+    """Bring the original run's captures along when its directory still exists."""
+    original = ((summary or {}).get("run") or {}).get("run_dir")
+    if not original:
+        return
+    source = Path(original) / "captures"
+    target = run_dir / "captures"
+    if source.is_dir() and source.resolve() != target.resolve():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+
+
 @click.command("report")
-@click.argument("source")
+@click.argument("source", metavar="DIR|RUN_ID")
 @click.option(
-    "--db", "db_url", envvar="CALLPROOF_DB", help="History database URL. Env: CALLPROOF_DB."
+    "--db",
+    "db_url",
+    envvar="CALLPROOF_DB",
+    metavar="URL",
+    help="History database URL (sqlite:///PATH, postgresql://...). Env: CALLPROOF_DB.",
 )
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
     help="Where a run rebuilt from the database is written [callproof-runs/<run id>/].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")

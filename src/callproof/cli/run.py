@@ -48,30 +48,51 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     help="callproof.toml (or the seeds' agent-config .json). Default: ./callproof.toml, else "
     "the embedded default (the seeds' matrix on the in-process emulator). Env: CALLPROOF_CONFIG.",
 )
-@click.option("-n", "n", type=click.IntRange(min=1), help="Attempts per target and scenario [10].")
-@click.option("--target", "targets", multiple=True, help="Probe this target (repeatable).")
-@click.option("--scenario", "scenarios", multiple=True, help="Run this scenario (repeatable).")
-@click.option("--route", "routes", multiple=True, help="Probe this route (repeatable).")
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Attempts per target and scenario [10].",
+)
+@click.option(
+    "--target", "targets", multiple=True, metavar="NAME", help="Probe this target (repeatable)."
+)
+@click.option(
+    "--scenario", "scenarios", multiple=True, metavar="NAME", help="Run this scenario (repeatable)."
+)
+@click.option(
+    "--route", "routes", multiple=True, metavar="NAME", help="Probe this route (repeatable)."
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     envvar="CALLPROOF_OUT",
+    metavar="DIR",
     help="Run directory. Default: callproof-runs/<UTC timestamp>/. Env: CALLPROOF_OUT.",
 )
 @click.option(
     "--resume",
     type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
     help="Complete the interrupted run in DIR; finished attempts are not redone.",
 )
-@click.option("--concurrency", type=click.IntRange(min=1), help="Attempts in flight at once [16].")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Attempts in flight at once [16].",
+)
 @click.option(
     "--per-target-concurrency",
     type=click.IntRange(min=1),
+    metavar="N",
     help="Attempts in flight per target or route [no limit beyond --concurrency].",
 )
 @click.option(
     "--rate-limit",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="R",
     help="Start at most R attempts per second over the whole run.",
 )
 @click.option(
@@ -89,7 +110,11 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     "--json", "as_json", is_flag=True, help="Print summary.json on stdout, and nothing else."
 )
 @click.option(
-    "--db", "db_url", envvar="CALLPROOF_DB", help="History database URL. Env: CALLPROOF_DB."
+    "--db",
+    "db_url",
+    envvar="CALLPROOF_DB",
+    metavar="URL",
+    help="History database URL. Env: CALLPROOF_DB.",
 )
 @click.option("--no-history", is_flag=True, help="Do not record the run in the history database.")
 @click.option(
@@ -97,7 +122,7 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     is_flag=True,
     help="Keep the raw wire capture of every failing attempt under captures/.",
 )
-@click.option("--seed", type=int, help="Seed of the embedded emulator's fault draws.")
+@click.option("--seed", type=int, metavar="N", help="Seed of the embedded emulator's fault draws.")
 def run(
     config_path: Path | None,
     n: int | None,
@@ -129,6 +154,7 @@ def run(
     from callproof.probe.config import DEFAULT_TOML, load_config, parse_config
     from callproof.probe.runner import (
         RunOptions,
+        check_selection,
         gate_failures,
         load_plan,
         new_run_dir,
@@ -167,7 +193,7 @@ def run(
             chosen_targets = list(d.targets if d.targets is not None else config.targets)
             chosen_routes = list(d.routes if d.routes is not None else config.routes)
         options = RunOptions(
-            out=out if out is not None else new_run_dir(Path(d.out)),
+            out=out if out is not None else Path(d.out),
             n=n or d.n,
             targets=_unique(chosen_targets),
             routes=_unique(chosen_routes),
@@ -178,21 +204,31 @@ def run(
             capture_failures=capture_failures,
             seed=seed,
         )
+        check_selection(config, options)
     options.argv = ["callproof", *sys.argv[1:]]
     options.fail_under = fail_under if fail_under is not None else config.defaults.fail_under
     options.gate = gate or config.defaults.gate
 
-    out_console = Console(highlight=False)
+    # piped output gets room for the tables instead of rich's 80-column fallback
+    out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     progress = _progress(enabled=not as_json and sys.stderr.isatty())
     if progress is not None:
         options.on_start = progress.start_total
         options.on_record = progress.advance
+    # opened first, so a bad --db is a usage error before anything runs or is made
+    store = None if no_history else _open_history(db_url)
     try:
-        result = run_sync(config, options)
+        if resume is None and out is None:
+            options.out = new_run_dir(options.out)
+        try:
+            result = run_sync(config, options)
+        finally:
+            if progress is not None:
+                progress.stop()
+        _finish(result, store)
     finally:
-        if progress is not None:
-            progress.stop()
-    _finish(result, history=not no_history, db_url=db_url, quiet=as_json)
+        if store is not None:
+            store.close()
 
     fail_under, gate_mode = options.fail_under, options.gate
     failing = gate_failures(result.summary, fail_under, gate_mode) if fail_under is not None else []
@@ -222,33 +258,37 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _finish(result: Any, *, history: bool, db_url: str | None, quiet: bool) -> None:
-    """Reports and history; a failure here is reported, never loses the run's files."""
+def _open_history(db_url: str | None) -> Any:
+    """The history store, or ``None`` (with a warning) when it cannot be opened; a bad URL is a
+    ``ConfigError`` (exit 2)."""
     from rich.console import Console
 
-    from callproof.report import write_reports
+    from callproof.probe.store import HistoryStore
 
-    err = Console(stderr=True, highlight=False)
-    write_reports(result.run_dir, result.summary, result.meta)
-    if not history:
-        return
     try:
-        from callproof.probe.store import HistoryStore
-        from callproof.probe.summary import read_records
-
-        store = HistoryStore.open(db_url)
-        try:
-            store.record_run(result.meta, result.summary)
-            store.record_attempts(result.run_id, read_records(result.run_dir / "results.jsonl"))
-        finally:
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()
+        return HistoryStore.open(db_url)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - history is a side record; the run stands without it
-        if not quiet:
-            err.print(f"[yellow]warning:[/] run not recorded in history: {exc}")
+        Console(stderr=True).print(f"[yellow]warning:[/] no history database: {exc}")
+        return None
+
+
+def _finish(result: Any, store: Any) -> None:
+    """Reports and history; a history failure is reported, never loses the run's files."""
+    from rich.console import Console
+
+    from callproof.probe.summary import read_records
+    from callproof.report import write_reports
+
+    write_reports(result.run_dir, result.summary, result.meta)
+    if store is None:
+        return
+    try:
+        store.record_run(result.meta, result.summary)
+        store.record_attempts(result.run_id, read_records(result.run_dir / "results.jsonl"))
+    except Exception as exc:  # noqa: BLE001 - as above
+        Console(stderr=True).print(f"[yellow]warning:[/] run not recorded in history: {exc}")
 
 
 def _print_terminal(console: Any, result: Any) -> None:

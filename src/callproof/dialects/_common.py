@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,7 @@ from callproof.errors import CallError, InvalidEventError
 from callproof.events import Event
 
 __all__ = [
+    "RAW_ITEMS_KEPT",
     "DecoderBase",
     "b64",
     "body_text",
@@ -36,10 +38,13 @@ def dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+_decode = json.JSONDecoder().decode
+
+
 def loads_object(text: str | bytes, what: str) -> dict[str, Any]:
     """Parse a JSON object or raise :class:`InvalidEventError` naming ``what`` it was."""
     try:
-        value = json.loads(text)
+        value = _decode(text) if type(text) is str else json.loads(text)
     except ValueError as exc:
         snippet = text[:200] if isinstance(text, str) else text[:200].decode("utf-8", "replace")
         raise InvalidEventError(f"invalid JSON in {what}: {exc}: {snippet!r}") from exc
@@ -50,12 +55,16 @@ def loads_object(text: str | bytes, what: str) -> dict[str, Any]:
 
 def merge_extra(body: dict[str, Any], extra: Mapping[str, Any] | None) -> dict[str, Any]:
     """Merge per-target extra request fields into ``body``; nested objects merge key by key,
-    anything else in ``extra`` replaces what the dialect wrote."""
+    anything else in ``extra`` replaces what the dialect wrote, and ``None`` removes it (e.g.
+    ``{"max_tokens": None, "max_completion_tokens": 100}``, or ``{"stream_options": None}`` for
+    a server that rejects it)."""
     if not extra:
         return body
     for key, value in extra.items():
         current = body.get(key)
-        if isinstance(current, dict) and isinstance(value, Mapping):
+        if value is None:
+            body.pop(key, None)
+        elif isinstance(current, dict) and isinstance(value, Mapping):
             body[key] = merge_extra(dict(current), value)
         else:
             body[key] = value
@@ -122,6 +131,10 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+#: Raw items a decoder keeps between two ``raw_items()`` calls.
+RAW_ITEMS_KEPT = 10_000
+
+
 class DecoderBase:
     """Shared bookkeeping of the stream decoders.
 
@@ -133,13 +146,20 @@ class DecoderBase:
     def __init__(self) -> None:
         #: Keep-alive comments seen so far (recorded, never events).
         self.keepalives = 0
-        self._raw: list[RawItem] = []
+        # (kind, data) pairs turned into RawItems only when drained, so decoding stays cheap
+        # for callers that never ask; bounded, so memory stays flat for them.
+        self._raw: deque[tuple[str, Any]] = deque(maxlen=RAW_ITEMS_KEPT)
         self._failed: CallError | None = None
 
     def raw_items(self) -> list[RawItem]:
-        """Raw units decoded since the last call (drained), for capture and ``-v``."""
-        items, self._raw = self._raw, []
+        """Raw units decoded since the last call (drained), for capture and ``-v``. At most
+        :data:`RAW_ITEMS_KEPT` are kept between calls (the oldest are dropped)."""
+        items = [self._raw_item(kind, data) for kind, data in self._raw]
+        self._raw.clear()
         return items
+
+    def _raw_item(self, kind: str, data: Any) -> RawItem:
+        return RawItem(kind, data)
 
     def feed(self, data: bytes) -> list[Event]:
         """Add body bytes; return the events completed by them."""

@@ -79,21 +79,25 @@ EXCEPTION_STATUS = {
 }
 
 
-def frame_dict(msg: EventStreamMessage) -> dict[str, Any]:
+def frame_dict(msg: EventStreamMessage, payload: str | None = None) -> dict[str, Any]:
     """A frame as a JSON-ready dict ``{"headers", "payload"}`` for capture; payloads that are
-    not UTF-8 go in ``payload_base64`` instead."""
-    headers: dict[str, Any] = {}
-    for name, value in msg.headers.items():
-        if isinstance(value, str | bool | int):
-            headers[name] = value
-        elif isinstance(value, bytes):
-            headers[name] = b64(value)
-        else:
-            headers[name] = str(value)
-    try:
-        return {"headers": headers, "payload": msg.payload.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"headers": headers, "payload_base64": b64(msg.payload)}
+    not UTF-8 go in ``payload_base64`` instead. ``payload`` is the already decoded text."""
+    headers: dict[str, Any] = msg.headers
+    if not all(type(v) is str for v in headers.values()):
+        headers = {
+            name: value
+            if isinstance(value, str | bool | int)
+            else b64(value)
+            if isinstance(value, bytes)
+            else str(value)
+            for name, value in headers.items()
+        }
+    if payload is None:
+        try:
+            payload = msg.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"headers": headers, "payload_base64": b64(msg.payload)}
+    return {"headers": headers, "payload": payload}
 
 
 def bedrock_usage(raw: Any) -> Usage | None:
@@ -177,21 +181,30 @@ class ConverseStreamDecoder(DecoderBase):
     def _feed(self, data: bytes, out: list[Event]) -> None:
         for msg in self._frames.feed(data):
             self.frames += 1
-            self._raw.append(RawItem("frame", frame_dict(msg)))
-            self._on_frame(msg, out)
+            try:
+                text: str | None = msg.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            self._raw.append(("frame", (msg, text)))
+            self._on_frame(msg, text, out)
 
-    def _on_frame(self, msg: EventStreamMessage, out: list[Event]) -> None:
-        mtype = msg.message_type or "event"
-        if mtype in ("exception", "error"):
+    def _raw_item(self, kind: str, data: Any) -> RawItem:
+        return RawItem(kind, frame_dict(*data))
+
+    def _on_frame(self, msg: EventStreamMessage, text: str | None, out: list[Event]) -> None:
+        mtype = msg.headers.get(":message-type", "event")
+        if mtype == "exception" or mtype == "error":
             raise exception_error(msg)
         if mtype != "event":
             log.debug("ignored a frame of :message-type %r", mtype)
             return
-        etype = msg.event_type
+        etype = msg.headers.get(":event-type")
         if etype not in _KNOWN_EVENTS:
             log.debug("ignored an unknown event type %r", etype)
             return
-        payload = loads_object(msg.payload, f"{etype} event") if msg.payload else {}
+        if text is None:
+            raise InvalidEventError(f"{etype} event payload is not UTF-8")
+        payload = loads_object(text, f"{etype} event") if text else {}
         match etype:
             case "messageStart":
                 self._message_start(payload, out)
@@ -232,26 +245,21 @@ class ConverseStreamDecoder(DecoderBase):
         out.append(ToolCallStart(index=index, id=block.id, name=block.name))
 
     def _block_delta(self, payload: dict[str, Any], out: list[Event]) -> None:
-        self._ensure_started(out)
-        index = _index(payload)
-        delta = _as_dict(payload.get("delta"))
-        if "text" in delta:
-            text = delta["text"]
-            if isinstance(text, str) and text:
+        if not self._started:
+            self._ensure_started(out)
+        index = payload.get("contentBlockIndex", 0)
+        if type(index) is not int:
+            index = _index(payload)
+        delta = payload.get("delta")
+        if type(delta) is not dict:
+            return
+        # The hot path first: most events of a stream are text deltas.
+        text = delta.get("text")
+        if text is not None:
+            if text and type(text) is str:
                 out.append(TextDelta(index=index, text=text))
         elif "toolUse" in delta:
-            if index in self._server_blocks:
-                return
-            fragment = _as_dict(delta["toolUse"]).get("input", "")
-            if not isinstance(fragment, str):  # a whole document instead of JSON text
-                fragment = json.dumps(fragment, ensure_ascii=False)
-            block = self._tools.get(index)
-            if block is None:
-                block = self._tools[index] = _ToolBlock(id="", name="")
-                out.append(ToolCallStart(index=index, id="", name=""))
-            if fragment:
-                block.parts.append(fragment)
-                out.append(ToolCallDelta(index=index, arguments=fragment))
+            self._tool_delta(index, _as_dict(delta["toolUse"]).get("input", ""), out)
         elif "reasoningContent" in delta:
             rc = _as_dict(delta["reasoningContent"])
             text = rc.get("text")
@@ -262,6 +270,19 @@ class ConverseStreamDecoder(DecoderBase):
             if rc.get("redactedContent"):
                 out.append(ThinkingDelta(index=index, redacted=_redacted(rc["redactedContent"])))
         # toolResult, citation and image deltas belong to server-side tools and documents.
+
+    def _tool_delta(self, index: int, fragment: Any, out: list[Event]) -> None:
+        if index in self._server_blocks:
+            return
+        if not isinstance(fragment, str):  # a whole document instead of JSON text
+            fragment = json.dumps(fragment, ensure_ascii=False)
+        block = self._tools.get(index)
+        if block is None:
+            block = self._tools[index] = _ToolBlock(id="", name="")
+            out.append(ToolCallStart(index=index, id="", name=""))
+        if fragment:
+            block.parts.append(fragment)
+            out.append(ToolCallDelta(index=index, arguments=fragment))
 
     def _end_tool(self, index: int, out: list[Event]) -> None:
         block = self._tools.pop(index)
@@ -333,7 +354,7 @@ class ConverseBodyDecoder(DecoderBase):
 
     def _close(self, out: list[Event]) -> None:
         text = self._body.decode("utf-8", "replace")
-        self._raw.append(RawItem("body", text))
+        self._raw.append(("body", text))
         if not text.strip():
             raise IncompleteStreamError("Converse returned an empty body")
         try:

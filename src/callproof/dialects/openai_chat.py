@@ -45,7 +45,7 @@ from callproof.dialects._common import (
     json_truncated,
     merge_extra,
 )
-from callproof.dialects.base import RawItem, StreamDecoder, WireRequest
+from callproof.dialects.base import StreamDecoder, WireRequest
 from callproof.dialects.openai_common import (
     BlockIndex,
     SSEStreamDecoder,
@@ -248,8 +248,27 @@ class _ChoiceState:
     def content(self, src: dict[str, Any], out: list[Event]) -> None:
         for key in ("content", "refusal"):
             text = src.get(key)
-            if isinstance(text, str) and text:
-                out.append(TextDelta(index=self.blocks("text"), text=text))
+            if isinstance(text, str):
+                if text:
+                    out.append(TextDelta(index=self.blocks("text"), text=text))
+            elif isinstance(text, list):
+                self._content_parts(text, out)
+
+    def _content_parts(self, parts: list[Any], out: list[Event]) -> None:
+        # Some servers (Mistral's reasoning models) send content as typed parts:
+        # {"type": "text", "text"} and {"type": "thinking", "thinking": [{"type": "text", ...}]}.
+        for part in parts:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "thinking":
+                inner = part.get("thinking")
+                pieces = inner if isinstance(inner, list) else [{"text": inner}]
+                for piece in pieces:
+                    text = piece.get("text") if isinstance(piece, dict) else None
+                    if isinstance(text, str) and text:
+                        out.append(ThinkingDelta(index=self.blocks("thinking"), text=text))
+            elif isinstance(part.get("text"), str) and part["text"]:
+                out.append(TextDelta(index=self.blocks("text"), text=part["text"]))
 
     def tool_fragment(self, frag: dict[str, Any], out: list[Event]) -> None:
         fn = frag.get("function")
@@ -274,6 +293,9 @@ class _ChoiceState:
             )
             self.calls[index] = call
             out.append(ToolCallStart(index=call.block, id=call.id, name=call.name))
+        else:  # an id or name that only came in a later fragment still reaches ToolCallEnd
+            call.id = call.id or str(frag.get("id") or "")
+            call.name = call.name or str(fn.get("name") or "")
         args = fn.get("arguments")
         if isinstance(args, dict):  # a few servers send the object itself
             args = json.dumps(args, ensure_ascii=False)
@@ -384,7 +406,7 @@ class ChatBodyDecoder(DecoderBase):
 
     def _close(self, out: list[Event]) -> None:
         text = self._body.decode("utf-8", "replace")
-        self._raw.append(RawItem("body", text))
+        self._raw.append(("body", text))
         if not text.strip():
             raise IncompleteStreamError("chat completion returned an empty body")
         try:

@@ -162,14 +162,17 @@ class SSEStreamDecoder(DecoderBase):
         for item in self._sse.feed(data):
             if isinstance(item, SSEComment):
                 self.keepalives += 1
-                self._raw.append(RawItem("comment", item.text))
+                self._raw.append(("comment", item.text))
                 continue
-            self._raw.append(RawItem("sse", _sse_dict(item)))
+            self._raw.append(("sse", item))
             self.data_events += 1
             if item.data.strip() == "[DONE]":
                 self._on_done(out)
             else:
                 self._on_data(item, loads_object(item.data, "an SSE data line"), out)
+
+    def _raw_item(self, kind: str, data: Any) -> RawItem:
+        return RawItem(kind, _sse_dict(data) if kind == "sse" else data)
 
     def _close(self, out: list[Event]) -> None:
         if self._sse.close():

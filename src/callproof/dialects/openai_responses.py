@@ -178,6 +178,7 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
         super().__init__()
         self._blocks = BlockIndex()
         self._calls: dict[Any, _Call] = {}  # by output_index
+        self._texted: set[tuple[Any, ...]] = set()  # text blocks that had deltas
         self._started = False
         self._stopped = False
 
@@ -194,6 +195,8 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
                 self._start(_obj(payload.get("response")), out)
             case "response.output_text.delta" | "response.refusal.delta":
                 self._text(payload, out)
+            case "response.output_text.done" | "response.refusal.done":
+                self._text_done(payload, out)
             case (
                 "response.reasoning_summary_text.delta"
                 | "response.reasoning_text.delta"
@@ -229,7 +232,17 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
         delta = payload.get("delta")
         if isinstance(delta, str) and delta:
             key = ("text", payload.get("output_index"), payload.get("content_index"))
+            self._texted.add(key)
             out.append(TextDelta(index=self._blocks(key), text=delta))
+
+    def _text_done(self, payload: dict[str, Any], out: list[Event]) -> None:
+        # A server that streams no deltas still sends the whole text here.
+        key = ("text", payload.get("output_index"), payload.get("content_index"))
+        text = payload.get("text", payload.get("refusal"))
+        if key not in self._texted and isinstance(text, str) and text:
+            self._start({}, out)
+            self._texted.add(key)
+            out.append(TextDelta(index=self._blocks(key), text=text))
 
     def _reasoning(self, payload: dict[str, Any], out: list[Event]) -> None:
         self._start({}, out)

@@ -231,6 +231,9 @@ class ChatEncoder:
         for text in split_tokens(turn.reasoning) if turn.reasoning else ():
             delta = role(self._reasoning_delta(text))
             pieces.append(self._event(self.chunk([self._choice(delta)]), tokens=1))
+        if turn.reasoning and self.openrouter:
+            # OpenRouter keeps the connection warm between thinking and answering
+            pieces.append(self.keepalive())
         if turn.text or not turn.tool_calls:
             opening = {"content": ""} if self.openrouter else {"content": "", "refusal": None}
             if first:

@@ -1,11 +1,11 @@
 """Decode OpenAI-compatible request bodies into the neutral :class:`Conversation`.
 
-Both wire APIs are covered: chat completions (``messages`` with ``tool_calls`` and ``role:
-"tool"`` results) and Responses (``input`` items incl. ``function_call`` and
-``function_call_output``). Validation follows the real API closely enough that SDKs and agents
-see the same 400s: ``{"error": {"message", "type": "invalid_request_error", "param", "code"}}``
-with the messages the OpenAI API uses (parameter paths like ``messages[1].tool_call_id``).
-Nothing here touches a socket.
+This module decodes chat completions (``messages`` with ``tool_calls`` and ``role: "tool"``
+results) and holds the validation helpers that the Responses decoder
+(:func:`callproof.emulator.openai_responses.decode_responses`) shares. Validation follows the
+real API closely enough that SDKs and agents see the same 400s: ``{"error": {"message", "type":
+"invalid_request_error", "param", "code"}}`` with the messages the OpenAI API uses (parameter
+paths like ``messages[1].tool_call_id``). Nothing here touches a socket.
 """
 
 from __future__ import annotations
@@ -38,10 +38,8 @@ from callproof.conversation import (
 __all__ = [
     "ChatRequest",
     "OpenAIRequestError",
-    "ResponsesRequest",
     "decode_chat",
     "decode_json_body",
-    "decode_responses",
 ]
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -95,23 +93,6 @@ class ChatRequest:
     include_usage: bool = False
     n: int = 1
     parallel_tool_calls: bool = True
-    provider: dict[str, Any] | None = None
-    reasoning: dict[str, Any] | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ResponsesRequest:
-    """A decoded ``POST /v1/responses`` body."""
-
-    model: str
-    conversation: Conversation
-    stream: bool = False
-    instructions: str | None = None
-    store: bool = True
-    parallel_tool_calls: bool = True
-    tools_raw: tuple[dict[str, Any], ...] = ()
-    tool_choice_raw: Any = "auto"
     provider: dict[str, Any] | None = None
     reasoning: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -346,18 +327,19 @@ def _chat_text(content: Any, param: str, *, allow_images: bool) -> list[TextPart
         where = f"{param}[{i}]"
         _expect(part, dict, where, "object")
         kind = part.get("type")
-        if kind == "text":
-            text = part.get("text")
+        if kind in ("text", "refusal"):
+            key = str(kind)
+            text = part.get(key)
             if text is None:
-                raise _missing(f"{where}.text")
-            out.append(TextPart(_expect(text, str, f"{where}.text", "string")))
+                raise _missing(f"{where}.{key}")
+            out.append(TextPart(_expect(text, str, f"{where}.{key}", "string")))
         elif kind == "image_url" and allow_images:
             image = _expect(part.get("image_url"), dict, f"{where}.image_url", "object")
             out.append(_image(image.get("url"), f"{where}.image_url.url"))
         elif kind is None:
             raise _missing(f"{where}.type")
         else:
-            supported = "'text', 'image_url'" if allow_images else "'text'"
+            supported = "'text', 'image_url'" if allow_images else "'text', 'refusal'"
             raise OpenAIRequestError(
                 f"Invalid value: '{kind}'. Supported values are: {supported}.",
                 param=f"{where}.type",
@@ -590,238 +572,3 @@ def _check_choice(choice: ToolChoice | None, tools: tuple[ToolSpec, ...]) -> Non
                 f"Invalid value for 'tool_choice': tool '{name}' is not in 'tools'.",
                 param="tool_choice",
             )
-
-
-# -- responses ---------------------------------------------------------------------------------
-
-
-def _responses_content(content: Any, param: str, *, role: str) -> list[TextPart | ImagePart]:
-    if isinstance(content, str):
-        return [TextPart(content)] if content else []
-    parts = _expect(content, list, param, "string or array")
-    out: list[TextPart | ImagePart] = []
-    for i, part in enumerate(parts):
-        where = f"{param}[{i}]"
-        _expect(part, dict, where, "object")
-        kind = part.get("type")
-        if kind in ("input_text", "output_text", "text", "refusal"):
-            key = "refusal" if kind == "refusal" else "text"
-            text = part.get(key)
-            if text is None:
-                raise _missing(f"{where}.{key}")
-            out.append(TextPart(_expect(text, str, f"{where}.{key}", "string")))
-        elif kind == "input_image" and role == "user":
-            out.append(_image(part.get("image_url"), f"{where}.image_url"))
-        elif kind is None:
-            raise _missing(f"{where}.type")
-        else:
-            raise OpenAIRequestError(
-                f"Invalid value: '{kind}'. Supported values are: 'input_text', 'input_image', "
-                "'output_text', and 'refusal'.",
-                param=f"{where}.type",
-                code="invalid_value",
-            )
-    return out
-
-
-def _responses_input(value: Any) -> tuple[list[str], tuple[Message, ...]]:
-    if value is None:
-        raise _missing("input")
-    if isinstance(value, str):
-        return [], (UserMessage.text(value),)
-    items = _expect(value, list, "input", "string or array")
-    system: list[str] = []
-    turns = _Turns()
-    calls: set[str] = set()
-    for i, item in enumerate(items):
-        where = f"input[{i}]"
-        _expect(item, dict, where, "object")
-        kind = item.get("type", "message")
-        if kind == "message":
-            role = item.get("role")
-            if role is None:
-                raise _missing(f"{where}.role")
-            if role not in ("user", "assistant", "system", "developer"):
-                raise OpenAIRequestError(
-                    f"Invalid value: '{role}'. Supported values are: 'assistant', 'system', "
-                    "'developer', and 'user'.",
-                    param=f"{where}.role",
-                    code="invalid_value",
-                )
-            if "content" not in item:
-                raise _missing(f"{where}.content")
-            parts = _responses_content(item["content"], f"{where}.content", role=role)
-            if role in ("system", "developer"):
-                system.extend(p.text for p in parts if isinstance(p, TextPart))
-            elif role == "user":
-                turns.user(parts)
-            else:
-                turns.assistant([p for p in parts if isinstance(p, TextPart)])
-        elif kind == "function_call":
-            call_id = item.get("call_id")
-            if call_id is None:
-                raise _missing(f"{where}.call_id")
-            _expect(call_id, str, f"{where}.call_id", "string")
-            name = item.get("name")
-            if name is None:
-                raise _missing(f"{where}.name")
-            _expect(name, str, f"{where}.name", "string")
-            arguments = item.get("arguments")
-            if arguments is None:
-                raise _missing(f"{where}.arguments")
-            _expect(arguments, str, f"{where}.arguments", "string")
-            turns.assistant([ToolCall.from_raw(call_id, name, arguments)])
-            calls.add(call_id)
-        elif kind == "function_call_output":
-            call_id = item.get("call_id")
-            if call_id is None:
-                raise _missing(f"{where}.call_id")
-            _expect(call_id, str, f"{where}.call_id", "string")
-            if call_id not in calls:
-                raise OpenAIRequestError(
-                    f"No tool call found for function call output with call_id {call_id}.",
-                    param="input",
-                )
-            output = item.get("output")
-            if output is None:
-                raise _missing(f"{where}.output")
-            if isinstance(output, list):
-                text = "".join(
-                    p.text
-                    for p in _responses_content(output, f"{where}.output", role="tool")
-                    if isinstance(p, TextPart)
-                )
-            else:
-                text = _expect(output, str, f"{where}.output", "string or array")
-            turns.result(ToolResult(tool_call_id=call_id, content=text))
-        elif kind == "reasoning":
-            summary = item.get("summary") or []
-            _expect(summary, list, f"{where}.summary", "array")
-            text = "".join(str(s.get("text", "")) for s in summary if isinstance(s, dict))
-            turns.assistant([ThinkingPart(text=text)])
-        else:
-            raise OpenAIRequestError(
-                f"Invalid value: '{kind}'. Supported values are: 'message', 'function_call', "
-                "'function_call_output', and 'reasoning'.",
-                param=f"{where}.type",
-                code="invalid_value",
-            )
-    messages = turns.finish()
-    if not messages:
-        raise OpenAIRequestError(
-            "Invalid 'input': empty array. Expected an array with minimum length 1, but got an "
-            "empty array instead.",
-            param="input",
-            code="empty_array",
-        )
-    return system, messages
-
-
-class _Turns:
-    """Groups Responses input items into turns: consecutive assistant items (text, reasoning,
-    function calls) form one assistant message, consecutive outputs one tool-result message."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self._assistant: list[AssistantPart] = []
-        self._results: list[UserPart] = []
-
-    def _flush(self) -> None:
-        if self._assistant:
-            self.messages.append(AssistantMessage(content=tuple(self._assistant)))
-            self._assistant = []
-        if self._results:
-            self.messages.append(UserMessage(content=tuple(self._results)))
-            self._results = []
-
-    def user(self, parts: list[TextPart | ImagePart]) -> None:
-        self._flush()
-        self.messages.append(UserMessage(content=tuple(parts)))
-
-    def assistant(self, parts: list[AssistantPart]) -> None:
-        if self._results:
-            self._flush()
-        self._assistant.extend(parts)
-
-    def result(self, part: ToolResult) -> None:
-        if self._assistant:
-            self._flush()
-        self._results.append(part)
-
-    def finish(self) -> tuple[Message, ...]:
-        self._flush()
-        return tuple(self.messages)
-
-
-def _responses_tools(value: Any) -> tuple[tuple[ToolSpec, ...], tuple[dict[str, Any], ...]]:
-    if value is None:
-        return (), ()
-    items = _expect(value, list, "tools", "array")
-    specs: list[ToolSpec] = []
-    raws: list[dict[str, Any]] = []
-    for i, tool in enumerate(items):
-        where = f"tools[{i}]"
-        _expect(tool, dict, where, "object")
-        kind = tool.get("type")
-        if kind is None:
-            raise _missing(f"{where}.type")
-        if kind != "function":
-            raise OpenAIRequestError(
-                f"Invalid value: '{kind}'. Supported values are: 'function'.",
-                param=f"{where}.type",
-                code="invalid_value",
-            )
-        name = _tool_name(tool.get("name"), f"{where}.name")
-        description = tool.get("description") or ""
-        _expect(description, str, f"{where}.description", "string")
-        schema = _schema(tool.get("parameters"), f"{where}.parameters")
-        specs.append(ToolSpec(name=name, description=description, parameters=schema))
-        raws.append(
-            {
-                "type": "function",
-                "name": name,
-                "description": description,
-                "parameters": schema,
-                "strict": tool.get("strict"),
-            }
-        )
-    return tuple(specs), tuple(raws)
-
-
-def decode_responses(body: bytes) -> ResponsesRequest:
-    """Decode and validate a Responses API request body."""
-    data = decode_json_body(body)
-    model = _model(data)
-    system, messages = _responses_input(data.get("input"))
-    instructions = data.get("instructions")
-    if instructions is not None:
-        _expect(instructions, str, "instructions", "string")
-        system.insert(0, instructions)
-    tools, tools_raw = _responses_tools(data.get("tools"))
-    max_tokens = _number(data, "max_output_tokens", 16, 2**31, integer=True)
-    choice_raw = data.get("tool_choice", "auto")
-    settings = Settings(
-        max_tokens=int(max_tokens) if max_tokens is not None else None,
-        temperature=_number(data, "temperature", 0, 2),
-        top_p=_number(data, "top_p", 0, 1),
-        tool_choice=_tool_choice(data.get("tool_choice"), "tool_choice", responses=True),
-    )
-    _check_choice(settings.tool_choice, tools)
-    return ResponsesRequest(
-        model=model,
-        conversation=Conversation(
-            messages=messages,
-            system="\n\n".join(system) if system else None,
-            tools=tools,
-            settings=settings,
-        ),
-        stream=_bool(data, "stream", default=False),
-        instructions=instructions,
-        store=_bool(data, "store", default=True),
-        parallel_tool_calls=_bool(data, "parallel_tool_calls", default=True),
-        tools_raw=tools_raw,
-        tool_choice_raw=choice_raw,
-        provider=_provider(data),
-        reasoning=_optional_object(data, "reasoning"),
-        raw=data,
-    )

@@ -69,14 +69,8 @@ from callproof.emulator.openai_chat import (
     finish_reason_for,
     stream_error_for,
 )
-from callproof.emulator.openai_decode import (
-    ChatRequest,
-    OpenAIRequestError,
-    ResponsesRequest,
-    decode_chat,
-    decode_responses,
-)
-from callproof.emulator.openai_responses import ResponsesEncoder
+from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
+from callproof.emulator.openai_responses import ResponsesEncoder, ResponsesRequest, decode_responses
 from callproof.emulator.state import EmulatorState
 from callproof.emulator.streaming import Hang, Headers, Send, Sleep, Step, StepResponse
 
@@ -127,14 +121,6 @@ _OPENROUTER_ERRORS: dict[int, str] = {
     500: "Internal Server Error",
     502: "Provider returned error",
     503: "No instances available",
-}
-#: ``stream_exception:TYPE`` -> the HTTP status it becomes when nothing is streamed.
-_EXCEPTION_STATUS = {
-    "throttlingException": 429,
-    "modelStreamErrorException": 502,
-    "internalServerException": 500,
-    "serviceUnavailableException": 503,
-    "validationException": 400,
 }
 
 
@@ -225,6 +211,8 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
     if not decoded.parallel_tool_calls and len(turn.tool_calls) > 1:
         turn = turn.replace(tool_calls=turn.tool_calls[:1])
     turn = apply_to_turn(fault, turn, decoded.conversation)
+    if _reasoning_off(decoded):
+        turn = turn.replace(reasoning="")
     if fault is not None and fault.name == "http_error":
         return _http_error(profile, decoded.model, fault.status)
     created = int(time.time())
@@ -259,6 +247,18 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
         )
     return StepResponse(  # type: ignore[return-value]  # an ASGI app Starlette accepts
         steps, status=200, headers=headers, closing=state.closing, on_close=state.close_stream
+    )
+
+
+def _reasoning_off(request: ChatRequest | ResponsesRequest) -> bool:
+    """OpenRouter's ``reasoning: {exclude: true}`` / ``{enabled: false}`` /
+    ``{effort: "none"}`` and the legacy ``include_reasoning: false`` hide the reasoning."""
+    options = request.reasoning or {}
+    return (
+        options.get("exclude") is True
+        or options.get("enabled") is False
+        or options.get("effort") == "none"
+        or request.raw.get("include_reasoning") is False
     )
 
 
@@ -403,7 +403,8 @@ def _body_steps(
     """Steps for a non-streamed answer (one JSON body), or a plain error response."""
     name = fault.name if fault is not None else None
     if name == "stream_exception" and fault is not None and profile.flavour != "openrouter":
-        status = _EXCEPTION_STATUS.get(fault.value, 500)
+        code = stream_error_for(fault.value)[0]
+        status = code if isinstance(code, int) else 500
         return _http_error(profile, encoder.model, status)
     if isinstance(encoder, ChatEncoder):
         finish: str | None = finish_reason_for(turn.stop_reason)

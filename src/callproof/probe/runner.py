@@ -23,7 +23,7 @@ import platform
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,18 +31,19 @@ from typing import Any
 
 import httpx
 
-from callproof.conversation import AssistantMessage, Conversation, UserMessage
+from callproof.conversation import Conversation
 from callproof.errors import AllAttemptsFailed, CallError, CallproofError, ConfigError
 from callproof.events import Response
-from callproof.outcomes import Expectation, Outcome, Verdict, classify
+from callproof.outcomes import Outcome
 from callproof.probe.config import Config, RouteConfig
-from callproof.probe.scenarios import ProbeScenario
+from callproof.probe.scenarios import ProbeScenario, attempts_of, drive_loop
 from callproof.targets import Target
 
 __all__ = [
     "RunOptions",
     "RunResult",
     "Unit",
+    "check_selection",
     "gate_failures",
     "load_plan",
     "new_run_dir",
@@ -172,6 +173,14 @@ def _jobs(
                     yield unit, scenario, attempt
 
 
+def check_selection(config: Config, options: RunOptions) -> None:
+    """Raise ``ConfigError`` for unknown targets, routes or scenarios, before anything runs."""
+    _units(config, options)
+    _scenarios(config, options.scenarios)
+    if options.n < 1:
+        raise ConfigError("n must be at least 1", where="-n")
+
+
 def new_run_dir(base: Path) -> Path:
     """``base/<UTC timestamp>/``, made unique with a suffix when two runs share a second."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -267,83 +276,6 @@ def _finish_single(record: dict[str, Any], scenario: ProbeScenario) -> None:
             )
 
 
-async def _drive_loop(
-    call: Callable[[Conversation], Awaitable[Response]],
-    scenario: ProbeScenario,
-    origin: str | None,
-) -> tuple[Verdict, Response | None, CallError | None, int, list[dict[str, Any]]]:
-    """Run an agent loop: each tool call gets its scripted result until a text answer comes.
-
-    Returns the verdict, the last response (timings summed over the turns), the error that
-    ended it, the requests spent and the route attempts of every turn.
-    """
-    loop = scenario.loop
-    assert loop is not None
-    conversation = scenario.conversation
-    requests = 0
-    calls_made = 0
-    route_attempts: list[dict[str, Any]] = []
-    first: Response | None = None
-    total_s = 0.0
-    max_gap: float | None = None
-
-    def merge(resp: Response | None) -> Response | None:
-        nonlocal max_gap
-        if resp is None:
-            return first
-        t = resp.timings
-        total_s_here = total_s + (t.total_s or 0.0)
-        if t.max_gap_s is not None:
-            max_gap = max(max_gap or 0.0, t.max_gap_s)
-        if first is not None:
-            t.headers_s = first.timings.headers_s
-            t.first_event_s = first.timings.first_event_s
-            t.first_content_s = first.timings.first_content_s or t.first_content_s
-        t.total_s = total_s_here
-        t.max_gap_s = max_gap
-        return resp
-
-    for _ in range(loop.max_turns):
-        requests += 1
-        try:
-            response = await call(conversation)
-        except CallError as exc:
-            route_attempts.extend(_attempts_of(exc.response))
-            return classify(exc), merge(exc.response), exc, requests, route_attempts
-        route_attempts.extend(_attempts_of(response))
-        if first is None:
-            first = response
-        if not response.tool_calls:
-            verdict = classify(response, scenario.expectation, conversation)
-            if verdict.passed and calls_made < loop.min_calls:
-                verdict = Verdict(
-                    Outcome.EXPECTATION_FAILED,
-                    f"answered after {calls_made} tool calls; the loop needs {loop.min_calls}",
-                )
-            return verdict, merge(response), None, requests, route_attempts
-        verdict = classify(response, Expectation(), conversation)
-        if not verdict.passed:
-            return verdict, merge(response), None, requests, route_attempts
-        calls_made += len(response.tool_calls)
-        turn_total = response.timings.total_s or 0.0
-        if response.timings.max_gap_s is not None:
-            max_gap = max(max_gap or 0.0, response.timings.max_gap_s)
-        total_s += turn_total
-        results = tuple(loop.script(c) for c in response.tool_calls)
-        conversation = conversation.append(
-            AssistantMessage.from_response(response, origin=origin),
-            UserMessage(content=results),
-        )
-    verdict = Verdict(
-        Outcome.EXPECTATION_FAILED, f"no final answer after {loop.max_turns} requests"
-    )
-    return verdict, merge(None), None, requests, route_attempts
-
-
-def _attempts_of(response: Response | None) -> list[dict[str, Any]]:
-    return list(response.attempts) if response is not None else []
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -400,13 +332,16 @@ class _Runner:
                 try:
                     await asyncio.gather(*workers)
                 except asyncio.CancelledError:
-                    for w in workers:
-                        w.cancel()
-                    await asyncio.gather(*workers, return_exceptions=True)
+                    await _cancel_all(workers)
                     task = asyncio.current_task()
                     if task is not None:
                         task.uncancel()
                     return True
+                except BaseException:
+                    # e.g. a ConfigError (missing credentials) from one attempt: stop the rest
+                    # before the client closes under them
+                    await _cancel_all(workers)
+                    raise
         return False
 
     def _make_routers(self, client: Any) -> None:
@@ -498,7 +433,7 @@ class _Runner:
                         raise _route_error(group) from group
 
                 origin = None
-            verdict, response, error, requests, route_attempts = await _drive_loop(
+            verdict, response, error, requests, route_attempts = await drive_loop(
                 call, scenario, origin
             )
             attempt = Attempt(
@@ -529,7 +464,7 @@ class _Runner:
             attempt = await run_route_attempt(self.routers[unit.name], scenario.scenario)
             record = attempt.to_record()
             if "route_attempts" not in record:
-                record["route_attempts"] = _attempts_of(attempt.response) or _attempts_of(
+                record["route_attempts"] = attempts_of(attempt.response) or attempts_of(
                     getattr(attempt.error, "response", None)
                 )
         _finish_single(record, scenario)
@@ -544,6 +479,12 @@ class _Runner:
         self.written += 1
         if self.options.on_record is not None:
             self.options.on_record(record)
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _route_error(group: AllAttemptsFailed) -> CallError:

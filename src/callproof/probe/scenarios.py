@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -35,8 +35,9 @@ from callproof.conversation import (
     ToolSpec,
     UserMessage,
 )
-from callproof.events import StopReason
-from callproof.outcomes import Expectation
+from callproof.errors import CallError
+from callproof.events import Response, StopReason
+from callproof.outcomes import Expectation, Outcome, Verdict, classify
 from callproof.scenarios import WEATHER_TOOL, Scenario
 
 __all__ = [
@@ -45,8 +46,10 @@ __all__ = [
     "AgentLoop",
     "ProbeScenario",
     "ScenarioModel",
+    "attempts_of",
     "builtin",
     "builtins",
+    "drive_loop",
     "multi_step",
     "parallel_tools",
     "thinking_replay",
@@ -256,6 +259,88 @@ def builtin(name: str) -> ProbeScenario:
 def builtins() -> dict[str, ProbeScenario]:
     """Every built-in scenario, by name."""
     return {name: factory() for name, factory in _BUILTIN.items()}
+
+
+# --- the agent loop, as the runner drives it --------------------------------------------------
+
+
+async def drive_loop(
+    call: Callable[[Conversation], Awaitable[Response]],
+    scenario: ProbeScenario,
+    origin: str | None,
+) -> tuple[Verdict, Response | None, CallError | None, int, list[dict[str, Any]]]:
+    """Run ``scenario``'s agent loop through ``call`` (one request per turn): each tool call
+    gets its scripted result and the conversation grows, until a text answer comes.
+
+    Returns the verdict, the last response (timings summed over the turns), the error that
+    ended it, the requests spent and the route attempts of every turn.
+    """
+    loop = scenario.loop
+    assert loop is not None
+    conversation = scenario.conversation
+    requests = 0
+    calls_made = 0
+    route_attempts: list[dict[str, Any]] = []
+    first: Response | None = None
+    total_s = 0.0
+    max_gap: float | None = None
+
+    def merge(resp: Response | None) -> Response | None:
+        nonlocal max_gap
+        if resp is None:
+            return first
+        t = resp.timings
+        total_s_here = total_s + (t.total_s or 0.0)
+        if t.max_gap_s is not None:
+            max_gap = max(max_gap or 0.0, t.max_gap_s)
+        if first is not None:
+            t.headers_s = first.timings.headers_s
+            t.first_event_s = first.timings.first_event_s
+            t.first_content_s = first.timings.first_content_s or t.first_content_s
+        t.total_s = total_s_here
+        t.max_gap_s = max_gap
+        return resp
+
+    for _ in range(loop.max_turns):
+        requests += 1
+        try:
+            response = await call(conversation)
+        except CallError as exc:
+            route_attempts.extend(attempts_of(exc.response))
+            return classify(exc), merge(exc.response), exc, requests, route_attempts
+        route_attempts.extend(attempts_of(response))
+        if first is None:
+            first = response
+        if not response.tool_calls:
+            verdict = classify(response, scenario.expectation, conversation)
+            if verdict.passed and calls_made < loop.min_calls:
+                verdict = Verdict(
+                    Outcome.EXPECTATION_FAILED,
+                    f"answered after {calls_made} tool calls; the loop needs {loop.min_calls}",
+                )
+            return verdict, merge(response), None, requests, route_attempts
+        verdict = classify(response, Expectation(), conversation)
+        if not verdict.passed:
+            return verdict, merge(response), None, requests, route_attempts
+        calls_made += len(response.tool_calls)
+        turn_total = response.timings.total_s or 0.0
+        if response.timings.max_gap_s is not None:
+            max_gap = max(max_gap or 0.0, response.timings.max_gap_s)
+        total_s += turn_total
+        results = tuple(loop.script(c) for c in response.tool_calls)
+        conversation = conversation.append(
+            AssistantMessage.from_response(response, origin=origin),
+            UserMessage(content=results),
+        )
+    verdict = Verdict(
+        Outcome.EXPECTATION_FAILED, f"no final answer after {loop.max_turns} requests"
+    )
+    return verdict, merge(None), None, requests, route_attempts
+
+
+def attempts_of(response: Response | None) -> list[dict[str, Any]]:
+    """The route attempt records a response carries (none for a plain target)."""
+    return list(response.attempts) if response is not None else []
 
 
 # --- scenarios written in callproof.toml -------------------------------------------------------

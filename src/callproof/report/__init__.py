@@ -15,10 +15,12 @@ __all__ = ["write_reports"]
 
 def write_reports(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]) -> None:
     """Write ``report.md`` and ``report.html`` into ``run_dir``."""
+    from callproof.report.common import gather_evidence
     from callproof.report.html import write_html
     from callproof.report.markdown import write_markdown
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_markdown(run_dir, summary, meta)
-    write_html(run_dir, summary, meta)
+    evidence = gather_evidence(run_dir, summary)  # one pass over results.jsonl for both
+    write_markdown(run_dir, summary, meta, evidence)
+    write_html(run_dir, summary, meta, evidence)

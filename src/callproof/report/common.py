@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -18,11 +18,13 @@ __all__ = [
     "ATTEMPT_LINE_CAP",
     "OUTCOME_MEANINGS",
     "AttemptLines",
+    "Evidence",
     "attempt_line",
     "collect_attempt_lines",
     "executive_summary",
     "failed_line",
     "find_failing_record",
+    "gather_evidence",
     "passed_line",
     "snippet",
     "worst_entry",
@@ -225,6 +227,26 @@ def collect_attempt_lines(
     return out
 
 
+class _FailingPicker:
+    """Watches records go by and keeps the best failing one to show raw."""
+
+    def __init__(self, prefer: tuple[str, str] | None) -> None:
+        self.prefer = prefer
+        self.best: dict[str, Any] | None = None
+        self._score = -1
+
+    def watch(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for record in records:
+            if self._score < 3 and not record.get("passed"):
+                key = (record.get("target"), record.get("scenario"))
+                score = (2 if self.prefer and key == self.prefer else 0) + (
+                    1 if record.get("capture") else 0
+                )
+                if score > self._score:
+                    self.best, self._score = record, score
+            yield record
+
+
 def find_failing_record(
     run_dir: Path, prefer: tuple[str, str] | None = None
 ) -> dict[str, Any] | None:
@@ -232,15 +254,28 @@ def find_failing_record(
     results = run_dir / "results.jsonl"
     if not results.exists():
         return None
-    best: tuple[int, dict[str, Any]] | None = None
-    for record in read_records(results):
-        if record.get("passed"):
-            continue
-        score = (
-            2 if prefer and (record.get("target"), record.get("scenario")) == prefer else 0
-        ) + (1 if record.get("capture") else 0)
-        if best is None or score > best[0]:
-            best = (score, record)
-            if score == 3:
-                break
-    return best[1] if best else None
+    picker = _FailingPicker(prefer)
+    for _ in picker.watch(read_records(results)):
+        pass
+    return picker.best
+
+
+@dataclass
+class Evidence:
+    """What the reports need from ``results.jsonl``, gathered in one streaming pass."""
+
+    lines: dict[tuple[str, str], AttemptLines]
+    failing: dict[str, Any] | None
+
+
+def gather_evidence(
+    run_dir: Path, summary: dict[str, Any], cap: int = ATTEMPT_LINE_CAP
+) -> Evidence:
+    """Attempt lines per (target, scenario) and one failing record (of the worst target)."""
+    results = run_dir / "results.jsonl"
+    if not results.exists():
+        return Evidence(lines={}, failing=None)
+    worst = worst_entry(summary)
+    picker = _FailingPicker((worst["target"], worst["scenario"]) if worst else None)
+    lines = collect_attempt_lines(picker.watch(read_records(results)), cap)
+    return Evidence(lines=lines, failing=picker.best)

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from callproof.probe.stats import format_pct
-from callproof.probe.summary import read_records
 from callproof.report.common import (
     OUTCOME_MEANINGS,
+    Evidence,
     attempt_line,
-    collect_attempt_lines,
     executive_summary,
     failed_line,
-    find_failing_record,
+    gather_evidence,
     passed_line,
     worst_entry,
 )
@@ -147,12 +146,16 @@ def _methodology(meta: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_html(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]) -> str:
+def render_html(
+    run_dir: Path,
+    summary: dict[str, Any],
+    meta: dict[str, Any],
+    evidence: Evidence | None = None,
+) -> str:
     """The whole page as a string."""
-    results_path = run_dir / "results.jsonl"
-    lines_by_key = (
-        collect_attempt_lines(read_records(results_path)) if results_path.exists() else {}
-    )
+    if evidence is None:
+        evidence = gather_evidence(run_dir, summary)
+    lines_by_key = evidence.lines
     results = summary.get("results", [])
     worst = worst_entry(summary)
     title = (
@@ -288,7 +291,7 @@ def render_html(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]) ->
             )
         )
     body += _methodology(meta)
-    record = find_failing_record(run_dir, (worst["target"], worst["scenario"]) if worst else None)
+    record = evidence.failing
     if record is not None:
         source, text = raw_attempt_text(run_dir, record)
         body.append("<h2>Raw events of one failing attempt</h2>")
@@ -306,8 +309,13 @@ def render_html(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]) ->
     )
 
 
-def write_html(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]) -> Path:
+def write_html(
+    run_dir: Path,
+    summary: dict[str, Any],
+    meta: dict[str, Any],
+    evidence: Evidence | None = None,
+) -> Path:
     """Write ``run_dir/report.html`` and return its path."""
     path = run_dir / "report.html"
-    path.write_text(render_html(run_dir, summary, meta), encoding="utf-8")
+    path.write_text(render_html(run_dir, summary, meta, evidence), encoding="utf-8")
     return path

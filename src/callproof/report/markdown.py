@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from callproof.probe.stats import format_pct
-from callproof.probe.summary import read_records
 from callproof.report.common import (
     OUTCOME_MEANINGS,
     AttemptLines,
+    Evidence,
     attempt_line,
-    collect_attempt_lines,
     executive_summary,
     failed_line,
-    find_failing_record,
+    gather_evidence,
     passed_line,
     worst_entry,
 )
@@ -48,6 +47,8 @@ def _cell(text: str) -> str:
 
 def _title(summary: dict[str, Any]) -> str:
     worst = worst_entry(summary)
+    if not summary.get("results"):
+        return "callproof evidence: no attempts recorded"
     if worst is None:
         return "callproof evidence: no failures observed"
     failed = worst["n"] - worst["passed"]
@@ -224,7 +225,8 @@ def _methodology(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     if n is None and summary["results"]:
         n = summary["results"][0]["n"]
     out.append(
-        f"Every target received the same request {n} times per scenario; each attempt is one "
+        f"Every target received the same request {n if n is not None else 'N'} times per "
+        "scenario; each attempt is one "
         "fresh streaming call with callproof's clocks on it (first event, idle gap between "
         "decoded events, total deadline). A hang is an outcome: it is never retried inside a "
         "measured attempt."
@@ -300,10 +302,7 @@ def raw_attempt_text(run_dir: Path, record: dict[str, Any]) -> tuple[str, str]:
     return ("results record", pretty_json(slim))
 
 
-def _raw_failure(run_dir: Path, summary: dict[str, Any]) -> list[str]:
-    worst = worst_entry(summary)
-    prefer = (worst["target"], worst["scenario"]) if worst else None
-    record = find_failing_record(run_dir, prefer)
+def _raw_failure(run_dir: Path, record: dict[str, Any] | None) -> list[str]:
     if record is None:
         return []
     source, text = raw_attempt_text(run_dir, record)
@@ -321,12 +320,18 @@ def _raw_failure(run_dir: Path, summary: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_markdown(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]) -> str:
-    """The report as one string (attempt lines streamed from ``run_dir/results.jsonl``)."""
+def render_markdown(
+    run_dir: Path,
+    summary: dict[str, Any],
+    meta: dict[str, Any],
+    evidence: Evidence | None = None,
+) -> str:
+    """The report as one string (attempt lines streamed from ``run_dir/results.jsonl``, unless
+    ``evidence`` already holds them)."""
     results_path = run_dir / "results.jsonl"
-    lines_by_key = (
-        collect_attempt_lines(read_records(results_path)) if results_path.exists() else {}
-    )
+    if evidence is None:
+        evidence = gather_evidence(run_dir, summary)
+    lines_by_key = evidence.lines
     date = str(meta.get("started_at") or meta.get("finished_at") or "")[:10] or "unknown"
     out = [f"# {_title(summary)}", "", f"**Date:** {date}  "]
     if meta.get("run_id"):
@@ -364,7 +369,7 @@ def render_markdown(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]
         out += _routes(summary)
         out += _latency(summary)
     out += _methodology(summary, meta)
-    out += _raw_failure(run_dir, summary)
+    out += _raw_failure(run_dir, evidence.failing)
     significant = [c for c in summary.get("comparisons", []) if c["significant"]]
     if significant:
         out += ["## Verdicts", ""]
@@ -379,8 +384,13 @@ def render_markdown(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]
     return "\n".join(out)
 
 
-def write_markdown(run_dir: Path, summary: dict[str, Any], meta: dict[str, Any]) -> Path:
+def write_markdown(
+    run_dir: Path,
+    summary: dict[str, Any],
+    meta: dict[str, Any],
+    evidence: Evidence | None = None,
+) -> Path:
     """Write ``run_dir/report.md`` and return its path."""
     path = run_dir / "report.md"
-    path.write_text(render_markdown(run_dir, summary, meta), encoding="utf-8")
+    path.write_text(render_markdown(run_dir, summary, meta, evidence), encoding="utf-8")
     return path

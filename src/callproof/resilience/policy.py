@@ -9,7 +9,7 @@ group the mechanisms; unknown keys are a :class:`~callproof.errors.ConfigError` 
     buffered = false                       # stream(): hold events until an attempt finished
     retry = { max_attempts = 4, max_total_s = 120, empty_after_tool_result = true }
     backoff = { initial_s = 0.2, max_s = 10, multiplier = 2, jitter = true, retry_after_cap_s = 30 }
-    hedge = { mode = "quantile", quantile = 0.9, delay_s = 1.0, max_extra = 1, target = "next" }
+    hedge = { mode = "quantile", quantile = 0.9, delay_s = 2.0, max_extra = 1, target = "next" }
     breaker = { failures = 5, stall_rate = 0.3, window = 20, min_calls = 10, open_s = 30 }
     watchdog = { mode = "adaptive", quantile = 0.99, factor = 3, floor_s = 2, ceiling_s = 120 }
 
@@ -91,11 +91,14 @@ class HedgePolicy:
     """
 
     mode: Literal["off", "fixed", "quantile"] = "quantile"
-    delay_s: float = 1.0
+    #: The fixed delay; in ``quantile`` mode the cold-start delay, used until ``min_samples``
+    #: first events of the target are known (a waiting call picks up the learned delay as
+    #: soon as it is known).
+    delay_s: float = 2.0
     quantile: float = 0.9
     #: Extra latency margin multiplied onto the quantile.
     factor: float = 1.0
-    min_samples: int = 10
+    min_samples: int = 3
     #: Backup requests per call at most.
     max_extra: int = 1
     #: Where the backup goes: the ``next`` target of the route (the same one when it is alone

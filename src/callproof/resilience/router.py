@@ -57,6 +57,10 @@ __all__ = ["EmptyResponseError", "RouteStream", "Router"]
 
 log = logging.getLogger("callproof.resilience")
 
+#: While a target's latency is still unknown, how often a waiting call looks again at the
+#: hedge delay (other calls may have taught it meanwhile).
+_COLD_POLL_S = 0.05
+
 
 class EmptyResponseError(CallError):
     """A normal stop with no text and no tool call after a tool result (retried by policy)."""
@@ -260,12 +264,16 @@ class RouteStream:
         if not self._inflight:
             await self._launch_primary()
         while True:
-            wait = self._hedge_wait()
+            wait, settled = self._hedge_wait()
+            if wait is not None and not settled:
+                # Cold: the delay may shorten as other calls teach the target's latency.
+                wait = min(wait, _COLD_POLL_S)
             try:
                 async with asyncio.timeout(wait):
                     run, signal = await self._notify.get()
             except TimeoutError:
-                if not self._launch_hedge():
+                due, _ = self._hedge_wait()
+                if due is not None and due <= 0 and not self._launch_hedge():
                     self._hedging_done = True
                 continue
             if run not in self._inflight:
@@ -353,17 +361,21 @@ class RouteStream:
                 return True
         return False
 
-    def _hedge_wait(self) -> float | None:
+    def _hedge_wait(self) -> tuple[float | None, bool]:
+        """Seconds until the next hedge is due (``None``: no hedge), and whether that delay
+        is settled (fixed, or learned) rather than the cold-start one."""
         hedge = self.router.policy.hedge
         last = self._last_launch
         if self._hedging_done or self._hedges >= hedge.max_extra or last is None:
-            return None
+            return None, True
         if last not in self._inflight:
-            return None
-        delay = hedge_delay(hedge, self.router.watchdog.window(last.target.name))
+            return None, True
+        window = self.router.watchdog.window(last.target.name)
+        delay = hedge_delay(hedge, window)
         if delay is None:
-            return None
-        return max(0.0, last.started_loop + delay - self._loop.time())
+            return None, True
+        settled = hedge.mode == "fixed" or len(window) >= hedge.min_samples
+        return max(0.0, last.started_loop + delay - self._loop.time()), settled
 
     def _launch(self, target: Target, *, hedge: bool) -> None:
         self._seq += 1

@@ -240,6 +240,22 @@ def _decode_headers(data: memoryview) -> dict[str, HeaderValue]:
     return headers
 
 
+#: Parsed header blocks by their bytes. A stream repeats a handful of blocks (one per event
+#: type) thousands of times; parsing each once saves about half the decoding time per frame.
+_HEADER_CACHE: dict[bytes, dict[str, HeaderValue]] = {}
+_HEADER_CACHE_SIZE = 512
+
+
+def _cached_headers(data: memoryview) -> dict[str, HeaderValue]:
+    key = bytes(data)
+    headers = _HEADER_CACHE.get(key)
+    if headers is None:
+        headers = _decode_headers(data)  # errors are raised here and never cached
+        if len(_HEADER_CACHE) < _HEADER_CACHE_SIZE:
+            _HEADER_CACHE[key] = headers
+    return dict(headers)  # a copy: callers own their message's headers
+
+
 class EventStreamDecoder:
     """Incremental decoder: ``feed`` bytes split anywhere, ``close`` at the end of the body.
 
@@ -335,7 +351,7 @@ class EventStreamDecoder:
             )
         (headers_len,) = _U32.unpack_from(frame, 4)
         headers_end = PRELUDE_LENGTH + headers_len
-        headers = _decode_headers(frame[PRELUDE_LENGTH:headers_end]) if headers_len else {}
+        headers = _cached_headers(frame[PRELUDE_LENGTH:headers_end]) if headers_len else {}
         return EventStreamMessage(headers=headers, payload=bytes(frame[headers_end : total - 4]))
 
     @property

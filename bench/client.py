@@ -1,0 +1,479 @@
+"""Client benchmark: CPU per decoded event against boto3 and the openai SDK, and memory.
+
+    .venv/bin/python bench/client.py [--events N] [--repeat R]
+
+One process, one run, baselines measured alongside:
+
+* Bedrock ConverseStream: callproof's client against boto3's ``converse_stream`` reading the
+  same eventstream body (N ``contentBlockDelta`` events, real framing with CRCs and ``p``
+  padding) from the same local uvicorn server, run in its own process.
+* OpenAI chat completions: callproof against the ``openai`` SDK (``stream=True``) on the same
+  SSE body.
+* Per call on the real emulator (``callproof emulate``, seed preset, its own process): client
+  CPU of a whole tool-result call (build, SigV4 sign, send, decode) against boto3 and openai.
+* Memory: tracemalloc peak of callproof's client over a 10,000 and a 100,000-event stream
+  (flat means the ratio stays near 1; the answer text itself, one byte per event, is the only
+  thing that must grow).
+
+CPU is the client thread's own CPU time (``time.thread_time``); the server runs in another
+process and is not counted, nor is its memory. Each figure is the best of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from callproof.client import Client
+from callproof.conversation import Conversation, UserMessage
+from callproof.targets import Endpoint, Target, Timeouts
+from callproof.wire.eventstream import encode_message
+from callproof.wire.sse import encode_event
+
+CONV = Conversation(messages=(UserMessage.text("Weather for Tokyo?"),))
+CLOCKS = Timeouts(connect=5, first_event=30, idle=30, deadline=600)
+PAD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
+
+
+def _frame(event: str, payload: dict[str, Any]) -> bytes:
+    headers = {":event-type": event, ":content-type": "application/json", ":message-type": "event"}
+    return encode_message(headers, json.dumps({**payload, "p": PAD[: len(event)]}).encode())
+
+
+def bedrock_body(n: int, word: str = "tok ") -> bytes:
+    """A ConverseStream body with ``n`` text deltas, as real Bedrock frames it."""
+    parts = [_frame("messageStart", {"role": "assistant"})]
+    delta = _frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": word}})
+    parts += [delta] * n
+    parts.append(_frame("contentBlockStop", {"contentBlockIndex": 0}))
+    parts.append(_frame("messageStop", {"stopReason": "end_turn"}))
+    usage = {"inputTokens": 10, "outputTokens": n, "totalTokens": n + 10}
+    parts.append(_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 1}}))
+    return b"".join(parts)
+
+
+def chat_body(n: int, word: str = "tok ") -> bytes:
+    """An OpenAI chat-completions SSE body with ``n`` content chunks, usage and ``[DONE]``."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> bytes:
+        doc = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1754441566,
+            "model": "bench-model",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            "usage": usage,
+        }
+        return encode_event(json.dumps(doc, separators=(",", ":")))
+
+    parts = [chunk({"role": "assistant", "content": ""})]
+    parts += [chunk({"content": word})] * n
+    parts.append(chunk({}, "stop"))
+    usage = {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": n + 10}
+    parts.append(
+        encode_event(
+            json.dumps(
+                {"id": "x", "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            )
+        )
+    )
+    parts.append(encode_event("[DONE]"))
+    return b"".join(parts)
+
+
+def fixed_body_app(bodies: dict[str, tuple[str, bytes]]) -> Any:
+    """An ASGI app answering each path with a fixed body, in 16 KiB writes."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        key = next((k for k in bodies if path.endswith(k)), None)
+        if key is None:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        ctype, body = bodies[key]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", ctype.encode())],
+            }
+        )
+        view = memoryview(body)
+        for i in range(0, len(body), 16384):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": bytes(view[i : i + 16384]),
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+def _serve(port: int, n: int) -> None:
+    """The server process: fixed bodies on 127.0.0.1:``port`` (uvicorn, as the emulator)."""
+    import uvicorn
+
+    bodies = {
+        "/model/cpu/converse-stream": ("application/vnd.amazon.eventstream", bedrock_body(n)),
+        "/chat/completions": ("text/event-stream", chat_body(n)),
+        "/model/m10k/converse-stream": (
+            "application/vnd.amazon.eventstream",
+            bedrock_body(10_000, "a"),
+        ),
+        "/model/m100k/converse-stream": (
+            "application/vnd.amazon.eventstream",
+            bedrock_body(100_000, "a"),
+        ),
+    }
+    uvicorn.run(fixed_body_app(bodies), host="127.0.0.1", port=port, log_level="warning")
+
+
+@contextmanager
+def server_process(n: int) -> Iterator[str]:
+    """Run :func:`_serve` in its own process, so its CPU and memory are not ours."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(port, n), daemon=True)
+    proc.start()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or not proc.is_alive():
+                raise RuntimeError("the benchmark server did not start") from None
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.join(10)
+
+
+def best_cpu(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
+    """The least client-thread CPU seconds of ``repeat`` runs, and the events counted."""
+    best, events = float("inf"), 0
+    for _ in range(repeat):
+        start = time.thread_time()
+        events = fn()
+        best = min(best, time.thread_time() - start)
+    return best, events
+
+
+class Ours:
+    """callproof's client on one event loop, made once (as boto3's client is made once)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = Client()
+
+    def stream(self, url: str, api: str, model: str = "bench-model") -> Callable[[], int]:
+        target = Target(
+            name="bench",
+            api=api,  # type: ignore[arg-type]
+            model=model,
+            endpoint=Endpoint(base_url=url),
+            timeouts=CLOCKS,
+        )
+
+        async def run() -> int:
+            count = 0
+            async with self.client.stream(target, CONV) as stream:
+                async for _ in stream:
+                    count += 1
+            return count
+
+        return lambda: self.loop.run_until_complete(run())
+
+    def complete(self, url: str, model: str) -> int:
+        target = Target(
+            name="mem",
+            api="bedrock-converse-stream",
+            model=model,
+            endpoint=Endpoint(base_url=url),
+            timeouts=CLOCKS,
+        )
+        response = self.loop.run_until_complete(self.client.complete(target, CONV))
+        return len(response.text)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+
+def openai_stream(url: str) -> Callable[[], int]:
+    import openai
+
+    client = openai.OpenAI(base_url=url, api_key="test-key", max_retries=0)
+
+    def run() -> int:
+        stream = client.chat.completions.create(
+            model="bench-model",
+            messages=[{"role": "user", "content": "Weather for Tokyo?"}],
+            stream=True,
+        )
+        return sum(1 for _ in stream)
+
+    return run
+
+
+def peak_memory(ours: Ours, url: str, model: str) -> tuple[int, int]:
+    """tracemalloc peak (bytes) of one call on a warm client, and the answer's length."""
+    ours.complete(url, "m10k")  # warm: imports, connection pool, SSL context
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    length = ours.complete(url, model)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak, length
+
+
+@contextmanager
+def emulator_process() -> Iterator[str]:
+    """``callproof emulate --port 0`` (seed preset) in its own process; its base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "callproof", "emulate", "--port", "0", "--seed", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"https?://[\w.:\[\]-]+", line)
+        if match is None:
+            raise RuntimeError(f"the emulator did not print its URL: {line!r}")
+        yield match.group(0)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def per_call(url: str, calls: int) -> list[tuple[str, float, float, str]]:
+    """Client CPU per whole call (build, sign, send, decode) on the emulator's own streams."""
+    import boto3
+    import openai
+
+    from callproof.scenarios import tool_result
+    from callproof.targets import Auth
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench-fake-secret")
+    conv = tool_result().conversation
+    loop = asyncio.new_event_loop()
+    client = Client()
+    bedrock = Target(
+        name="b",
+        api="bedrock-converse-stream",
+        model="amazon.nova-pro-v1:0",
+        endpoint=Endpoint(base_url=url, region="us-east-1", auth=Auth(kind="sigv4")),
+        timeouts=CLOCKS,
+    )
+    chat = Target(
+        name="o",
+        api="openai-completions",
+        model="moonshotai/kimi-k2.5",
+        endpoint=Endpoint(base_url=url + "/v1"),
+        timeouts=CLOCKS,
+    )
+    messages_b = [
+        {"role": "user", "content": [{"text": "Weather for Tokyo?"}]},
+        {
+            "role": "assistant",
+            "content": [
+                {"text": "Getting it."},
+                {
+                    "toolUse": {
+                        "toolUseId": "abc123xyz",
+                        "name": "get_weather",
+                        "input": {"city": "Tokyo"},
+                    }
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"toolResult": {"toolUseId": "abc123xyz", "content": [{"text": '{"temp":22}'}]}}
+            ],
+        },
+    ]
+    tool_b = {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": "get_weather",
+                    "description": "Weather.",
+                    "inputSchema": {
+                        "json": {"type": "object", "properties": {"city": {"type": "string"}}}
+                    },
+                }
+            }
+        ]
+    }
+    messages_o: list[Any] = [
+        {"role": "user", "content": "Weather for Tokyo?"},
+        {
+            "role": "assistant",
+            "content": "Getting it.",
+            "tool_calls": [
+                {
+                    "id": "abc123xyz",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "abc123xyz", "content": '{"temp":22}'},
+    ]
+    tools_o: list[Any] = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    b3 = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=url)
+    oa = openai.OpenAI(base_url=url + "/v1", api_key="test-key", max_retries=0)
+
+    def ours_calls(target: Target) -> None:
+        for _ in range(calls):
+            loop.run_until_complete(client.complete(target, conv))
+
+    def boto3_calls() -> None:
+        for _ in range(calls):
+            r = b3.converse_stream(
+                modelId="amazon.nova-pro-v1:0",
+                messages=messages_b,
+                toolConfig=tool_b,
+                inferenceConfig={"maxTokens": 100},
+            )
+            for _ in r["stream"]:
+                pass
+
+    def openai_calls() -> None:
+        for _ in range(calls):
+            for _ in oa.chat.completions.create(
+                model="moonshotai/kimi-k2.5",
+                messages=messages_o,
+                tools=tools_o,
+                max_tokens=100,
+                stream=True,
+            ):
+                pass
+
+    def cpu(fn: Callable[[], None]) -> float:
+        fn()  # warm: imports, connections, credentials
+        start = time.thread_time()
+        fn()
+        return (time.thread_time() - start) / calls * 1e3
+
+    rows = [
+        ("bedrock converse-stream", cpu(lambda: ours_calls(bedrock)), cpu(boto3_calls), "boto3"),
+        ("openai chat completions", cpu(lambda: ours_calls(chat)), cpu(openai_calls), "openai"),
+    ]
+    loop.run_until_complete(client.aclose())
+    loop.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events per CPU stream")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
+    parser.add_argument("--calls", type=int, default=20, help="calls per per-call figure")
+    args = parser.parse_args()
+    n = args.events
+
+    with server_process(n) as url:
+        ours = Ours()
+        rows = []
+        # Bedrock: the model id names the body (``/model/{id}/converse-stream``).
+        cp_b, ev_b = best_cpu(ours.stream(url, "bedrock-converse-stream", "cpu"), args.repeat)
+        bt_b, bev_b = best_cpu(boto3_stream(url, "cpu"), args.repeat)
+        rows.append(("bedrock converse-stream", ev_b, cp_b, bev_b, bt_b, "boto3"))
+        cp_o, ev_o = best_cpu(ours.stream(url + "/v1", "openai-completions"), args.repeat)
+        oa_o, oev_o = best_cpu(openai_stream(url + "/v1"), args.repeat)
+        rows.append(("openai chat completions", ev_o, cp_o, oev_o, oa_o, "openai"))
+
+        print(f"CPU per decoded event ({n} content events per stream, best of {args.repeat})")
+        print(
+            f"{'stream':26} {'ours µs/ev':>11} {'baseline µs/ev':>15} {'baseline':>9} {'ratio':>7}"
+        )
+        for name, ev, cpu, bev, bcpu, base in rows:
+            ours_us = cpu / ev * 1e6
+            base_us = bcpu / bev * 1e6
+            print(f"{name:26} {ours_us:11.2f} {base_us:15.2f} {base:>9} {ours_us / base_us:7.2f}")
+
+        peak10, len10 = peak_memory(ours, url, "m10k")
+        peak100, len100 = peak_memory(ours, url, "m100k")
+        ours.close()
+        print()
+        print("memory (tracemalloc peak of one call, callproof client)")
+        print(f"{'events':>8} {'peak KiB':>10} {'answer KiB':>11} {'peak - answer KiB':>18}")
+        for events, peak, length in ((10_000, peak10, len10), (100_000, peak100, len100)):
+            print(
+                f"{events:8} {peak / 1024:10.1f} {length / 1024:11.1f} "
+                f"{(peak - length) / 1024:18.1f}"
+            )
+        print(
+            f"ratio 100k/10k: peak {peak100 / peak10:.2f}, "
+            f"peak without the answer text {(peak100 - len100) / (peak10 - len10):.2f}"
+        )
+
+    with emulator_process() as url:
+        rows2 = per_call(url, args.calls)
+    print()
+    print(f"CPU per whole call on the emulator's seed streams (tool-result, {args.calls} calls)")
+    print(
+        f"{'stream':26} {'ours ms/call':>13} {'baseline ms/call':>17} {'baseline':>9} {'ratio':>7}"
+    )
+    for name, mine, base, label in rows2:
+        print(f"{name:26} {mine:13.3f} {base:17.3f} {label:>9} {mine / base:7.2f}")
+
+
+def boto3_stream(url: str, name: str) -> Callable[[], int]:
+    """boto3 against the body served under ``/model/<name>/converse-stream``."""
+    import boto3
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench-fake-secret")
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=url)
+
+    def run() -> int:
+        response = client.converse_stream(
+            modelId=name,
+            messages=[{"role": "user", "content": [{"text": "Weather for Tokyo?"}]}],
+        )
+        return sum(1 for _ in response["stream"])
+
+    return run
+
+
+if __name__ == "__main__":
+    main()
