@@ -170,10 +170,13 @@ class CaptureWriter:
 
     def __init__(self, path: Path, *, target: Target, timeouts: Timeouts) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.redactor = Redactor()
         self._t0 = 0.0
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write capture {path}: {exc.strerror or exc}") from exc
         self._write(
             {
                 "type": "meta",
@@ -344,6 +347,8 @@ def decode_capture(path: Path) -> tuple[Response | CallError, list[Event]]:
 
 
 def _decode(cap: Capture, dialect: Any, state: Any) -> Response:
+    from callproof.client import _decoding
+
     end_t = float((cap.end or {}).get("t", 0.0))
 
     def check(t: float) -> None:
@@ -363,9 +368,9 @@ def _decode(cap: Capture, dialect: Any, state: Any) -> Response:
         raise dialect.decode_error(status, httpx.Headers(headers), body)
     for t, data in cap.chunks:
         check(t)
-        state.on_bytes(t, data)
+        _decoding(state.on_bytes, t, data)
     if cap.eof:
-        state.on_eof(end_t)
+        _decoding(state.on_eof, end_t)
         response: Response = state.response
         return response
     check(end_t + 0.05)

@@ -175,6 +175,19 @@ def test_call_http_error_json(emulator: Any) -> None:
         ),
         (["--target", "no-such-target"], "no target"),
         (["--route", "kimi", "--capture", "x.jsonl"], "cannot follow a route"),
+        (
+            [
+                "--api",
+                "openai-completions",
+                "--model",
+                "m",
+                "--endpoint",
+                "http://127.0.0.1:9/v1",
+                "--capture",
+                "/proc/no/such/dir/c.jsonl",
+            ],
+            "cannot write capture",
+        ),
         (["--target", "a", "--route", "b"], "not both"),
         (["--api", "openai-completions", "--model", "m", "--deadline", "-1"], "positive"),
     ],
@@ -308,3 +321,30 @@ def test_route_unknown_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     result = invoke("call", "--route", "nope", "--json")
     assert result.exit_code == 2
     assert "no route" in result.output
+
+
+def test_bedrock_api_key_over_tls_with_ca_bundle() -> None:
+    from callproof.emulator import EmulatorServer
+
+    with EmulatorServer(tls=True) as server:
+        assert server.ca_path is not None
+        args = [
+            "call",
+            "--api",
+            "bedrock-converse-stream",
+            "--model",
+            "amazon.nova-pro-v1:0",
+            "--endpoint",
+            server.url,
+            "--api-key-env",
+            "MY_BEDROCK_KEY",
+            "--json",
+        ]
+        env = {"MY_BEDROCK_KEY": "ABSKtest-key"}
+        unverified = invoke(*args, env=env)
+        assert unverified.exit_code == 1
+        assert as_json(unverified)["outcome"] == "transport_error"
+        result = invoke(*args, "--ca-bundle", str(server.ca_path), env=env)
+        assert result.exit_code == 0, result.output
+        assert as_json(result)["outcome"] == "ok"
+        assert invoke(*args, "--insecure", env=env).exit_code == 0

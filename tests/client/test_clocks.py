@@ -138,7 +138,7 @@ async def test_paced_stream_within_clocks_is_ok_and_timed() -> None:
     t = resp.timings  # type: ignore[attr-defined]
     assert t.headers_s < t.first_event_s <= t.first_content_s <= t.total_s
     assert t.first_event_s >= 0.09
-    assert 0.015 <= t.max_gap_s < 0.2
+    assert 0.015 <= t.max_gap_s < 0.3
     assert resp.text.strip() == "The temperature in Tokyo is 22°C."  # type: ignore[attr-defined]
 
 

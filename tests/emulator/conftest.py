@@ -63,13 +63,6 @@ def fast_server() -> Iterator[EmulatorServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
-def seed_server() -> Iterator[EmulatorServer]:
-    """The emulator with the seed preset (Kimi hangs after tool results)."""
-    with EmulatorServer(preset="seed", seed=3) as server:
-        yield server
-
-
 BedrockFactory = Callable[..., Any]
 
 

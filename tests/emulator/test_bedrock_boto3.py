@@ -445,3 +445,30 @@ def test_sigv4_is_verified_against_configured_credentials(bedrock: BedrockFactor
         with pytest.raises(botocore.exceptions.ClientError) as info:
             stranger.converse(modelId=NOVA, messages=FIRST_TURN)
         assert info.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_seed_preset_hangs_exactly_where_the_seeded_draws_say(bedrock: BedrockFactory) -> None:
+    from callproof.emulator.state import EmulatorState
+    from callproof.scenarios import tool_result
+
+    predicted_state = EmulatorState(preset="seed", seed=3)
+    predicted = [
+        predicted_state.choose_fault("bedrock", KIMI, tool_result().conversation) is not None
+        for _ in range(4)
+    ]
+    assert any(predicted)
+    assert not all(predicted)
+    observed = []
+    with EmulatorServer(preset="seed", seed=3) as server:
+        client = bedrock(server, read_timeout=0.5)
+        first = stream(client, KIMI, FIRST_TURN)  # a first turn never hangs
+        assert names(first)[-1] == "metadata"
+        for _ in range(4):
+            try:
+                events = stream(client, KIMI, TOOL_RESULT_TURN)
+            except READ_TIMEOUTS:
+                observed.append(True)
+            else:
+                assert "22" in text_of(events)
+                observed.append(False)
+    assert observed == predicted

@@ -130,3 +130,43 @@ def test_faults_file_is_used(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=10)
+
+
+def test_replay_serves_a_capture_back(tmp_path: Path) -> None:
+    import base64
+
+    body = b"recorded bytes"
+    capture = tmp_path / "capture.jsonl"
+    lines = [
+        {"type": "meta", "format": "callproof-capture", "version": 1, "api": "bedrock-converse"},
+        {
+            "type": "request",
+            "t": 0.0,
+            "method": "POST",
+            "url": "http://x/",
+            "headers": [],
+            "body": "",
+        },
+        {
+            "type": "response",
+            "t": 0.01,
+            "status": 200,
+            "headers": [["content-type", "application/json"]],
+        },
+        {"type": "chunk", "t": 0.02, "b64": base64.b64encode(body).decode()},
+        {"type": "end", "t": 0.03, "eof": True, "error": None},
+    ]
+    capture.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    process = start("--replay", str(capture))
+    try:
+        url = read_url(process)
+        response = httpx.post(f"{url}/anything", json={}, timeout=5)
+        assert response.status_code == 200
+        assert response.content == body
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    assert "Traceback" not in err
+    bad = run("--port", "0", "--replay", str(tmp_path / "missing.jsonl"))
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr

@@ -282,3 +282,14 @@ def test_content_faults_bend_the_turn() -> None:
         )
         is not None
     )
+
+
+def test_faults_is_another_name_for_rules() -> None:
+    plan = FaultPlan.from_toml(
+        '[[faults]]\nmodel = "amazon.*"\nturn = "first"\nfault = "http_error:500"\n'
+    )
+    assert [str(e.fault) for e in plan.entries_for("bedrock", "amazon.nova-pro-v1:0", "first")] == [
+        "http_error:500"
+    ]
+    with pytest.raises(ConfigError, match="not both"):
+        FaultPlan.from_toml('[[faults]]\nfault = "corrupt_crc"\n[[rules]]\nfault = "corrupt_crc"\n')

@@ -168,3 +168,17 @@ def test_split_tokens_joins_back(text: str) -> None:
 @given(st.text(), st.integers(min_value=1, max_value=20))
 def test_split_arguments_joins_back(text: str, size: int) -> None:
     assert "".join(split_arguments(text, size)) == text
+
+
+def test_the_tool_is_found_by_its_description_and_no_arg_tools_are_called_once() -> None:
+    files = ToolSpec(name="glob_search", description="Find files whose path matches a pattern.")
+    clock = ToolSpec(name="now", description="The current date and time.")
+    conversation = Conversation(
+        messages=(UserMessage.text("Which files match 'src/*.py'?"),), tools=(clock, files)
+    )
+    turn = script_turn(NOVA, conversation, random.Random(0))
+    assert [(c.name, json.loads(c.arguments)) for c in turn.tool_calls] == [("glob_search", {})]
+    asked = Conversation(
+        messages=(UserMessage.text("What time is it in Tokyo and Paris?"),), tools=(clock,)
+    )
+    assert len(script_turn(NOVA, asked, random.Random(0)).tool_calls) == 1

@@ -42,7 +42,7 @@ def assert_bedrock_error(response: httpx.Response, status: int, error_type: str)
     assert response.headers["x-amzn-requestid"]
     assert response.headers["content-type"] == "application/json"
     body: dict[str, Any] = response.json()
-    assert set(body) == {"message"}
+    assert "message" in body
     return body
 
 
@@ -292,3 +292,29 @@ def test_stopping_the_server_ends_hung_streams() -> None:
         assert response.status_code == 200
         server.stop()
         assert response.read() == b""  # the hang ended cleanly instead of blocking forever
+
+
+def test_duplicate_tool_use_ids() -> None:
+    use = {"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {}}}
+    data = {
+        "messages": [FIRST_TURN[0], {"role": "assistant", "content": [use, use]}],
+        "toolConfig": {
+            "tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {}}}}]
+        },
+    }
+    body = assert_bedrock_error(
+        send("POST", NOVA_PATH, json.dumps(data).encode()), 400, "ValidationException"
+    )
+    assert body["message"] == "The toolUse blocks at messages.1.content contain duplicate Ids: t1"
+
+
+def test_model_error_carries_its_extra_fields() -> None:
+    response = send(
+        "POST",
+        NOVA_PATH,
+        json.dumps({"messages": FIRST_TURN}).encode(),
+        {"x-callproof-fault": "http_error:424"},
+    )
+    assert response.status_code == 424
+    assert response.headers["x-amzn-errortype"].startswith("ModelErrorException")
+    assert response.json()["originalStatusCode"] == 500

@@ -69,10 +69,11 @@ def make_target(emulator: Any) -> Callable[..., Target]:
     return make
 
 
-async def wait_for_streams_closed(emulator: Any, timeout: float = 2.0) -> int:
-    """Poll the emulator until no stream is open (or the timeout); returns the count left."""
+async def wait_for_streams_closed(emulator: Any, within: float = 2.0) -> int:
+    """Poll the emulator until no stream is open (or ``within`` s); returns the count left."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while emulator.state.active_streams and loop.time() < end:
+    end = loop.time() + within
+    # the counter lives on the emulator's thread: polling is the only way to watch it
+    while emulator.state.active_streams and loop.time() < end:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     return int(emulator.state.active_streams)

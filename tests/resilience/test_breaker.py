@@ -22,10 +22,12 @@ def test_opens_after_consecutive_failures_half_opens_and_closes(
     b, vc = make()
     b.record_failure()
     b.record_failure()
-    assert b.state == "closed" and b.allow()
+    assert b.state == "closed"
+    assert b.allow()
     b.record_failure()
     assert b.state == "open"
-    assert not b.allow() and not b.would_allow()
+    assert not b.allow()
+    assert not b.would_allow()
     vc.now += 9.9
     assert b.state == "open"
     vc.now += 0.2
@@ -101,4 +103,5 @@ def test_disabled_breaker_always_allows() -> None:
     b, _ = make(enabled=False)
     for _ in range(10):
         b.record_failure()
-    assert b.state == "closed" and b.allow()
+    assert b.state == "closed"
+    assert b.allow()

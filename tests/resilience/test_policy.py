@@ -13,9 +13,11 @@ def test_defaults_are_sensible() -> None:
     p = RoutePolicy()
     assert p.retry.max_attempts >= 2
     assert p.retry.on == DEFAULT_RETRY_ON
-    assert "stall_no_events" in p.retry.on and "http_error" in p.retry.on
+    assert "stall_no_events" in p.retry.on
+    assert "http_error" in p.retry.on
     assert p.backoff.jitter is True
-    assert p.hedge.mode == "quantile" and p.hedge.max_extra == 1
+    assert p.hedge.mode == "quantile"
+    assert p.hedge.max_extra == 1
     assert p.watchdog.mode == "adaptive"
     assert p.buffered is False
     assert RoutePolicy.from_mapping({}) == p
@@ -34,12 +36,16 @@ def test_from_mapping_reads_every_section() -> None:
         }
     )
     assert p.buffered is True
-    assert p.retry.max_attempts == 6 and p.retry.max_total_s == 30.0
+    assert p.retry.max_attempts == 6
+    assert p.retry.max_total_s == 30.0
     assert p.retry.on == frozenset({"stall_no_events"})
-    assert p.backoff.multiplier == 3.0 and p.backoff.jitter is False
+    assert p.backoff.multiplier == 3.0
+    assert p.backoff.jitter is False
     assert p.hedge == HedgePolicy(mode="fixed", delay_s=2.5, max_extra=2, target="same")
-    assert p.breaker.failures == 3 and p.breaker.min_calls == 5
-    assert p.watchdog.mode == "fixed" and p.watchdog.ceiling_s == 10.0
+    assert p.breaker.failures == 3
+    assert p.breaker.min_calls == 5
+    assert p.watchdog.mode == "fixed"
+    assert p.watchdog.ceiling_s == 10.0
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,9 @@ async def test_retry_on_429_honours_retry_after(make_target: MakeTarget) -> None
         router = Router("r", [make_target("nova")], client=client, policy=NO_HEDGE, sleep=vc.sleep)
         resp = await router.complete(CONV)
     assert "22" in resp.text
-    assert vc.sleeps == [pytest.approx(1.0, abs=0.05)]  # the emulator's Retry-After: 1, not the jittered backoff
+    assert vc.sleeps == [
+        pytest.approx(1.0, abs=0.05)
+    ]  # the emulator's Retry-After: 1, not the jittered backoff
     assert [(a["outcome"], a["error"] and a["error"]["status"]) for a in resp.attempts] == [
         ("http_error", 429),
         ("ok", None),
@@ -83,7 +85,9 @@ async def test_hedge_wins_against_hang_no_events_and_closes_the_loser(
     make_target: MakeTarget, emulator: Any
 ) -> None:
     slow = Timeouts(connect=2.0, first_event=5.0, idle=1.0, deadline=10.0)
-    kimi = make_target("bedrock-kimi", "moonshotai.kimi-k2.5", fault="hang_no_events", timeouts=slow)
+    kimi = make_target(
+        "bedrock-kimi", "moonshotai.kimi-k2.5", fault="hang_no_events", timeouts=slow
+    )
     orr = make_target("openrouter-kimi", "moonshotai/kimi-k2.5", api="openai-completions")
     policy = RoutePolicy(hedge=HedgePolicy(mode="fixed", delay_s=0.2))
     async with Client() as client:
@@ -95,11 +99,13 @@ async def test_hedge_wins_against_hang_no_events_and_closes_the_loser(
     assert "22" in resp.text
     assert elapsed < 2.0  # not the 5 s first-event timeout
     first, second = resp.attempts
-    assert first["target"] == "bedrock-kimi" and first["outcome"] == "abandoned"
-    assert first["abandoned_reason"].startswith("lost hedge race")
+    assert first["target"] == "bedrock-kimi"
+    assert first["outcome"] == "abandoned"
+    assert first["abandoned_reason"] == "lost hedge race"
     assert first["timings"]["headers_s"] is not None  # headers came, then nothing
     assert first["timings"]["first_event_s"] is None
-    assert second["target"] == "openrouter-kimi" and second["hedge"] is True
+    assert second["target"] == "openrouter-kimi"
+    assert second["hedge"] is True
     assert router.requests == 2
     assert await wait_for_streams_closed(emulator) == 0  # the hung stream was disconnected
 
@@ -166,7 +172,8 @@ async def test_breaker_opens_half_opens_and_closes(make_target: MakeTarget) -> N
         vc.now += 61
         assert router.breaker_states()["a"] == "half_open"
         resp = await router.complete(CONV)  # the probe: a answers
-        assert resp.attempts[0]["target"] == "a" and resp.attempts[0]["outcome"] == "ok"
+        assert resp.attempts[0]["target"] == "a"
+        assert resp.attempts[0]["outcome"] == "ok"
         assert router.breaker_states()["a"] == "closed"
 
 
@@ -185,7 +192,8 @@ async def test_adaptive_watchdog_spares_slow_healthy_and_catches_a_hang(
         for _ in range(3):
             await router.complete(CONV)
         learned = router.watchdog.first_event_timeout(thinker)
-        assert learned is not None and 0.55 < learned < 1.2
+        assert learned is not None
+        assert 0.55 < learned < 1.2
         resp = await router.complete(CONV)  # slower than ever seen, and healthy: not cut off
         assert "22" in resp.text
         loop = asyncio.get_running_loop()
@@ -205,7 +213,8 @@ async def test_run_route_attempt_records_requests_and_attempts(make_target: Make
         attempt = await run_route_attempt(router, tool_result())
     record = attempt.to_record()
     assert attempt.target == "route:kimi"
-    assert record["outcome"] == "ok" and record["passed"] is True
+    assert record["outcome"] == "ok"
+    assert record["passed"] is True
     assert record["requests"] == 2
     assert [a["target"] for a in record["route_attempts"]] == ["bedrock-kimi", "openrouter-kimi"]
 
@@ -216,7 +225,8 @@ async def test_run_route_attempt_when_everything_fails(make_target: MakeTarget) 
         router = Router("r", [a], client=client, policy=NO_HEDGE)
         attempt = await run_route_attempt(router, tool_result())
     record = attempt.to_record()
-    assert record["outcome"] == "http_error" and record["passed"] is False
+    assert record["outcome"] == "http_error"
+    assert record["passed"] is False
     assert record["requests"] == 1
     assert record["error"]["status"] == 400
     assert "route r" in record["detail"]
@@ -256,7 +266,8 @@ retry = {{ max_attempts = 2 }}
     async with Client() as client:
         router = router_from_config(config, "both", client)
         assert [t.name for t in router.targets] == ["nova", "kimi-or"]
-        assert router.policy.hedge.mode == "off" and router.policy.retry.max_attempts == 2
+        assert router.policy.hedge.mode == "off"
+        assert router.policy.retry.max_attempts == 2
         resp = await router.complete(CONV)
         assert "22" in resp.text
         from callproof.errors import ConfigError

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 
-from callproof.errors import AllAttemptsFailed, HTTPStatusError, StallMidStream, StallNoEvents
-from callproof.errors import ProviderError
+from callproof.errors import (
+    AllAttemptsFailed,
+    ConfigError,
+    HTTPStatusError,
+    ProviderError,
+    StallMidStream,
+    StallNoEvents,
+)
+from callproof.events import TextDelta
 from callproof.resilience import (
     BackoffPolicy,
     BreakerPolicy,
@@ -39,7 +47,8 @@ async def test_first_target_answers() -> None:
     resp = await router.complete(CONV)
     assert resp.text == "It is 22 degrees."
     assert [(a["target"], a["attempt"], a["outcome"]) for a in resp.attempts] == [("a", 1, "ok")]
-    assert resp.attempts[0]["abandoned_reason"] is None and resp.attempts[0]["error"] is None
+    assert resp.attempts[0]["abandoned_reason"] is None
+    assert resp.attempts[0]["error"] is None
     assert client.opened == {"a": 1}
     assert router.requests == 1
 
@@ -92,7 +101,8 @@ async def test_all_attempts_failed_carries_every_error() -> None:
         "http_error",
         "stall_no_events",
     ]
-    assert len(vc.sleeps) == 1 and 0 <= vc.sleeps[0] <= 0.2  # full jitter on [0, initial]
+    assert len(vc.sleeps) == 1
+    assert 0 <= vc.sleeps[0] <= 0.2
 
 
 async def test_retry_after_is_honoured_on_a_single_target() -> None:
@@ -123,7 +133,9 @@ async def test_max_total_time_stops_the_waiting() -> None:
     client = FakeClient({"a": [Play("raise", error=http_error(429, "ThrottlingException", 25))]})
     vc = VirtualClock()
     policy = NO_HEDGE.replace(retry=RetryPolicy(max_attempts=10, max_total_s=10.0))
-    router = Router("r", [target("a")], client=client, policy=policy, clock=vc.clock, sleep=vc.sleep)
+    router = Router(
+        "r", [target("a")], client=client, policy=policy, clock=vc.clock, sleep=vc.sleep
+    )
     with pytest.raises(AllAttemptsFailed, match="max_total_s"):
         await router.complete(CONV)
     assert vc.sleeps == []
@@ -173,7 +185,8 @@ async def test_buffered_stream_and_complete_retry_after_a_mid_stream_stall() -> 
         async for ev in s:
             kinds.append(ev.kind)
     assert kinds == ["start", "text_delta", "stop"]
-    assert s.response is not None and s.response.text == "22 it is"
+    assert s.response is not None
+    assert s.response.text == "22 it is"
     assert [a["outcome"] for a in s.attempts] == ["stall_mid_stream", "ok"]
     # complete() never shows partial output, so it may retry too
     client2 = FakeClient({"a": [Play("stall_after")], "b": [Play()]})
@@ -224,8 +237,9 @@ async def test_hedge_wins_against_a_hang_and_the_loser_is_closed() -> None:
     assert resp.text == "It is 22 degrees."
     records = {a["target"]: a for a in resp.attempts}
     assert records["a"]["outcome"] == "abandoned"
-    assert records["a"]["abandoned_reason"].startswith("lost hedge race")
-    assert records["b"]["hedge"] is True and records["b"]["outcome"] == "ok"
+    assert records["a"]["abandoned_reason"] == "lost hedge race"
+    assert records["b"]["hedge"] is True
+    assert records["b"]["outcome"] == "ok"
     assert client.closed == {"a": 1, "b": 1}  # the loser's stream was closed
     assert client.in_flight == 0
     assert router.requests == 2
@@ -249,6 +263,7 @@ async def test_the_first_attempt_wins_when_it_is_merely_slow() -> None:
     resp = await router.complete(CONV)
     outcomes = {a["target"]: a["outcome"] for a in resp.attempts}
     assert outcomes == {"a": "ok", "b": "abandoned"}
+    assert resp.attempts[1]["suspected_stall"] is False  # the backup merely came second
     assert client.in_flight == 0
 
 
@@ -301,7 +316,8 @@ async def test_breaker_opens_then_skips_then_half_opens_and_closes() -> None:
     vc.now += 31
     assert router.breaker_states()["a"] == "half_open"
     resp = await router.complete(CONV)  # the probe goes to a and succeeds
-    assert resp.attempts[0]["target"] == "a" and resp.attempts[0]["breaker"] == "half_open"
+    assert resp.attempts[0]["target"] == "a"
+    assert resp.attempts[0]["breaker"] == "half_open"
     assert router.breaker_states()["a"] == "closed"
     transitions = [(t["target"], t["from"], t["to"]) for t in router.breaker_transitions()]
     assert transitions == [
@@ -333,7 +349,9 @@ async def test_hedge_losers_that_hung_feed_the_breaker() -> None:
     )
     router = Router("r", [target("a", 5.0), target("b")], client=client, policy=policy)
     for _ in range(3):
-        await router.complete(CONV)
+        resp = await router.complete(CONV)
+        assert resp.attempts[0]["abandoned_reason"] == "lost hedge race"
+        assert resp.attempts[0]["suspected_stall"] is True
     assert router.breaker_states()["a"] == "open"
     resp = await router.complete(CONV)
     assert resp.attempts[0]["outcome"] == "skipped"
@@ -401,3 +419,47 @@ async def test_a_cold_call_picks_up_the_learned_hedge_delay_while_waiting() -> N
         ("a", "abandoned"),
         ("b", "ok"),
     ]
+
+
+async def test_route_stream_reports_winner_and_requests() -> None:
+    client = FakeClient({"a": [Play("hang")], "b": [Play(delay=0.01)]})
+    policy = RoutePolicy(hedge=HedgePolicy(mode="fixed", delay_s=0.03))
+    router = Router("kimi", [target("a", 5.0), target("b")], client=client, policy=policy)
+    assert router.label == "route:kimi"
+    text = ""
+    async with router.stream(CONV) as s:
+        async for ev in s:
+            if isinstance(ev, TextDelta):
+                text += ev.text
+    assert text == "It is 22 degrees."
+    assert s.requests == 2
+    assert s.winner is not None
+    assert s.winner.target.name == "b"
+    assert s.response is not None
+    assert s.response.attempts == s.attempts
+    assert client.in_flight == 0
+
+
+def test_router_rejects_bad_routes() -> None:
+    client = FakeClient({})
+    with pytest.raises(ConfigError, match="at least one target"):
+        Router("r", [], client=client)
+    with pytest.raises(ConfigError, match="twice"):
+        Router("r", [target("a"), target("a")], client=client)
+    with pytest.raises(ConfigError, match="max_attempts"):
+        Router("r", [target("a")], client=client, policy=RoutePolicy(retry=RetryPolicy(0)))
+
+
+async def test_a_config_error_from_the_client_reaches_the_caller() -> None:
+    client = FakeClient({"a": [Play("raise", error=None)]})
+
+    class Boom(FakeClient):
+        @asynccontextmanager
+        async def stream(self, target, conversation, *, timeouts=None):  # type: ignore[no-untyped-def]
+            raise ConfigError("no credentials for a")
+            yield  # pragma: no cover
+
+    router = Router("r", [target("a"), target("b")], client=Boom({}), policy=NO_HEDGE)
+    with pytest.raises(ConfigError, match="no credentials"):
+        await router.complete(CONV)
+    assert client.in_flight == 0

@@ -202,6 +202,14 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write a raw capture (JSONL, credentials redacted) for `callproof replay`.",
 )
+@click.option(
+    "--ca-bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    envvar="CALLPROOF_CA_BUNDLE",
+    show_envvar=True,
+    help="CA bundle to verify the endpoint's TLS certificate (e.g. `callproof emulate --tls`).",
+)
+@click.option("--insecure", is_flag=True, help="Do not verify the endpoint's TLS certificate.")
 @click.option("--fault", help="Force an emulator fault on this request (x-callproof-fault).")
 @click.option("--header", "header_pairs", multiple=True, help="Extra request header NAME:VALUE.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -222,6 +230,8 @@ def call(
     idle_timeout: float | None,
     deadline: float | None,
     capture: Path | None,
+    ca_bundle: Path | None,
+    insecure: bool,
     fault: str | None,
     header_pairs: tuple[str, ...],
     as_json: bool,
@@ -249,6 +259,7 @@ def call(
                 clocks=(first_event_timeout, idle_timeout, deadline),
                 capture=wire_capture,
                 headers=_headers(header_pairs, fault),
+                verify=False if insecure else (str(ca_bundle) if ca_bundle else None),
                 verbose=verbose,
             )
         except ConfigError as exc:
@@ -277,6 +288,7 @@ def _call(
     clocks: tuple[float | None, float | None, float | None],
     capture: Path | None,
     headers: dict[str, str],
+    verify: bool | str | None,
     verbose: bool,
 ) -> tuple[Attempt, str]:
     scenario = BUILTIN[scenario_name]()
@@ -294,7 +306,11 @@ def _call(
             targets = [
                 replace(
                     t,
-                    endpoint=replace(t.endpoint, headers={**t.endpoint.headers, **headers}),
+                    endpoint=replace(
+                        t.endpoint,
+                        headers={**t.endpoint.headers, **headers},
+                        verify=t.endpoint.verify if verify is None else verify,
+                    ),
                     timeouts=_timeouts(t.timeouts, *clocks),
                 )
                 for t in targets
@@ -311,7 +327,12 @@ def _call(
             if endpoint is None:
                 url = _emulator(stack)
                 endpoint = url if api in _BEDROCK else url + "/v1"
-                endpoint_obj = Endpoint(base_url=endpoint, region=region, headers=headers)
+                endpoint_obj = Endpoint(
+                    base_url=endpoint,
+                    region=region or "us-east-1",
+                    auth=_auth(api, auth, api_key_env, profile, endpoint),
+                    headers=headers,
+                )
                 base = EMULATOR_TIMEOUTS
             else:
                 if (
@@ -325,6 +346,7 @@ def _call(
                     region=region,
                     auth=_auth(api, auth, api_key_env, profile, endpoint),
                     headers=headers,
+                    verify=True if verify is None else verify,
                 )
             target = Target(
                 name=f"{api}:{model}",

@@ -31,7 +31,7 @@ def _is_loopback(host: str) -> bool:
 
 def _replay_app(path: Path) -> Any:
     try:
-        from callproof.capture import replay_app  # type: ignore[attr-defined, unused-ignore]
+        from callproof.capture import replay_app
     except ImportError:
         raise ConfigError(
             "--replay needs callproof.capture.replay_app, which this build does not have",

@@ -52,7 +52,7 @@ def bedrock_error_response(error: BedrockError, request_id: str) -> Response:
         "x-amzn-errortype": f"{error.error_type}:http://internal.amazon.com/coral/com.amazon.bedrock/",
         **error.headers,
     }
-    body = json.dumps({"message": error.message}).encode()
+    body = json.dumps({"message": error.message, **error.fields}).encode()
     return Response(body, status_code=error.status, headers=headers, media_type="application/json")
 
 

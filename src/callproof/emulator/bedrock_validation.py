@@ -8,6 +8,7 @@ public bug reports):
   previous turn."
 * "The text field in the ContentBlock object at messages.0.content.0 is blank. ..."
 * "The content field in the Message object at messages.1 is empty. ..."
+* "The toolUse blocks at messages.1.content contain duplicate Ids: ..."
 * "1 validation error detected: Value at 'messages.2.member.content.1.member.toolUse.name'
   failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+"
 * inferenceConfig bounds: "Value '0' at 'inferenceConfig.maxTokens' failed to satisfy
@@ -59,12 +60,15 @@ class BedrockError(Exception):
         message: str,
         *,
         headers: dict[str, str] | None = None,
+        fields: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.message = message
         self.headers = headers or {}
+        #: members of the error body besides ``message`` (e.g. ``originalStatusCode``)
+        self.fields = fields or {}
 
 
 def _invalid(message: str) -> BedrockError:
@@ -382,6 +386,13 @@ def _check_turns(raw: list[Any], messages: list[Message], *, tools_declared: boo
             )
         if isinstance(message, AssistantMessage):
             uses_tools = uses_tools or bool(message.tool_calls)
+            ids = [c.id for c in message.tool_calls]
+            duplicates = sorted({d for d in ids if ids.count(d) > 1})
+            if duplicates:
+                raise _invalid(
+                    f"The toolUse blocks at messages.{i}.content contain duplicate Ids: "
+                    + ", ".join(duplicates)
+                )
             continue
         results = [p for p in message.content if isinstance(p, ToolResult)]
         uses_tools = uses_tools or bool(results)

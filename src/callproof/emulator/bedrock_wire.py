@@ -88,7 +88,10 @@ def http_error(status: int) -> BedrockError:
         else ("ValidationException", HTTP_ERRORS[400][1]),
     )
     headers = {"retry-after": "1"} if status == 429 else {}
-    return BedrockError(status, error_type, message, headers=headers)
+    fields: dict[str, object] = {}
+    if error_type == "ModelErrorException":
+        fields = {"originalStatusCode": 500, "resourceName": "model"}
+    return BedrockError(status, error_type, message, headers=headers, fields=fields)
 
 
 def stream_exception_as_http(exception_type: str) -> BedrockError:

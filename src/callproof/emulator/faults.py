@@ -222,9 +222,13 @@ class FaultPlan:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], *, source: str = "<faults>") -> FaultPlan:
-        unknown = set(data) - {"seed", "rules", "models"}
+        unknown = set(data) - {"seed", "rules", "faults", "models"}
         if unknown:
             raise ConfigError(f"unknown key(s) {', '.join(sorted(unknown))}", where=source)
+        if "faults" in data:  # [[faults]] is accepted as another name for [[rules]]
+            if "rules" in data:
+                raise ConfigError("give [[rules]] or [[faults]], not both", where=source)
+            data = {**data, "rules": data["faults"]}
         seed = data.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ConfigError("seed must be an integer", where=f"{source}: seed")

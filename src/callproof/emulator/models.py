@@ -240,9 +240,28 @@ def _relevant_tools(conversation: Conversation, question: str) -> list[ToolSpec]
             scored.append((min(positions), tool))
     if scored:
         return [tool for _, tool in sorted(scored, key=lambda item: item[0])]
+    # no tool named: the one whose description shares the most words with the question
+    asked = set(re.findall(r"[a-z]{4,}", lowered))
+    overlap = [
+        (len(asked & set(re.findall(r"[a-z]{4,}", t.description.lower()))), i, t)
+        for i, t in enumerate(conversation.tools)
+    ]
+    best = max(overlap, key=lambda item: (item[0], -item[1]))
+    if best[0] > 0:
+        return [best[2]]
     if len(conversation.tools) == 1 or choice == "any":
         return [conversation.tools[0]]
     return []
+
+
+def _takes_text(tool: ToolSpec) -> bool:
+    properties: dict[str, Any] = tool.parameters.get("properties") or {}
+    return any(
+        isinstance(schema, dict)
+        and schema.get("type") in ("string", None)
+        and not schema.get("enum")
+        for schema in properties.values()
+    )
 
 
 def _arguments(tool: ToolSpec, question: str, entity: str | None) -> dict[str, Any]:
@@ -346,6 +365,8 @@ def script_turn(profile: ModelProfile, conversation: Conversation, rng: random.R
     if pending:
         tool = pending[0]
         entities: list[str | None] = [*_entities(question)] or [None]
+        if not _takes_text(tool):
+            entities = entities[:1]  # nothing to vary between parallel calls
         base = _previous_call_count(conversation)
         taken = {
             c.id
@@ -401,7 +422,7 @@ def script_turn(profile: ModelProfile, conversation: Conversation, rng: random.R
 
 def _preamble(tool: ToolSpec, entities: list[str | None]) -> str:
     names = [e for e in entities if e]
-    target = f" for {' and '.join(names)}" if names else ""
+    target = f" for {', '.join(names)}" if names else ""
     return f"I'll use {tool.name}{target}."
 
 

@@ -11,7 +11,8 @@ Public API (stable; the Bedrock and OpenAI routes both build on it):
   :class:`Send` step (so ``[Hang()]`` hangs *before* headers, ``[Headers(), Hang()]`` after);
   the body ends when the steps run out. ``steps`` may be a lazy iterable. A watcher task reads
   ``http.disconnect`` and cancels the playback at once; ``closing`` (a ``threading.Event``)
-  ends hangs when the server stops; ``on_close`` runs exactly once at the end (slot release).
+  ends hangs when the server stops (a request still waiting for headers then gets an empty
+  503); ``on_close`` runs exactly once at the end (slot release).
   Consecutive zero-delay sends are coalesced into one write.
 """
 
@@ -142,7 +143,9 @@ class StepResponse:
             else:
                 await self._hang()
                 if not self._started:
-                    return  # stopped while hanging before headers: nothing to finish
+                    # the server is stopping while this request still waits for headers
+                    self.status, self.headers = 503, {"connection": "close"}
+                    break
         await flush()
         await self._start(send)
         await send({"type": "http.response.body", "body": b"", "more_body": False})

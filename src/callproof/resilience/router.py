@@ -470,13 +470,15 @@ class RouteStream:
                 continue
             waited = now - run.started_loop
             breaker = router.breakers[run.target.name]
-            if winner is not None and self._likely_stalled(run, waited, now - winner.started_loop):
+            suspected = winner is not None and self._likely_stalled(
+                run, waited, now - winner.started_loop
+            )
+            if suspected:
                 breaker.record_suspected_stall()
-                reason_text = f"{reason} (no event after {waited:.3f} s: likely stalled)"
             else:
                 breaker.release()
-                reason_text = reason
-            self._record(run, outcome="abandoned", reason=reason_text, error=None)
+            self._record(run, outcome="abandoned", reason=reason, error=None)
+            self._records[run.number]["suspected_stall"] = suspected
 
     def _likely_stalled(self, loser: AttemptRun, waited: float, winner_took: float) -> bool:
         """Whether a hedge loser most likely hung: it had no event, waited longer than its
