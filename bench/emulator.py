@@ -257,27 +257,16 @@ def emulator_text(port: int) -> str:
     return "".join(text)
 
 
-def measure(
-    name: str,
-    pid: int,
-    port: int,
-    levels: list[int],
-    duration: float,
-    max_streams: int,
-) -> list[LevelResult]:
-    events = count_events("127.0.0.1", port)
-    results = []
-    for concurrency in levels:
-        asyncio.run(load("127.0.0.1", port, min(concurrency, 8), 0.3, 200))  # warm up
-        cpu0 = cpu_seconds(pid)
-        started = time.monotonic()
-        streams, errors = asyncio.run(load("127.0.0.1", port, concurrency, duration, max_streams))
-        seconds = time.monotonic() - started
-        results.append(
-            LevelResult(concurrency, streams, seconds, events, cpu_seconds(pid) - cpu0, errors)
-        )
-        print(f"  {name} c={concurrency}: {streams} streams in {seconds:.2f}s", file=sys.stderr)
-    return results
+def measure_level(
+    name: str, pid: int, port: int, events: int, concurrency: int, duration: float, cap: int
+) -> LevelResult:
+    asyncio.run(load("127.0.0.1", port, min(concurrency, 8), 0.3, 200))  # warm up
+    cpu0 = cpu_seconds(pid)
+    started = time.monotonic()
+    streams, errors = asyncio.run(load("127.0.0.1", port, concurrency, duration, cap))
+    seconds = time.monotonic() - started
+    print(f"  {name} c={concurrency}: {streams} streams in {seconds:.2f}s", file=sys.stderr)
+    return LevelResult(concurrency, streams, seconds, events, cpu_seconds(pid) - cpu0, errors)
 
 
 def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> str:
@@ -319,30 +308,32 @@ def main() -> None:
     levels = [int(x) for x in args.levels.split(",")]
     results: dict[str, list[LevelResult]] = {}
     memory: dict[str, float] = {}
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ours, port = start_callproof()
         try:
-            text = emulator_text(port)
-            results["callproof"] = measure(
-                "callproof", ours.pid, port, levels, args.duration, args.max_streams
-            )
-            memory["callproof"] = peak_rss_mb(ours.pid)
+            servers["callproof"] = start_callproof()
+            text = emulator_text(servers["callproof"][1])
+            started = None if args.no_aimock else start_aimock(text, Path(tmp))
+            if started is not None:
+                servers["aimock"] = started
+            elif not args.no_aimock:
+                print("aimock not installed: npm ci --prefix bench/aimock", file=sys.stderr)
+            events = {name: count_events("127.0.0.1", port) for name, (_, port) in servers.items()}
+            # levels alternate between the servers, so load from elsewhere on the machine
+            # hits both alike
+            for concurrency in levels:
+                for name, (process, port) in servers.items():
+                    result = measure_level(
+                        name, process.pid, port, events[name], concurrency, args.duration,
+                        args.max_streams,
+                    )  # fmt: skip
+                    results.setdefault(name, []).append(result)
+            for name, (process, _) in servers.items():
+                memory[name] = peak_rss_mb(process.pid)
         finally:
-            ours.terminate()
-            ours.wait(10)
-        started = None if args.no_aimock else start_aimock(text, Path(tmp))
-        if started is not None:
-            theirs, port = started
-            try:
-                results["aimock"] = measure(
-                    "aimock", theirs.pid, port, levels, args.duration, args.max_streams
-                )
-                memory["aimock"] = peak_rss_mb(theirs.pid)
-            finally:
-                theirs.terminate()
-                theirs.wait(10)
-        elif not args.no_aimock:
-            print("aimock not installed: npm ci --prefix bench/aimock", file=sys.stderr)
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait(10)
     print(f"Bedrock ConverseStream, {TARGET_EVENTS}-event tool-result streams, loopback, "
           f"{os.cpu_count()} CPUs, {args.duration:.0f}s per level")  # fmt: skip
     print(table(results, memory))

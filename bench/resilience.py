@@ -1,7 +1,11 @@
 """Resilience benchmark: the seeds' hang, routed around, against boto3, the openai SDK and LiteLLM.
 
-Run:  python3 -m uv run --group bench python bench/resilience.py        (about 6-9 minutes)
-      python bench/resilience.py --quick                               (a smoke run, ~1 minute)
+Run:  python3 -m uv run --group bench python bench/resilience.py        (about 7 minutes)
+      python bench/resilience.py --quick                       (a smoke run, about 4 minutes)
+
+(To keep LiteLLM out of the project's .venv: ``UV_PROJECT_ENVIRONMENT=/tmp/bench-venv python3 -m
+uv sync --group bench`` and run the script with that interpreter. Without LiteLLM installed the
+script skips it and runs the rest.) Exit code 1 when callproof misses a target below.
 
 Every setting runs on the emulator (loopback only, in a child process so that its CPU does not
 share a GIL with the clients). The request is the seeds' tool-result turn. Settings:
@@ -26,11 +30,12 @@ Clients, each on the same emulator and faults:
   to OpenRouter Kimi. The same options serve every setting (a user cannot know in advance
   which provider will be slow).
 
-Scaled down, and said so in the output: boto3 and the openai SDK wait 60 s / 600 s per hang, so
-under hangs they run ``--baseline-calls`` calls (default 100) instead of ``--calls``, and the
-harness stops waiting for a call at ``--cap`` seconds (default 60 = boto3's read timeout; the
-openai SDK would wait 600 s and then retry). A call still waiting at the cap counts as failed
-with latency = cap.
+Scaled down, and said so in the output: the baselines run ``--baseline-calls`` calls (default
+200) where nothing hangs; under hangs boto3, the openai SDK and LiteLLM wait 60 s / 600 s /
+600 s per hang, so they run ``--hang-baseline-calls`` calls (default 100) all at once, each
+client on its own emulator, and the harness stops waiting for a call at ``--cap`` seconds
+(default 60 = boto3's read timeout; the openai SDK would wait 600 s and then retry). A call
+still waiting at the cap counts as failed with latency = cap.
 
 Latency is per call, from the call to its complete answer or its final error, over all calls
 (failures included): what an agent waits. Requests per call are counted by the emulator.

@@ -293,3 +293,19 @@ def test_faults_is_another_name_for_rules() -> None:
     ]
     with pytest.raises(ConfigError, match="not both"):
         FaultPlan.from_toml('[[faults]]\nfault = "corrupt_crc"\n[[rules]]\nfault = "corrupt_crc"\n')
+
+
+def test_the_documented_example_plan_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "faults.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text(example)
+    plan = FaultPlan.load(plan_file)
+    assert plan.seed == 7
+    entries = plan.entries_for("bedrock", KIMI, "after_tool_result")
+    assert [(str(e.fault), e.probability) for e in entries] == [
+        ("hang_no_events", 0.4),
+        ("http_error:429", 0.05),
+    ]
+    state = EmulatorState(faults=plan_file)
+    assert state.profile("bedrock", "some.unknown-model") is not None  # the "*" default profile

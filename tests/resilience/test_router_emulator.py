@@ -193,14 +193,16 @@ async def test_adaptive_watchdog_spares_slow_healthy_and_catches_a_hang(
             await router.complete(CONV)
         learned = router.watchdog.first_event_timeout(thinker)
         assert learned is not None
-        assert 0.55 < learned < 1.2
+        assert 0.55 < learned < 2.0  # 2 x the slowest of ~0.3 s answers, whatever the load
         resp = await router.complete(CONV)  # slower than ever seen, and healthy: not cut off
         assert "22" in resp.text
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         with pytest.raises(AllAttemptsFailed) as info:
             await router.complete(CONV)
-        assert loop.time() - t0 < 2.0  # caught at the learned timeout, not the 3 s cold one
+        waited = loop.time() - t0
+        assert waited < learned + 0.5  # caught at the learned timeout, not the 3 s cold one
+        assert waited < 2.5
     assert info.value.exceptions[0].outcome == "stall_no_events"
 
 
@@ -274,3 +276,23 @@ retry = {{ max_attempts = 2 }}
 
         with pytest.raises(ConfigError, match="unknown route"):
             router_from_config(config, "nope", client)
+
+
+async def test_hedge_wins_against_hang_before_headers(make_target: MakeTarget) -> None:
+    slow = Timeouts(connect=2.0, first_event=5.0, idle=1.0, deadline=10.0)
+    a = make_target("a", fault="hang_before_headers", timeouts=slow)
+    b = make_target("b", "mistral.mistral-large-3-675b-instruct")
+    policy = RoutePolicy(hedge=HedgePolicy(mode="fixed", delay_s=0.1))
+    async with Client() as client:
+        router = Router("r", [a, b], client=client, policy=policy)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        async with router.stream(CONV) as s:
+            kinds = [ev.kind async for ev in s]
+        assert loop.time() - t0 < 2.0
+    assert kinds[0] == "start"
+    assert kinds[-1] == "stop"
+    first = s.attempts[0]
+    assert first["outcome"] == "abandoned"
+    assert first["timings"] is None or first["timings"]["headers_s"] is None
+    assert s.attempts[1]["target"] == "b"

@@ -463,3 +463,17 @@ async def test_a_config_error_from_the_client_reaches_the_caller() -> None:
     with pytest.raises(ConfigError, match="no credentials"):
         await router.complete(CONV)
     assert client.in_flight == 0
+
+
+async def test_run_route_attempt_counts_only_its_own_requests() -> None:
+    from callproof.resilience import run_route_attempt
+
+    # one call hangs on a and is hedged to b (2 requests); four others answer at once (1 each)
+    client = FakeClient({"a": [Play("hang")] + [Play()] * 4, "b": [Play(delay=0.01)]})
+    policy = RoutePolicy(hedge=HedgePolicy(mode="fixed", delay_s=0.05))
+    router = Router("kimi", [target("a", 5.0), target("b")], client=client, policy=policy)
+    attempts = await asyncio.gather(*(run_route_attempt(router, tool_result()) for _ in range(5)))
+    records = [a.to_record() for a in attempts]
+    assert sorted(r["requests"] for r in records) == [1, 1, 1, 1, 2]
+    assert all(r["target"] == "route:kimi" and r["passed"] for r in records)
+    assert router.requests == 6

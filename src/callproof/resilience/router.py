@@ -31,7 +31,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -179,7 +179,7 @@ class RouteStream:
         self._hedging_done = False
         self._cursor = 0
         self._last_launch: AttemptRun | None = None
-        self._gen: Any = None
+        self._gen: AsyncGenerator[Event, None] | None = None
         self._closed = False
         router.calls += 1
 
@@ -221,7 +221,7 @@ class RouteStream:
 
     # -- the call ---------------------------------------------------------------------------
 
-    async def _events(self) -> Any:
+    async def _events(self) -> AsyncGenerator[Event, None]:
         while True:
             run = await self._acquire()
             self.winner = run
@@ -467,6 +467,9 @@ class RouteStream:
         await cancel_runs(runs)
         for run in runs:
             if run.number in self._records:
+                continue
+            if run.error is not None:  # it had failed already: record the failure
+                self._fail(run, run.error)
                 continue
             waited = now - run.started_loop
             breaker = router.breakers[run.target.name]

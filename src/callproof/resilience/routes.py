@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from callproof.attempt import Attempt
 from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.outcomes import classify
+from callproof.resilience.breaker import CircuitOpenError
 from callproof.resilience.hedge import StreamingClient
 from callproof.resilience.policy import RoutePolicy
 from callproof.resilience.router import Router
@@ -36,8 +37,9 @@ class RouteAttempt(Attempt):
     route_attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
-        """The per-attempt record fields plus ``requests`` and ``route_attempts``."""
+        """The per-attempt record fields plus ``target``, ``requests`` and ``route_attempts``."""
         record = Attempt.to_record(self)
+        record["target"] = self.target
         record["requests"] = self.requests
         record["route_attempts"] = self.route_attempts
         return record
@@ -66,12 +68,11 @@ async def run_route_attempt(router: Router, scenario: Scenario) -> RouteAttempt:
     names them all.
     """
     label = router.label
-    before = router.requests
     try:
         response = await router.complete(scenario.conversation)
     except AllAttemptsFailed as group:
         errors = [e for e in group.exceptions if isinstance(e, CallError)]
-        sent = [e for e in errors if e.outcome != "transport_error" or e.kind != "CircuitOpenError"]
+        sent = [e for e in errors if not isinstance(e, CircuitOpenError)]
         last = (sent or errors)[-1]
         verdict = classify(last, scenario.expectation, scenario.conversation)
         records: list[dict[str, Any]] = getattr(group, "attempts", [])
@@ -82,7 +83,7 @@ async def run_route_attempt(router: Router, scenario: Scenario) -> RouteAttempt:
             error=last,
             verdict=verdict,
             target=label,
-            requests=router.requests - before,
+            requests=_sent(records),
             route_attempts=records,
         )
     verdict = classify(response, scenario.expectation, scenario.conversation)
@@ -93,6 +94,11 @@ async def run_route_attempt(router: Router, scenario: Scenario) -> RouteAttempt:
         error=None,
         verdict=verdict,
         target=label,
-        requests=router.requests - before,
+        requests=_sent(response.attempts),
         route_attempts=response.attempts,
     )
+
+
+def _sent(records: list[dict[str, Any]]) -> int:
+    # counted from this call's own records: the router's counter is shared by every call
+    return sum(1 for r in records if r.get("sent"))

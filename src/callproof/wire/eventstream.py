@@ -244,6 +244,8 @@ def _decode_headers(data: memoryview) -> dict[str, HeaderValue]:
 #: type) thousands of times; parsing each once saves about half the decoding time per frame.
 _HEADER_CACHE: dict[bytes, dict[str, HeaderValue]] = {}
 _HEADER_CACHE_SIZE = 512
+#: Only small blocks are cached (Bedrock's are ~80 bytes), so the cache stays under ~128 KiB.
+_HEADER_CACHE_MAX_BLOCK = 256
 
 
 def _cached_headers(data: memoryview) -> dict[str, HeaderValue]:
@@ -251,7 +253,7 @@ def _cached_headers(data: memoryview) -> dict[str, HeaderValue]:
     headers = _HEADER_CACHE.get(key)
     if headers is None:
         headers = _decode_headers(data)  # errors are raised here and never cached
-        if len(_HEADER_CACHE) < _HEADER_CACHE_SIZE:
+        if len(_HEADER_CACHE) < _HEADER_CACHE_SIZE and len(key) <= _HEADER_CACHE_MAX_BLOCK:
             _HEADER_CACHE[key] = headers
     return dict(headers)  # a copy: callers own their message's headers
 
