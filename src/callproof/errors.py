@@ -74,6 +74,7 @@ class ConfigError(CallproofError):
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         super().__init__(f"{where}: {message}" if where else message)
+        self.message = message
         self.where = where
 
 

@@ -180,7 +180,16 @@ def test_route_policy_errors_point_at_the_route() -> None:
         '[routes.r]\ntargets = ["x"]\nretry = { max_attempts = 0 }\n'
     )
     assert message.startswith("callproof.toml:8"), message
-    assert "routes.r.retry" in message
+    assert "routes.r.retry.max_attempts" in message
+
+
+def test_route_policy_typo_names_the_whole_key_path_once() -> None:
+    message = _error(
+        '[providers.p]\napi = "openai-completions"\n[targets.x]\nprovider = "p"\nmodel = "m"\n'
+        '[routes.kimi]\ntargets = ["x"]\nhedge = { mode = "quantile", dleay_s = 2 }\n'
+    )
+    assert message.startswith("callproof.toml:8: routes.kimi.hedge.dleay_s: unknown key"), message
+    assert message.count("dleay_s") == 2  # the key path, then the list of unknown keys
 
 
 def test_user_scenario_cannot_shadow_a_builtin() -> None:

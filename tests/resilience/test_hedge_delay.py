@@ -29,3 +29,14 @@ def test_quantile_after_min_samples_and_cold_start_before() -> None:
     assert hedge_delay(policy, window(0.1, 0.2)) == 9.0
     assert hedge_delay(policy, None) == 9.0
     assert hedge_delay(policy, window(0.1, 0.2, 0.3)) == pytest.approx(0.4)
+
+
+def test_learned_delay_never_goes_below_the_floor() -> None:
+    # Sub-millisecond healthy answers (a local model, the emulator) must not make scheduling
+    # noise start backups.
+    policy = HedgePolicy(mode="quantile", min_samples=3, min_delay_s=0.25)
+    assert hedge_delay(policy, window(0.001, 0.002, 0.001)) == 0.25
+    assert (
+        hedge_delay(HedgePolicy(mode="quantile", min_delay_s=0.0), window(0.001, 0.002, 0.001))
+        < 0.01
+    )

@@ -567,11 +567,11 @@ def _route(
         RoutePolicy = None  # type: ignore[assignment,misc]  # noqa: N806
     if RoutePolicy is not None:
         try:
-            RoutePolicy.from_mapping(policy)
+            RoutePolicy.from_mapping(policy, where=f"routes.{name}")
         except ConfigError as exc:
-            bad = next((k for k in policy if k in str(exc)), None)
-            loc = ("routes", name, bad) if bad else ("routes", name)
-            raise source.error(loc, str(exc)) from None
+            # exc.where is "routes.NAME.section.key": locate its line, keep the bare message
+            keys = (exc.where or "").split(".")[2:]
+            raise source.error(("routes", name, *keys), exc.message) from None
     return RouteConfig(name=name, targets=list(r.targets), policy=policy)
 
 

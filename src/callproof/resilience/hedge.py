@@ -62,14 +62,14 @@ def hedge_delay(policy: HedgePolicy, window: LatencyWindow | None) -> float | No
     """Seconds to wait for a first event before starting a backup, or ``None`` (no hedging).
 
     ``quantile`` mode uses ``quantile x factor`` of the target's healthy first-event latencies
-    once ``min_samples`` are known, and ``delay_s`` before that.
+    (never less than ``min_delay_s``) once ``min_samples`` are known, and ``delay_s`` before that.
     """
     if policy.mode == "off" or policy.max_extra <= 0:
         return None
     if policy.mode == "quantile" and window is not None and len(window) >= policy.min_samples:
         q = window.quantile(policy.quantile)
         if q is not None:
-            return q * policy.factor
+            return max(q * policy.factor, policy.min_delay_s)
     return policy.delay_s
 
 

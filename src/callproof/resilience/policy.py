@@ -98,6 +98,9 @@ class HedgePolicy:
     quantile: float = 0.9
     #: Extra latency margin multiplied onto the quantile.
     factor: float = 1.0
+    #: The learned delay never goes below this: with very fast healthy answers (a local model,
+    #: the emulator) scheduling noise alone would otherwise start backups.
+    min_delay_s: float = 0.25
     min_samples: int = 3
     #: Backup requests per call at most.
     max_extra: int = 1
@@ -213,6 +216,7 @@ class RoutePolicy:
             (self.hedge.delay_s >= 0, "hedge.delay_s", "must not be negative"),
             (0 < self.hedge.quantile <= 1, "hedge.quantile", "must be in (0, 1]"),
             (self.hedge.factor > 0, "hedge.factor", "must be positive"),
+            (self.hedge.min_delay_s >= 0, "hedge.min_delay_s", "must not be negative"),
             (self.hedge.max_extra >= 0, "hedge.max_extra", "must not be negative"),
             (self.hedge.min_samples >= 1, "hedge.min_samples", "must be at least 1"),
             (self.hedge.target in ("next", "same"), "hedge.target", "must be next or same"),
