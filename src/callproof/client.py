@@ -84,17 +84,12 @@ REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-request-id", "x-request-id", "x
 MAX_ERROR_BODY = 1 << 20
 
 
-def get_dialect(api: str) -> Dialect:
-    """The dialect for ``api`` (one of :data:`~callproof.dialects.base.API_NAMES`)."""
+def get_dialect(api: str, **options: Any) -> Dialect:
+    """The dialect for ``api`` (one of :data:`~callproof.dialects.base.API_NAMES`), built with
+    ``options`` (a target's ``dialect_options``)."""
     from callproof import dialects
 
-    getter = getattr(dialects, "get_dialect", None)
-    if getter is None:  # pragma: no cover - only while the registry is being written
-        from callproof.errors import ConfigError
-
-        raise ConfigError(f"no dialect registry: API {api!r} unavailable")
-    dialect: Dialect = getter(api)
-    return dialect
+    return dialects.get_dialect(api, **options)
 
 
 def request_id_from(headers: Mapping[str, str]) -> str | None:
@@ -502,7 +497,7 @@ class Client:
 
     def build(self, target: Target, conversation: Conversation) -> httpx.Request:
         """The exact HTTP request ``stream()`` would send (transforms applied, signed)."""
-        dialect = get_dialect(target.api)
+        dialect = get_dialect(target.api, **target.dialect_options)
         prepared = prepare(conversation, target, self.policy)
         wire = dialect.encode_request(target.model, prepared, extra=target.extra or None)
         return build_request(wire, target.endpoint, signer=self._signer)
@@ -546,7 +541,7 @@ class Client:
     async def _open(
         self, target: Target, conversation: Conversation, timeouts: Timeouts, capture: Path | None
     ) -> ResponseStream:
-        dialect = get_dialect(target.api)
+        dialect = get_dialect(target.api, **target.dialect_options)
         if target.endpoint.auth.kind == "sigv4":
             # The first resolution of botocore's credential chain may read files or wait on
             # the instance metadata service: keep it off the event loop.

@@ -85,3 +85,7 @@ class Target:
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: Provider label for reports (e.g. "bedrock", "openrouter").
     provider: str | None = None
+    #: Options for the wire dialect's constructor, e.g. ``{"reasoning_replay":
+    #: "reasoning_content"}`` or ``{"max_tokens_field": "max_completion_tokens"}`` for
+    #: ``openai-completions`` (see ``callproof.dialects.get_dialect``).
+    dialect_options: dict[str, Any] = field(default_factory=dict)

@@ -279,3 +279,28 @@ def test_emulator_endpoint_is_the_default() -> None:
     assert config.targets["t"].endpoint.base_url == EMULATOR_URL
     assert config.targets["t"].endpoint.region == "us-east-1"
     assert re.fullmatch(r"emulator:?", EMULATOR_URL)
+
+
+_DIALECT_TOML = (
+    '[providers.p]\napi = "openai-completions"\nendpoint = "http://127.0.0.1:9/v1"\n'
+    '[targets.o1]\nprovider = "p"\nmodel = "o1"\n'
+    'dialect = { max_tokens_field = "max_completion_tokens" }\n'
+)
+
+
+def test_dialect_options_reach_the_wire() -> None:
+    from callproof.client import Client
+    from callproof.scenarios import tool_result
+
+    config = parse_config(_DIALECT_TOML, name="callproof.toml")
+    target = config.targets["o1"]
+    assert target.dialect_options == {"max_tokens_field": "max_completion_tokens"}
+    body = json.loads(Client().build(target, tool_result().conversation).content)
+    assert body["max_completion_tokens"] == 100
+    assert "max_tokens" not in body
+
+
+def test_unknown_dialect_option_names_the_key_and_line() -> None:
+    message = _error(_DIALECT_TOML.replace("max_tokens_field", "max_tokens_feild"))
+    assert message.startswith("callproof.toml:7: targets.o1.dialect:"), message
+    assert "max_tokens_feild" in message

@@ -18,7 +18,10 @@ import click
 
 from callproof.errors import CallproofError, ConfigError
 
-__all__ = ["main"]
+__all__ = [
+    "LazyGroup",
+    "main",
+]
 
 #: command name -> "module:attribute"
 COMMANDS: dict[str, str] = {

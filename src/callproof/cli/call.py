@@ -28,7 +28,12 @@ from callproof.events import Event
 from callproof.scenarios import BUILTIN, Scenario
 from callproof.targets import Auth, Endpoint, Target, Timeouts
 
-__all__ = ["ConfigUsageError", "attempt_json", "call"]
+__all__ = [
+    "ConfigUsageError",
+    "attempt_json",
+    "call",
+    "print_attempt",
+]
 
 _BEDROCK = ("bedrock-converse-stream", "bedrock-converse")
 #: Clocks used against the embedded emulator when none are given: its healthy answers start

@@ -15,12 +15,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from callproof.dialects.base import RawItem
-from callproof.errors import CallError, InvalidEventError
+from callproof.errors import CallError, IncompleteStreamError, InvalidEventError
 from callproof.events import Event
 
 __all__ = [
     "RAW_ITEMS_KEPT",
     "DecoderBase",
+    "JSONBodyDecoder",
     "b64",
     "body_text",
     "dumps",
@@ -192,4 +193,40 @@ class DecoderBase:
         raise NotImplementedError
 
     def _close(self, out: list[Event]) -> None:
+        raise NotImplementedError
+
+
+class JSONBodyDecoder(DecoderBase):
+    """A non-streaming body: buffered, parsed at ``close`` into the same events as a stream, so
+    the client has one code path. A body cut mid-document is ``IncompleteStreamError``; one
+    that is not JSON, or not an object, is ``InvalidEventError``."""
+
+    #: What the body is, for messages ("the Converse body", "the chat completion").
+    what = "the body"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._body = bytearray()
+
+    def _feed(self, data: bytes, out: list[Event]) -> None:
+        self._body += data
+
+    def _close(self, out: list[Event]) -> None:
+        text = self._body.decode("utf-8", "replace")
+        self._raw.append(("body", text))
+        if not text.strip():
+            raise IncompleteStreamError(f"{self.what} is empty")
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if json_truncated(exc):
+                raise IncompleteStreamError(
+                    f"{self.what} ended mid-document after {len(self._body)} bytes"
+                ) from exc
+            raise InvalidEventError(f"invalid JSON in {self.what}: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise InvalidEventError(f"{self.what} is not a JSON object")
+        self._document(doc, out)
+
+    def _document(self, doc: dict[str, Any], out: list[Event]) -> None:
         raise NotImplementedError

@@ -26,9 +26,9 @@ from typing import Any
 
 from callproof.dialects._common import (
     DecoderBase,
+    JSONBodyDecoder,
     b64,
     int_or_none,
-    json_truncated,
     loads_object,
 )
 from callproof.dialects.base import RawItem
@@ -341,32 +341,13 @@ _KNOWN_EVENTS = frozenset(
 )
 
 
-class ConverseBodyDecoder(DecoderBase):
+class ConverseBodyDecoder(JSONBodyDecoder):
     """A Converse (non-streaming) JSON body, decoded at ``close`` into the same events as a
     stream, so the client has one code path."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._body = bytearray()
+    what = "the Converse body"
 
-    def _feed(self, data: bytes, out: list[Event]) -> None:
-        self._body += data
-
-    def _close(self, out: list[Event]) -> None:
-        text = self._body.decode("utf-8", "replace")
-        self._raw.append(("body", text))
-        if not text.strip():
-            raise IncompleteStreamError("Converse returned an empty body")
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if json_truncated(exc):
-                raise IncompleteStreamError(
-                    f"Converse body ended mid-document after {len(self._body)} bytes"
-                ) from exc
-            raise InvalidEventError(f"invalid JSON in the Converse body: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InvalidEventError("the Converse body is not a JSON object")
+    def _document(self, doc: dict[str, Any], out: list[Event]) -> None:
         message = _as_dict(_as_dict(doc.get("output")).get("message"))
         raw = doc.get("stopReason")
         if not message and raw is None:

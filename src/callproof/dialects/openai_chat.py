@@ -39,10 +39,9 @@ from callproof.conversation import (
     ToolResult,
 )
 from callproof.dialects._common import (
-    DecoderBase,
+    JSONBodyDecoder,
     dumps,
     int_or_none,
-    json_truncated,
     merge_extra,
 )
 from callproof.dialects.base import StreamDecoder, WireRequest
@@ -394,29 +393,12 @@ class ChatStreamDecoder(SSEStreamDecoder):
         )
 
 
-class ChatBodyDecoder(DecoderBase):
+class ChatBodyDecoder(JSONBodyDecoder):
     """A non-streaming chat completion (``stream: false``), decoded at ``close``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._body = bytearray()
+    what = "the chat completion"
 
-    def _feed(self, data: bytes, out: list[Event]) -> None:
-        self._body += data
-
-    def _close(self, out: list[Event]) -> None:
-        text = self._body.decode("utf-8", "replace")
-        self._raw.append(("body", text))
-        if not text.strip():
-            raise IncompleteStreamError("chat completion returned an empty body")
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            if json_truncated(exc):
-                raise IncompleteStreamError("chat completion body ended mid-document") from exc
-            raise InvalidEventError(f"invalid JSON in the chat completion: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InvalidEventError("the chat completion is not a JSON object")
+    def _document(self, doc: dict[str, Any], out: list[Event]) -> None:
         if doc.get("error"):
             raise stream_error(doc["error"])
         state = _ChoiceState()

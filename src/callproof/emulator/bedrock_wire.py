@@ -28,10 +28,13 @@ __all__ = [
     "EVENTSTREAM",
     "Event",
     "converse_body",
+    "converse_steps",
     "exception_frame",
     "frame",
     "http_error",
+    "planned_delays",
     "stream_events",
+    "stream_exception_as_http",
     "stream_steps",
 ]
 

@@ -142,6 +142,16 @@ def _expect(value: Any, kind: type | tuple[type, ...], param: str, expected: str
     return value
 
 
+def _require(
+    obj: dict[str, Any], key: str, param: str, kind: type | tuple[type, ...], expected: str
+) -> Any:
+    """``obj[key]``, which must be present and of ``kind``; else the real API's 400."""
+    value = obj.get(key)
+    if value is None:
+        raise _missing(param)
+    return _expect(value, kind, param, expected)
+
+
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -354,22 +364,10 @@ def _chat_tool_calls(value: Any, param: str) -> list[ToolCall]:
     for i, call in enumerate(calls):
         where = f"{param}[{i}]"
         _expect(call, dict, where, "object")
-        call_id = call.get("id")
-        if call_id is None:
-            raise _missing(f"{where}.id")
-        _expect(call_id, str, f"{where}.id", "string")
-        function = call.get("function")
-        if function is None:
-            raise _missing(f"{where}.function")
-        _expect(function, dict, f"{where}.function", "object")
-        name = function.get("name")
-        if name is None:
-            raise _missing(f"{where}.function.name")
-        _expect(name, str, f"{where}.function.name", "string")
-        arguments = function.get("arguments")
-        if arguments is None:
-            raise _missing(f"{where}.function.arguments")
-        _expect(arguments, str, f"{where}.function.arguments", "string")
+        call_id = _require(call, "id", f"{where}.id", str, "string")
+        function = _require(call, "function", f"{where}.function", dict, "object")
+        name = _require(function, "name", f"{where}.function.name", str, "string")
+        arguments = _require(function, "arguments", f"{where}.function.arguments", str, "string")
         out.append(ToolCall.from_raw(call_id, name, arguments))
     return out
 
@@ -433,10 +431,7 @@ def _chat_messages(value: Any) -> tuple[str | None, tuple[Message, ...]]:
                 pending[call.id] = i
             messages.append(assistant)
         elif role == "tool":
-            call_id = msg.get("tool_call_id")
-            if call_id is None:
-                raise _missing(f"{where}.tool_call_id")
-            _expect(call_id, str, f"{where}.tool_call_id", "string")
+            call_id = _require(msg, "tool_call_id", f"{where}.tool_call_id", str, "string")
             if call_id not in pending:
                 raise OpenAIRequestError(
                     "Invalid parameter: messages with role 'tool' must be a response to a "
@@ -503,10 +498,7 @@ def _chat_tools(value: Any) -> tuple[ToolSpec, ...]:
                 param=f"{where}.type",
                 code="invalid_value",
             )
-        function = tool.get("function")
-        if function is None:
-            raise _missing(f"{where}.function")
-        _expect(function, dict, f"{where}.function", "object")
+        function = _require(tool, "function", f"{where}.function", dict, "object")
         name = _tool_name(function.get("name"), f"{where}.function.name")
         description = function.get("description") or ""
         _expect(description, str, f"{where}.function.description", "string")

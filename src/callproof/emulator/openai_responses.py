@@ -56,6 +56,7 @@ from callproof.emulator.openai_decode import (
     _number,
     _optional_object,
     _provider,
+    _require,
     _schema,
     _tool_choice,
     _tool_name,
@@ -157,25 +158,13 @@ def _responses_input(value: Any) -> tuple[list[str], tuple[Message, ...]]:
             else:
                 turns.assistant([p for p in parts if isinstance(p, TextPart)])
         elif kind == "function_call":
-            call_id = item.get("call_id")
-            if call_id is None:
-                raise _missing(f"{where}.call_id")
-            _expect(call_id, str, f"{where}.call_id", "string")
-            name = item.get("name")
-            if name is None:
-                raise _missing(f"{where}.name")
-            _expect(name, str, f"{where}.name", "string")
-            arguments = item.get("arguments")
-            if arguments is None:
-                raise _missing(f"{where}.arguments")
-            _expect(arguments, str, f"{where}.arguments", "string")
+            call_id = _require(item, "call_id", f"{where}.call_id", str, "string")
+            name = _require(item, "name", f"{where}.name", str, "string")
+            arguments = _require(item, "arguments", f"{where}.arguments", str, "string")
             turns.assistant([ToolCall.from_raw(call_id, name, arguments)])
             calls.add(call_id)
         elif kind == "function_call_output":
-            call_id = item.get("call_id")
-            if call_id is None:
-                raise _missing(f"{where}.call_id")
-            _expect(call_id, str, f"{where}.call_id", "string")
+            call_id = _require(item, "call_id", f"{where}.call_id", str, "string")
             if call_id not in calls:
                 raise OpenAIRequestError(
                     f"No tool call found for function call output with call_id {call_id}.",

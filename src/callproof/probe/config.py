@@ -39,6 +39,7 @@ __all__ = [
     "EmulatorSettings",
     "RouteConfig",
     "load_config",
+    "parse_agent_json",
     "parse_config",
 ]
 
@@ -211,6 +212,8 @@ class _TargetModel(BaseModel):
     #: Overrides the provider's API (one provider may serve several).
     api: _ApiField | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    #: Options of the wire dialect (e.g. ``{max_tokens_field = "max_completion_tokens"}``).
+    dialect: dict[str, Any] = Field(default_factory=dict)
     timeouts: _TimeoutsModel = Field(default_factory=_TimeoutsModel)
 
 
@@ -543,6 +546,13 @@ def _target(
         headers=dict(prov.headers),
         verify=prov.verify,
     )
+    if t.dialect:
+        from callproof.dialects import get_dialect
+
+        try:
+            get_dialect(api, **t.dialect)
+        except ConfigError as exc:
+            raise source.error(("targets", name, "dialect"), exc.message) from None
     return Target(
         name=name,
         api=api,
@@ -551,6 +561,7 @@ def _target(
         extra=dict(t.extra),
         timeouts=t.timeouts.over(base_timeouts),
         provider=prov.label or t.provider,
+        dialect_options=dict(t.dialect),
     )
 
 

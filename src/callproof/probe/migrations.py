@@ -12,7 +12,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-__all__ = ["MIGRATIONS", "Executor", "applied", "migrate", "migration"]
+__all__ = [
+    "MIGRATIONS",
+    "Executor",
+    "applied",
+    "m001_initial",
+    "migrate",
+    "migration",
+]
 
 
 class Executor(Protocol):

@@ -49,6 +49,7 @@ __all__ = [
     "new_run_dir",
     "request_bodies",
     "run_probe",
+    "run_sync",
 ]
 
 _RESULTS = "results.jsonl"

@@ -40,6 +40,7 @@ __all__ = [
     "Int16",
     "Int32",
     "Int64",
+    "encode_headers",
     "encode_message",
 ]
 
