@@ -68,6 +68,24 @@ def test_default_run_probes_the_seeds_matrix_on_the_embedded_emulator(
         assert [r["run_id"] for r in store.runs()] == [summary["run"]["run_id"]]
 
 
+def test_history_location_failures_warn_but_an_explicit_db_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data directory should be")
+    monkeypatch.setenv("CALLPROOF_DATA_DIR", str(blocker / "data"))
+    args = ("run", "-n", "1", "--target", "bedrock-nova-pro", "--seed", "1")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "warning: no history database" in err
+    assert len(list((tmp_path / "callproof-runs").iterdir())) == 1
+    code, _, err = run_cli(capsys, *args, "--db", f"sqlite:///{blocker}/data/x.db")
+    assert code == 2
+    assert "--db" in err
+    assert "Traceback" not in err
+
+
 def test_json_prints_summary_only(
     make_config: MakeConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

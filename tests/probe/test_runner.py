@@ -281,3 +281,45 @@ async def test_per_target_concurrency_serialises_one_target(
     starts = [datetime.fromisoformat(r["started_at"].replace("Z", "+00:00")) for r in records]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.09 for gap in gaps), gaps  # each waited for the one before
+
+
+async def test_capture_failures_keeps_every_attempt_of_a_failed_route_call(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    # both members of route "pair" answer with HTTP 500: the routed call fails, and each of
+    # its attempts keeps its own capture; a passing target keeps none
+    plan = '[[rules]]\nmodel = "*"\napi = "bedrock"\nfault = "http_error:500"\nprobability = 1.0\n'
+    path = make_config(
+        n=2,
+        faults=plan,
+        extra='retry = { max_attempts = 2 }\nhedge = "off"\n',
+    )
+    config = load_config(path)
+    result = await run_probe(
+        config,
+        _options(
+            config,
+            tmp_path / "run",
+            targets=["or-kimi"],
+            routes=["pair"],
+            capture_failures=True,
+        ),
+    )
+    records = _records(result.run_dir)
+    routed = [r for r in records if r["target"] == "route:pair"]
+    assert len(routed) == 2
+    for record in routed:
+        assert not record["passed"]
+        sent = [a for a in record["route_attempts"] if a["sent"]]
+        assert len(sent) == 2
+        for attempt in sent:
+            capture = result.run_dir / attempt["capture"]
+            assert capture.is_file()
+            assert '"status": 500' in capture.read_text() or '"status":500' in capture.read_text()
+        assert record["capture"] == sent[-1]["capture"]
+    healthy = [r for r in records if r["target"] == "or-kimi"]
+    assert all(r["passed"] and r["capture"] is None for r in healthy)
+    left = {p.name for p in (result.run_dir / "captures").iterdir()}
+    assert left == {
+        Path(a["capture"]).name for r in routed for a in r["route_attempts"] if a["sent"]
+    }

@@ -259,19 +259,23 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _open_history(db_url: str | None) -> Any:
-    """The history store, or ``None`` (with a warning) when it cannot be opened; a bad URL is a
-    ``ConfigError`` (exit 2)."""
+    """The history store, or ``None`` (with a warning) when it cannot be opened. A database the
+    user named (``--db``, ``CALLPROOF_DB``) that cannot be opened is a ``ConfigError`` (exit 2);
+    the default location failing never stops a probe."""
     from rich.console import Console
 
     from callproof.probe.store import HistoryStore
 
     try:
         return HistoryStore.open(db_url)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        if db_url is not None:
+            raise
+        problem: Exception = exc
     except Exception as exc:  # noqa: BLE001 - history is a side record; the run stands without it
-        Console(stderr=True).print(f"[yellow]warning:[/] no history database: {exc}")
-        return None
+        problem = exc
+    Console(stderr=True).print(f"[yellow]warning:[/] no history database: {problem}")
+    return None
 
 
 def _finish(result: Any, store: Any) -> None:

@@ -370,7 +370,7 @@ class _Runner:
     async def _attempt(self, unit: Unit, scenario: ProbeScenario, number: int) -> dict[str, Any]:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         capture: Path | None = None
-        if self.options.capture_failures and unit.target is not None:
+        if self.options.capture_failures and (unit.target is not None or scenario.loop is None):
             capture = (
                 self.run_dir
                 / "captures"
@@ -402,12 +402,28 @@ class _Runner:
             record["requests"] = 1
         record["started_at"] = started_at
         record["capture"] = None
-        if capture is not None and capture.exists():
-            if record.get("passed"):
-                capture.unlink()
-            else:
-                record["capture"] = capture.relative_to(self.run_dir).as_posix()
+        if capture is not None:
+            self._keep_captures(record, capture)
         return record
+
+    def _keep_captures(self, record: dict[str, Any], capture: Path) -> None:
+        """Keep the captures of a failed attempt (paths relative to the run directory), delete
+        those of a passed one. A routed call has one capture per attempt, named in its
+        ``route_attempts`` records; the call's ``capture`` is its last attempt's."""
+        passed = bool(record.get("passed"))
+        files = [capture] if capture.exists() else []
+        for attempt in record["route_attempts"]:
+            path = Path(attempt["capture"]) if attempt.get("capture") else None
+            attempt["capture"] = None
+            if path is not None and path.exists():
+                files.append(path)
+                if not passed:
+                    attempt["capture"] = path.relative_to(self.run_dir).as_posix()
+        for path in files:
+            if passed:
+                path.unlink()
+            else:
+                record["capture"] = path.relative_to(self.run_dir).as_posix()
 
     async def _execute(
         self, unit: Unit, scenario: ProbeScenario, capture: Path | None
@@ -462,7 +478,9 @@ class _Runner:
         else:
             from callproof.resilience import run_route_attempt
 
-            attempt = await run_route_attempt(self.routers[unit.name], scenario.scenario)
+            attempt = await run_route_attempt(
+                self.routers[unit.name], scenario.scenario, capture=capture
+            )
             record = attempt.to_record()
             if "route_attempts" not in record:
                 record["route_attempts"] = attempts_of(attempt.response) or attempts_of(

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from callproof.conversation import Conversation
@@ -95,8 +96,11 @@ class AttemptRun:
         started: float,
         started_loop: float,
         breaker_state: str,
+        capture: Path | None = None,
     ) -> None:
         self.number = number
+        #: Where the client writes this attempt's raw capture, when the caller asked for one.
+        self.capture = capture
         self.target = target
         self.timeouts = timeouts
         self.hedge = hedge
@@ -134,7 +138,11 @@ class AttemptRun:
         notify: Callable[[AttemptRun, Signal], None],
     ) -> None:
         try:
-            async with client.stream(self.target, conversation, timeouts=self.timeouts) as s:
+            # capture is passed only when asked for, so any StreamingClient works without it
+            extra: dict[str, Any] = {"capture": self.capture} if self.capture else {}
+            async with client.stream(
+                self.target, conversation, timeouts=self.timeouts, **extra
+            ) as s:
                 self.stream = s
                 async for event in s:
                     self.events.put_nowait(event)

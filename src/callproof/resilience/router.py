@@ -32,6 +32,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -123,14 +124,20 @@ class Router:
         changes = [t for b in self.breakers.values() for t in b.transitions]
         return [t.to_dict() for t in sorted(changes, key=lambda t: t.at)]
 
-    def stream(self, conversation: Conversation) -> RouteStream:
-        """An async context manager yielding the events of the winning attempt."""
-        return RouteStream(self, conversation, hold_all=self.policy.buffered)
+    def stream(self, conversation: Conversation, *, capture: Path | None = None) -> RouteStream:
+        """An async context manager yielding the events of the winning attempt.
 
-    async def complete(self, conversation: Conversation) -> Response:
+        With ``capture``, every attempt's raw wire is captured to its own file beside it,
+        ``<stem>.<attempt>-<target>.jsonl``, named in the attempt's record."""
+        return RouteStream(self, conversation, hold_all=self.policy.buffered, capture=capture)
+
+    async def complete(
+        self, conversation: Conversation, *, capture: Path | None = None
+    ) -> Response:
         """Run the call to its end; the :class:`Response` has one record per attempt in
-        ``attempts``. Raises :class:`~callproof.errors.AllAttemptsFailed`."""
-        async with RouteStream(self, conversation, hold_all=True) as s:
+        ``attempts``. Raises :class:`~callproof.errors.AllAttemptsFailed`. ``capture`` as
+        for :meth:`stream`."""
+        async with RouteStream(self, conversation, hold_all=True, capture=capture) as s:
             async for _ in s:
                 pass
         assert s.response is not None
@@ -155,9 +162,17 @@ class RouteStream:
     filled in); ``attempts`` the records so far; ``requests`` the HTTP requests sent.
     """
 
-    def __init__(self, router: Router, conversation: Conversation, *, hold_all: bool) -> None:
+    def __init__(
+        self,
+        router: Router,
+        conversation: Conversation,
+        *,
+        hold_all: bool,
+        capture: Path | None = None,
+    ) -> None:
         self.router = router
         self.conversation = conversation
+        self.capture = capture
         self.hold_all = hold_all
         self.response: Response | None = None
         self.winner: AttemptRun | None = None
@@ -388,6 +403,7 @@ class RouteStream:
             started=router.clock(),
             started_loop=self._loop.time(),
             breaker_state=router.breakers[target.name].state,
+            capture=self._capture_path(target),
         )
         if not hedge:
             self._primaries += 1
@@ -405,6 +421,12 @@ class RouteStream:
             run.timeouts.first_event,
         )
         run.start(router.client, self.conversation, self._on_signal)
+
+    def _capture_path(self, target: Target) -> Path | None:
+        if self.capture is None:
+            return None
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in target.name)
+        return self.capture.with_name(f"{self.capture.stem}.{self._seq}-{safe}.jsonl")
 
     # -- outcomes ---------------------------------------------------------------------------
 
@@ -543,6 +565,7 @@ class RouteStream:
             "error": error,
             "request_id": partial.request_id if partial is not None else None,
             "breaker": run.breaker_state,
+            "capture": str(run.capture) if run.capture is not None else None,
         }
 
     def _all_failed(self, why: str | None = None) -> AllAttemptsFailed:

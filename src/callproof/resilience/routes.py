@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callproof.attempt import Attempt
@@ -61,15 +62,18 @@ def router_from_config(config: Config, name: str, client: StreamingClient, **kwa
     return Router(name, targets, client=client, policy=policy, **kwargs)
 
 
-async def run_route_attempt(router: Router, scenario: Scenario) -> RouteAttempt:
-    """Send ``scenario`` through ``router`` once and classify the result.
+async def run_route_attempt(
+    router: Router, scenario: Scenario, *, capture: Path | None = None
+) -> RouteAttempt:
+    """Send ``scenario`` through ``router`` once and classify the result. With ``capture``,
+    each attempt's raw wire is captured beside it (see :meth:`Router.stream`).
 
     When every attempt failed, the outcome is that of the last attempt's error and ``detail``
     names them all.
     """
     label = router.label
     try:
-        response = await router.complete(scenario.conversation)
+        response = await router.complete(scenario.conversation, capture=capture)
     except AllAttemptsFailed as group:
         errors = [e for e in group.exceptions if isinstance(e, CallError)]
         sent = [e for e in errors if not isinstance(e, CircuitOpenError)]
