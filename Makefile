@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint typecheck pytest bench fmt docs
+.PHONY: setup run test lint typecheck pytest bench bench-quick fmt docs
 
 ## setup: install uv (from PyPI) and the locked environment into .venv
 setup:
@@ -32,12 +32,21 @@ fmt: setup
 	$(UV) run --frozen ruff format src tests bench
 	$(UV) run --frozen ruff check --fix src tests bench
 
-## bench: every benchmark in bench/ (figures are ratios against a baseline in the same run)
+## bench: every benchmark in bench/ (figures are ratios against a baseline in the same run).
+## aimock comes from npm (bench/aimock, locked); LiteLLM (pinned, hashed in uv.lock) goes into
+## .venv-bench so the project's environment never holds it.
 bench: setup
+	@test -d bench/aimock/node_modules || npm ci --prefix bench/aimock --no-audit --no-fund
 	$(UV) run --frozen python bench/emulator.py
 	$(UV) run --frozen python bench/client.py
 	$(UV) run --frozen python bench/probe.py
-	$(UV) run --frozen python bench/resilience.py
+	UV_PROJECT_ENVIRONMENT=.venv-bench $(UV) run --frozen --group bench python bench/resilience.py
+
+## bench-quick: a smoke run of every benchmark (small sizes; figures are not for the README)
+bench-quick: setup
+	$(UV) run --frozen python bench/emulator.py --duration 1 --levels 1,64 --no-aimock
+	$(UV) run --frozen python bench/client.py --events 2000 --repeat 1 --calls 5
+	$(UV) run --frozen python bench/probe.py --quick
 
 ## docs: regenerate the CLI reference from --help
 docs: setup

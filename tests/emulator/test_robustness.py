@@ -318,3 +318,50 @@ def test_model_error_carries_its_extra_fields() -> None:
     assert response.status_code == 424
     assert response.headers["x-amzn-errortype"].startswith("ModelErrorException")
     assert response.json()["originalStatusCode"] == 500
+
+
+def _trickle(url: str, path: str, declared: int, sent: bytes) -> tuple[bytes, float]:
+    """Send headers declaring ``declared`` body bytes, then only ``sent``, then wait for the
+    server's answer over a real socket; return it and how long it took."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+        )
+        started = time.monotonic()
+        sock.sendall(head.encode() + sent)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "marker"),
+    [
+        ("/model/amazon.nova-pro-v1%3A0/converse", b"408", b"RequestTimeoutException"),
+        ("/v1/chat/completions", b"408", b"HTTP/1.1 408"),
+    ],
+)
+def test_a_trickled_body_is_cut_off_at_the_body_deadline(
+    path: str, status: bytes, marker: bytes
+) -> None:
+    app = create_app(preset="fast", limits=Limits(body_timeout_s=0.3))
+    with EmulatorServer(app=app) as server:
+        answer, took = _trickle(server.url, path, declared=1000, sent=b'{"messages": [')
+        assert answer.split(b"\r\n", 1)[0].split()[1] == status, answer[:200]
+        assert marker in answer
+        assert took < 3.0
+        # the worker is free: a normal request right after is served
+        ok = httpx.get(server.url + "/v1/models", timeout=5)
+        assert ok.status_code == 200

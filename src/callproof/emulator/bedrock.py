@@ -32,12 +32,13 @@ from callproof.emulator.bedrock_wire import (
     stream_exception_as_http,
     stream_steps,
 )
+from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
 from callproof.emulator.faults import InvalidFault, apply_to_turn
 from callproof.emulator.models import script_turn
 from callproof.emulator.state import EmulatorState
 from callproof.emulator.streaming import Send, Sleep, Step, StepResponse
 
-__all__ = ["bedrock_error_response", "bedrock_routes", "read_body"]
+__all__ = ["bedrock_error_response", "bedrock_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +55,6 @@ def bedrock_error_response(error: BedrockError, request_id: str) -> Response:
     }
     body = json.dumps({"message": error.message, **error.fields}).encode()
     return Response(body, status_code=error.status, headers=headers, media_type="application/json")
-
-
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it grows past ``limit`` bytes (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _split_path(raw_path: bytes) -> tuple[str, str] | None:
@@ -107,9 +93,18 @@ async def _serve(
     if parts is None or request.method != "POST":
         raise BedrockError(404, "UnknownOperationException", "Unknown operation")
     model_id, operation = parts
-    body = await read_body(request, state.limits.max_body_bytes)
-    if body is None:
-        raise BedrockError(400, "ValidationException", "Input is too long for requested model.")
+    try:
+        body = await read_body(request, state.limits)
+    except BodyTooLarge:
+        raise BedrockError(
+            400, "ValidationException", "Input is too long for requested model."
+        ) from None
+    except BodyTimeout:
+        raise BedrockError(
+            408,
+            "RequestTimeoutException",
+            f"The request body was not received within {state.limits.body_timeout_s:g} s.",
+        ) from None
     host = request.headers.get("host", "localhost")
     url = f"{request.url.scheme}://{host}{raw_path.decode('latin-1')}"
     auth.check(method=request.method, url=url, headers=request.headers, body=body)

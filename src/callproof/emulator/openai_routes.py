@@ -60,6 +60,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
 from callproof.emulator.faults import Fault, InvalidFault, apply_to_turn
 from callproof.emulator.models import ModelProfile, Turn, script_turn
 from callproof.emulator.openai_chat import (
@@ -71,7 +72,7 @@ from callproof.emulator.openai_chat import (
 )
 from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
 from callproof.emulator.openai_responses import ResponsesEncoder, ResponsesRequest, decode_responses
-from callproof.emulator.state import EmulatorState
+from callproof.emulator.state import EmulatorState, Limits
 from callproof.emulator.streaming import Hang, Headers, Send, Sleep, Step, StepResponse
 
 __all__ = ["KEEPALIVE_INTERVAL_S", "openai_routes"]
@@ -169,26 +170,26 @@ def _not_found(model: str) -> OpenAIRequestError:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = OpenAIRequestError(
-        f"Request body too large: the limit is {limit} bytes.", code="request_too_large", status=413
-    )
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    try:
+        return await read_body(request, limits)
+    except BodyTooLarge:
+        raise OpenAIRequestError(
+            f"Request body too large: the limit is {limits.max_body_bytes} bytes.",
+            code="request_too_large",
+            status=413,
+        ) from None
+    except BodyTimeout:
+        raise OpenAIRequestError(
+            f"The request body was not received within {limits.body_timeout_s:g} s.",
+            code="request_timeout",
+            status=408,
+        ) from None
 
 
 async def _handle(state: EmulatorState, request: Request, *, responses: bool) -> Response:
     try:
-        body = await _read_body(request, state.limits.max_body_bytes)
+        body = await _read_body(request, state.limits)
         decoded: ChatRequest | ResponsesRequest = (
             decode_responses(body) if responses else decode_chat(body)
         )

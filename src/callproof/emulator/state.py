@@ -42,6 +42,8 @@ class Limits:
 
     max_body_bytes: int = 8 * 1024 * 1024
     max_streams: int = 2048
+    #: Seconds for the whole request body to arrive (a client trickling it is cut off).
+    body_timeout_s: float = 30.0
 
 
 class EmulatorState:
