@@ -257,6 +257,35 @@ def test_capture_then_replay(emulator: Any, tmp_path: Path) -> None:
     assert "abnormal_stop" in text.output
 
 
+def test_replay_applies_a_scenario_check_when_asked(emulator: Any, tmp_path: Path) -> None:
+    # an answer to the wrong question: a clean stream, but no 22 in the text
+    cap = tmp_path / "c.jsonl"
+    live = invoke(
+        "call",
+        "--api",
+        "bedrock-converse-stream",
+        "--model",
+        "amazon.nova-pro-v1:0",
+        "--endpoint",
+        emulator.url,
+        "--auth",
+        "none",
+        "--scenario",
+        "tool-call",
+        "--capture",
+        str(cap),
+        "--json",
+    )
+    assert as_json(live)["outcome"] == "ok"
+    plain = invoke("replay", str(cap), "--json")
+    assert as_json(plain)["outcome"] == "ok"
+    judged = invoke("replay", str(cap), "--scenario", "tool-result", "--json")
+    assert as_json(judged)["outcome"] == "expectation_failed"
+    assert judged.exit_code == 1
+    again = invoke("replay", str(cap), "--scenario", "tool-call", "--json")
+    assert again.exit_code == 0
+
+
 def test_replay_bad_file_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "x.jsonl"
     bad.write_text("hello\n")

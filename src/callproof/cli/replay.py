@@ -22,18 +22,26 @@ __all__ = ["replay"]
 @click.command("replay")
 @click.argument("capture", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--scenario",
+    type=click.Choice(["tool-result", "tool-call"]),
+    default=None,
+    help="Also apply this built-in scenario's check (the answer must mention 22; a "
+    "well-formed get_weather call). Without it, only the stream itself is judged.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also print every decoded event.")
-def replay(capture: Path, as_json: bool, verbose: bool) -> None:
+def replay(capture: Path, as_json: bool, scenario: str | None, verbose: bool) -> None:
     """Decode CAPTURE (written by `callproof call --capture`) and explain it."""
     from callproof.attempt import attempt_from
     from callproof.capture import decode_capture, read_capture
+    from callproof.scenarios import BUILTIN
 
     try:
         meta = read_capture(capture).meta
         result, _events = decode_capture(capture)
     except ConfigError as exc:
         raise ConfigUsageError(str(exc)) from None
-    attempt = attempt_from(result)
+    attempt = attempt_from(result, BUILTIN[scenario]() if scenario else None)
     if as_json:
         click.echo(json.dumps(attempt_json(attempt), ensure_ascii=False))
     else:
