@@ -53,6 +53,7 @@ __all__ = [
     "Redactor",
     "decode_capture",
     "read_capture",
+    "redact_url",
     "replay_app",
 ]
 
@@ -77,11 +78,22 @@ class Redactor:
 
     def __init__(self) -> None:
         self.secrets: set[str] = set()
+        # What scrub() looks for, prepared once per secret rather than per line: each secret
+        # and its JSON-escaped form, longest first so that a secret containing another is
+        # replaced whole, not around the shorter one.
+        self._forms: list[str] = []
+        self._byte_forms: list[bytes] = []
 
     def _remember(self, value: str) -> None:
+        added = False
         for piece in {value, *value.replace(",", " ").split()}:
-            if len(piece) >= 8:
+            if len(piece) >= 8 and piece not in self.secrets:
                 self.secrets.add(piece)
+                added = True
+        if added:
+            forms = set(self.secrets) | {json.dumps(s)[1:-1] for s in self.secrets}
+            self._forms = sorted(forms, key=len, reverse=True)
+            self._byte_forms = sorted((s.encode() for s in self.secrets), key=len, reverse=True)
 
     def header(self, name: str, value: str) -> str:
         """The value to record for header ``name``."""
@@ -123,20 +135,22 @@ class Redactor:
 
     def scrub(self, text: str) -> str:
         """``text`` with every remembered secret replaced."""
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-            escaped = json.dumps(secret)[1:-1]
-            if escaped != secret and escaped in text:
-                text = text.replace(escaped, REDACTED)
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
         return text
 
     def scrub_bytes(self, data: bytes) -> bytes:
-        for secret in self.secrets:
-            raw = secret.encode()
-            if raw in data:
-                data = data.replace(raw, REDACTED.encode())
+        """``data`` with every remembered secret replaced."""
+        for form in self._byte_forms:
+            if form in data:
+                data = data.replace(form, REDACTED.encode())
         return data
+
+
+def redact_url(url: str) -> str:
+    """``url`` with keys in its query string and user info replaced, for logs and messages."""
+    return Redactor().url(url)
 
 
 def _jsonable(value: Any) -> Any:
@@ -196,11 +210,11 @@ class CaptureWriter:
             }
         )
 
-    def _write(self, obj: dict[str, Any]) -> None:
+    def _write(self, obj: dict[str, Any], *, scrub: bool = True) -> None:
         if self._file is None:
             return
         line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-        self._file.write(self.redactor.scrub(line) + "\n")
+        self._file.write((self.redactor.scrub(line) if scrub else line) + "\n")
 
     def _t(self, now: float) -> float:
         return round(now - self._t0, 6)
@@ -235,7 +249,9 @@ class CaptureWriter:
 
     def chunk(self, now: float, data: bytes) -> None:
         data = self.redactor.scrub_bytes(data)
-        self._write({"type": "chunk", "t": self._t(now), "b64": base64.b64encode(data).decode()})
+        b64 = base64.b64encode(data).decode()
+        # Scrubbed as bytes already; the base64 text of the line cannot spell a secret.
+        self._write({"type": "chunk", "t": self._t(now), "b64": b64}, scrub=False)
 
     def raw_items(self, now: float, items: Iterable[RawItem]) -> None:
         t = self._t(now)
@@ -302,17 +318,26 @@ def read_capture(path: Path) -> Capture:
                 raise ConfigError(f"{path}: not a callproof capture (no meta line first)")
             capture = Capture(meta=obj)
             continue
-        match kind:
-            case "request":
-                capture.request = obj
-            case "response":
-                capture.response = obj
-            case "chunk":
-                capture.chunks.append((float(obj["t"]), base64.b64decode(obj["b64"])))
-            case "raw":
-                capture.raw.append(obj)
-            case "end":
-                capture.end = obj
+        try:
+            match kind:
+                case "request":
+                    capture.request = obj
+                case "response":
+                    obj["t"], obj["status"] = float(obj["t"]), int(obj["status"])
+                    obj["headers"] = [[str(k), str(v)] for k, v in obj["headers"]]
+                    capture.response = obj
+                case "chunk":
+                    data = base64.b64decode(obj["b64"], validate=True)
+                    capture.chunks.append((float(obj["t"]), data))
+                case "raw":
+                    capture.raw.append(obj)
+                case "end":
+                    obj["t"] = float(obj.get("t", 0.0))
+                    capture.end = obj
+        except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+            raise ConfigError(
+                f"{path}:{number}: a malformed {kind} line ({type(exc).__name__}: {exc})"
+            ) from exc
     if capture is None:
         raise ConfigError(f"{path}: empty capture")
     return capture
@@ -329,9 +354,9 @@ def decode_capture(path: Path) -> tuple[Response | CallError, list[Event]]:
 
     cap = read_capture(path)
     dialect = get_dialect(cap.api)
-    state = CallState(
-        dialect.stream_decoder(), cap.timeouts, 0.0, keep_events=True, model=cap.meta.get("model")
-    )
+    decoder = dialect.stream_decoder()
+    decoder.record_raw = False  # the capture's own raw lines are what a reader wants
+    state = CallState(decoder, cap.timeouts, 0.0, keep_events=True, model=cap.meta.get("model"))
     try:
         result = _decode(cap, dialect, state)
     except CallError as err:
@@ -470,7 +495,7 @@ def replay_app(
         try:
             await player
         except asyncio.CancelledError:
-            if not player.cancelled():
+            if not watcher.done():  # cancelled from outside (server shutdown), not by the peer
                 raise
         finally:
             watcher.cancel()

@@ -39,6 +39,7 @@ from callproof.dialects.base import Dialect, StreamDecoder
 from callproof.endpoints import Signer, build_request
 from callproof.errors import (
     CallError,
+    ConfigError,
     DeadlineExceeded,
     IncompleteFrame,
     IncompleteStreamError,
@@ -349,11 +350,9 @@ class ResponseStream:
             if self._capture is not None:
                 self._capture.chunk(now, chunk)
             events = _decoding(state.on_bytes, now, chunk)
-            # Drained every chunk even when nobody records them: a decoder keeps up to
-            # thousands of undrained raw frames, megabytes that a long stream never needs.
-            raw = state.decoder.raw_items()
             if self._capture is not None:
-                self._capture.raw_items(now, raw)
+                # Drained every chunk: a decoder would otherwise keep thousands of raw frames.
+                self._capture.raw_items(now, state.decoder.raw_items())
             self._pending.extend(events)
         except CallError as err:
             self._done = True
@@ -484,9 +483,15 @@ class Client:
         key = f"verify={verify!r}"
         http = self._owned.get(key)
         if http is None:
-            ssl_verify: bool | ssl.SSLContext = (
-                ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-            )
+            ssl_verify: bool | ssl.SSLContext = verify if isinstance(verify, bool) else True
+            if isinstance(verify, str):
+                try:
+                    ssl_verify = ssl.create_default_context(cafile=verify)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ConfigError(
+                        f"cannot load the CA bundle {verify}: {exc.strerror or exc}",
+                        where="endpoint.verify",
+                    ) from exc
             http = httpx.AsyncClient(
                 verify=ssl_verify,
                 timeout=None,  # noqa: S113 - see above: CallState's clocks time each call
@@ -559,8 +564,10 @@ class Client:
             writer = CaptureWriter(capture, target=target, timeouts=timeouts)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        decoder = dialect.stream_decoder()
+        decoder.record_raw = writer is not None  # raw units only for a capture to record
         state = CallState(
-            dialect.stream_decoder(),
+            decoder,
             timeouts,
             t0,
             keep_events=self.keep_events,
@@ -568,7 +575,12 @@ class Client:
         )
         if writer is not None:
             writer.request(t0, request)
-        log.debug("%s %s (target %s)", request.method, request.url, target.name)
+        if log.isEnabledFor(logging.DEBUG):
+            # Keys in a URL's query string or user info must not reach a log.
+            from callproof.capture import redact_url
+
+            url = redact_url(str(request.url))
+            log.debug("%s %s (target %s)", request.method, url, target.name)
         try:
             try:
                 limit, stall_cls = state.next_limit()
@@ -617,7 +629,14 @@ class Client:
                     if len(body) > MAX_ERROR_BODY:
                         break
         except TimeoutError:
-            raise state.stall(stall_cls, loop.time()) from None
+            # The status line already said what happened: an error body that never ends
+            # must not turn a 429 or a 503 into a stall.
+            log.debug(
+                "HTTP %d: error body unfinished after %d bytes (%s timer)",
+                http_response.status_code,
+                len(body),
+                stall_cls.outcome,
+            )
         except httpx.HTTPError:
             pass  # a broken error body still has a status worth reporting
         finally:

@@ -59,11 +59,13 @@ USER_AGENT = f"callproof/{_version()}"
 
 def join_url(base_url: str, path: str) -> str:
     """Join a base URL and a dialect path, keeping the path's percent-encoding as it is
-    (Bedrock model ids travel as ``us.amazon.nova-micro-v1%3A0``)."""
-    base = base_url.rstrip("/")
-    if not path:
-        return base
-    return base + (path if path.startswith("/") else "/" + path)
+    (Bedrock model ids travel as ``us.amazon.nova-micro-v1%3A0``). A query string on the base
+    URL (``?api-version=...``, a gateway's ``?key=...``) stays after the joined path."""
+    base, sep, query = base_url.partition("?")
+    base = base.rstrip("/")
+    if path:
+        base += path if path.startswith("/") else "/" + path
+    return f"{base}?{query}" if sep else base
 
 
 def is_loopback(url: str) -> bool:
@@ -181,6 +183,13 @@ def _env_secret(name: str, env: Mapping[str, str], what: str) -> str:
     return value.strip()
 
 
+def _redacted(url: str) -> str:
+    # Error messages reach terminals and logs: keys in a URL must not.
+    from callproof.capture import redact_url
+
+    return redact_url(url)
+
+
 def build_request(
     wire: WireRequest,
     endpoint: Endpoint,
@@ -198,7 +207,9 @@ def build_request(
     url = join_url(endpoint.base_url, wire.path)
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
-        raise ConfigError(f"endpoint URL must start with http:// or https://, got {url!r}")
+        raise ConfigError(
+            f"endpoint URL must start with http:// or https://, got {_redacted(url)!r}"
+        )
     headers: dict[str, str] = {"user-agent": USER_AGENT}
     if wire.body:
         headers["content-type"] = "application/json"
@@ -218,7 +229,8 @@ def build_request(
             if scheme != "https":
                 # botocore: InvalidEndpointConfigurationError, same words.
                 raise ConfigError(
-                    f"Bearer authorization requires an HTTPS endpoint (got {endpoint.base_url})"
+                    "Bearer authorization requires an HTTPS endpoint "
+                    f"(got {_redacted(endpoint.base_url)})"
                 )
             headers["authorization"] = "Bearer " + _env_secret(name, env, "Bedrock API key")
         case "sigv4":

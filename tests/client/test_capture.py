@@ -3,8 +3,6 @@ timestamps, offline decoding to the same conclusion, and replay with the origina
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -114,7 +112,7 @@ async def test_capture_records_chunks_with_timestamps_and_decodes_offline(tmp_pa
         )
 
     path = tmp_path / "ok.jsonl"
-    async with Client(transport=httpx.MockTransport(handler)) as client:
+    async with Client(transport=httpx.MockTransport(handler), keep_events=True) as client:
         live = await client.complete(make_target("bedrock-converse-stream"), CONV, capture=path)
     cap = read_capture(path)
     times = [t for t, _ in cap.chunks]
@@ -129,7 +127,8 @@ async def test_capture_records_chunks_with_timestamps_and_decodes_offline(tmp_pa
     assert result.text == live.text
     assert result.stop_reason == live.stop_reason
     assert result.request_id == "rid-c"
-    assert len(events) == len(live.events) or events
+    assert live.events
+    assert events == live.events
 
 
 async def test_http_error_capture_decodes_to_the_same_error(tmp_path: Path) -> None:
@@ -239,4 +238,53 @@ def test_capture_lines_are_json_with_types(tmp_path: Path) -> None:
     garbage.write_text("{nope\n")
     with pytest.raises(ConfigError, match="not a JSON line"):
         read_capture(garbage)
-    assert json.loads(json.dumps({"b64": base64.b64encode(b"x").decode()}))
+
+
+async def test_replay_app_does_not_swallow_its_own_cancellation(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.client.conftest import Paced
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Paced([(0, b"\x00\x00")], hang=True))
+
+    path = tmp_path / "hang.jsonl"
+    async with Client(transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(StallNoEvents):
+            await client.complete(make_target("bedrock-converse-stream"), CONV, capture=path)
+    assert read_capture(path).eof is False  # so the replay holds the body open
+    app = replay_app(path)
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        message = next(messages, None)
+        if message is None:
+            await asyncio.Event().wait()  # the client never disconnects
+        assert message is not None
+        return message
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/"}
+    task = asyncio.create_task(app(scope, receive, send))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert sent[0]["type"] == "http.response.start"
+
+
+def test_a_secret_that_contains_another_is_scrubbed_whole() -> None:
+    # Many pairs, so that whatever order a set gives, some short secret comes up first.
+    for i in range(40):
+        short = f"PLANTED-{i}-short"
+        long = f"{short}-and-a-longer-tail"
+        r = Redactor()
+        r.header("x-api-key", short)
+        r.header("authorization", f"Bearer {long}")
+        text = r.scrub(f"echo {long} and {short}")
+        assert text == "echo [REDACTED] and [REDACTED]", i
+        assert r.scrub_bytes(long.encode()) == b"[REDACTED]", i

@@ -377,3 +377,41 @@ def test_bedrock_api_key_over_tls_with_ca_bundle() -> None:
         assert result.exit_code == 0, result.output
         assert as_json(result)["outcome"] == "ok"
         assert invoke(*args, "--insecure", env=env).exit_code == 0
+
+
+def test_the_readable_account_does_not_print_a_key_in_the_endpoint_url() -> None:
+    secret = "PLANTEDclikey0123456789"
+    result = invoke(
+        "call",
+        "--api",
+        "openai-completions",
+        "--model",
+        "m",
+        "--endpoint",
+        f"http://127.0.0.1:9/v1?api_key={secret}",
+        "--first-event-timeout",
+        "0.5",
+    )
+    assert result.exit_code == 1, result.output
+    assert "transport_error" in result.output
+    assert "127.0.0.1:9/v1" in result.output
+    assert secret not in result.output
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"type":"chunk","t":0.1}',
+        '{"type":"chunk","t":0.1,"b64":"not base64!"}',
+        '{"type":"response","t":0.1,"status":200}',
+        '{"type":"response","t":"soon","status":200,"headers":[]}',
+    ],
+)
+def test_replay_of_a_malformed_capture_line_exits_2(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    meta = '{"type":"meta","format":"callproof-capture","version":1,"api":"openai-completions"}'
+    path.write_text(f"{meta}\n{line}\n")
+    result = invoke("replay", str(path), "--json")
+    assert result.exit_code == 2, result.output
+    assert "bad.jsonl:2: a malformed" in result.output
+    assert "Traceback" not in result.output

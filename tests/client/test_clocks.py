@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from callproof.errors import (
     StallMidStream,
     StallNoEvents,
 )
+from callproof.events import Event
 from callproof.targets import Timeouts
 from tests.client.conftest import Paced, make_target
 from tests.client.streams import KEEPALIVE, bedrock_frames, chat_frames
@@ -52,6 +54,13 @@ async def call(tr: httpx.AsyncBaseTransport, api: str, timeouts: Timeouts) -> tu
 
 
 T = Timeouts(first_event=0.3, idle=0.3, deadline=5.0)
+
+
+async def aenumerate(it: AsyncIterator[Event]) -> AsyncIterator[tuple[int, Event]]:
+    i = 0
+    async for item in it:
+        yield i, item
+        i += 1
 
 
 async def test_stall_before_headers() -> None:
@@ -144,13 +153,15 @@ async def test_paced_stream_within_clocks_is_ok_and_timed() -> None:
 
 async def test_slow_consumer_is_not_a_stall() -> None:
     frames = chat_frames("a b c d")
-    tr = transport([(0, f) for f in frames], headers=SSE)
+    # each chunk is sent 0.05 s after the client asks for it (the server waits for its reader)
+    tr = transport([(0.05, f) for f in frames], headers=SSE)
     async with (
         Client(transport=tr) as client,
         client.stream(make_target("openai-completions"), CONV, timeouts=T) as s,
     ):
-        async for _ in s:
-            await asyncio.sleep(0.1)  # 10 events x 0.1 s > idle 0.3 s in total
+        async for i, _ in aenumerate(s):
+            # the consumer dwells longer than the idle timeout between two events
+            await asyncio.sleep(0.4 if i == 1 else 0)
     assert s.response.stop_reason == "end_turn"
 
 

@@ -173,3 +173,62 @@ def test_bearer_from_named_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_scheme() -> None:
     with pytest.raises(ConfigError, match="http"):
         build_request(WIRE, Endpoint(base_url="ftp://example.test"))
+
+
+URL_KEY = "PLANTEDurlkey0123456789"
+
+
+def test_config_errors_do_not_echo_a_key_in_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as bad_scheme:
+        build_request(WIRE, Endpoint(base_url=f"ftp://h/v1?api_key={URL_KEY}"))
+    assert "ftp://h" in str(bad_scheme.value)
+    assert URL_KEY not in str(bad_scheme.value)
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSKtest")
+    with pytest.raises(ConfigError) as plain_http:
+        build_request(
+            WIRE,
+            Endpoint(base_url=f"http://h?key={URL_KEY}", auth=Auth(kind="bedrock-api-key")),
+        )
+    assert "HTTPS" in str(plain_http.value)
+    assert URL_KEY not in str(plain_http.value)
+
+
+async def test_the_debug_log_of_a_call_does_not_carry_a_key_in_the_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import httpx
+
+    from callproof.client import Client
+    from callproof.conversation import Conversation, UserMessage
+    from callproof.targets import Target
+    from tests.client.conftest import FAST
+    from tests.client.streams import chat_frames
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert URL_KEY in str(request.url)  # the key is still sent, only never logged
+        return httpx.Response(200, content=b"".join(chat_frames()))
+
+    target = Target(
+        name="t",
+        api="openai-completions",
+        model="m",
+        endpoint=Endpoint(base_url=f"http://mock/v1?key={URL_KEY}"),
+        timeouts=FAST,
+    )
+    caplog.set_level(logging.DEBUG, logger="callproof.client")
+    async with Client(transport=httpx.MockTransport(handler)) as client:
+        await client.complete(target, Conversation(messages=(UserMessage.text("hi"),)))
+    assert "http://mock/v1/chat/completions" in caplog.text
+    assert URL_KEY not in caplog.text
+
+
+def test_join_keeps_a_query_string_after_the_path() -> None:
+    assert (
+        join_url("https://gw.example/openai/v1/?api-version=2025-01-01", "/chat/completions")
+        == "https://gw.example/openai/v1/chat/completions?api-version=2025-01-01"
+    )
+    request = build_request(WIRE, Endpoint(base_url="http://127.0.0.1:4010?tenant=a"))
+    assert request.url.path == "/model/us.amazon.nova-micro-v1:0/converse-stream"
+    assert request.url.raw_path == (b"/model/us.amazon.nova-micro-v1%3A0/converse-stream?tenant=a")

@@ -223,6 +223,7 @@ async def test_injected_http_client_is_left_open() -> None:
 
 class _BuggyDecoder:
     keepalives = 0
+    record_raw = True
 
     def feed(self, data: bytes) -> list[Any]:
         raise KeyError("delta")
@@ -262,3 +263,66 @@ async def test_a_decoder_bug_is_still_a_typed_error(monkeypatch: pytest.MonkeyPa
     assert isinstance(info.value.__cause__, KeyError)
     assert info.value.outcome == "protocol_error"
     assert info.value.target == "t-openai-completions"
+
+
+async def test_an_error_body_that_never_ends_is_still_the_http_error() -> None:
+    from tests.client.conftest import FAST, Paced
+
+    body = Paced([(0, b'{"message":"Too many')], hang=True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            503,
+            headers={"x-amzn-ErrorType": "ServiceUnavailableException:http://x/"},
+            stream=body,
+        )
+
+    async with Client(transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(HTTPStatusError) as info:
+            await client.complete(make_target("bedrock-converse-stream"), CONV, timeouts=FAST)
+    assert info.value.status == 503
+    assert info.value.error_type == "ServiceUnavailableException"
+    assert info.value.outcome == "http_error"
+    assert body.closed
+
+
+async def test_a_missing_ca_bundle_is_a_config_error(tmp_path: Any) -> None:
+    from dataclasses import replace
+
+    from callproof.errors import ConfigError
+
+    target = make_target("openai-completions", base_url="https://127.0.0.1:9/v1")
+    target = replace(target, endpoint=replace(target.endpoint, verify=str(tmp_path / "no.pem")))
+    async with Client() as client:
+        with pytest.raises(ConfigError, match="CA bundle"):
+            await client.complete(target, CONV)
+
+
+async def test_raw_units_are_built_only_for_a_capture(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import callproof.dialects.bedrock_events as be
+
+    built: list[object] = []
+    original = be.frame_dict
+
+    def counting(*args: Any) -> dict[str, Any]:
+        built.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(be, "frame_dict", counting)
+    frames = bedrock_frames()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=ES, content=b"".join(frames))
+
+    async with Client(transport=httpx.MockTransport(handler)) as client:
+        plain = await client.complete(make_target("bedrock-converse-stream"), CONV, timeouts=T)
+        assert built == []  # nobody records them: no work per frame
+        path = tmp_path / "c.jsonl"
+        captured = await client.complete(
+            make_target("bedrock-converse-stream"), CONV, timeouts=T, capture=path
+        )
+    assert len(built) == len(frames)
+    assert plain.text == captured.text
+    assert path.read_text().count('"type":"raw"') == len(frames)

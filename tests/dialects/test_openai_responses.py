@@ -143,6 +143,17 @@ def test_incomplete_responses(reason: str, expected: str) -> None:
     assert (stop.stop_reason, stop.raw_stop_reason) == (expected, reason)
 
 
+def test_incomplete_event_without_a_status_is_not_a_clean_end() -> None:
+    body = CREATED + ev(
+        "response.incomplete", response={"incomplete_details": {"reason": "max_output_tokens"}}
+    )
+    (stop,) = [e for e in decode(ResponsesStreamDecoder(), body) if isinstance(e, StreamStop)]
+    assert (stop.stop_reason, stop.raw_stop_reason) == ("max_tokens", "max_output_tokens")
+    bare = CREATED + ev("response.incomplete", response={})
+    (stop,) = [e for e in decode(ResponsesStreamDecoder(), bare) if isinstance(e, StreamStop)]
+    assert (stop.stop_reason, stop.raw_stop_reason) == ("unknown", "incomplete")
+
+
 def test_completed_with_a_strange_status_is_unknown() -> None:
     body = CREATED + completed(status="cancelled")
     (stop,) = [e for e in decode(ResponsesStreamDecoder(), body) if isinstance(e, StreamStop)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callproof.emulator import EmulatorServer, create_app
+from callproof.emulator.bedrock_validation import BedrockError, decode_request
 from callproof.emulator.state import Limits
 
 from .conftest import FIRST_TURN
@@ -90,6 +92,40 @@ def test_empty_conversation_and_empty_content() -> None:
     )
     assert body["message"].startswith(
         "The content field in the Message object at messages.0 is empty."
+    )
+
+
+def test_a_conversation_must_start_with_a_user_message() -> None:
+    data = {"messages": [{"role": "assistant", "content": [{"text": "Hello."}]}, *FIRST_TURN]}
+    body = assert_bedrock_error(
+        send("POST", NOVA_PATH, json.dumps(data).encode()), 400, "ValidationException"
+    )
+    assert body["message"] == (
+        "A conversation must start with a user message. "
+        "Try again with a conversation that starts with a user message."
+    )
+
+
+def test_many_tool_uses_in_one_message_are_checked_in_linear_time() -> None:
+    # a hostile body within the size limit must not hold the event loop: the duplicate-id
+    # check once counted every id against the whole list (30k ids: ~12 s of CPU)
+    n = 30_000
+    uses = [
+        {"toolUse": {"toolUseId": f"t{i}", "name": "get_weather", "input": {}}} for i in range(n)
+    ]
+    uses.append(uses[0])
+    data = {
+        "messages": [FIRST_TURN[0], {"role": "assistant", "content": uses}],
+        "toolConfig": {
+            "tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {}}}}]
+        },
+    }
+    started = time.monotonic()
+    with pytest.raises(BedrockError) as info:
+        decode_request(data)
+    assert time.monotonic() - started < 2.0
+    assert info.value.message == (
+        "The toolUse blocks at messages.1.content contain duplicate Ids: t0"
     )
 
 
@@ -276,6 +312,32 @@ def test_stream_slots_are_bounded_and_freed_on_disconnect() -> None:
         assert client.post(url_path, content=body).status_code == 200
 
 
+def test_a_failure_while_building_the_answer_frees_its_stream_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from callproof.emulator import bedrock
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(bedrock, "stream_events", broken)
+    monkeypatch.setattr(bedrock, "converse_body", broken)
+    app = create_app(preset="fast", limits=Limits(max_streams=1))
+    state = app.state.emulator
+    body = json.dumps({"messages": FIRST_TURN}).encode()
+
+    async def go() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
+            return [
+                (await client.post(f"/model/amazon.nova-pro-v1%3A0/{op}", content=body)).status_code
+                for op in ("converse-stream", "converse")
+            ]
+
+    assert asyncio.run(go()) == [500, 500]
+    assert state.active_streams == 0
+
+
 def test_stopping_the_server_ends_hung_streams() -> None:
     server = EmulatorServer(preset="fast").start()
     body = json.dumps({"messages": FIRST_TURN}).encode()
@@ -324,7 +386,6 @@ def _trickle(url: str, path: str, declared: int, sent: bytes) -> tuple[bytes, fl
     """Send headers declaring ``declared`` body bytes, then only ``sent``, then wait for the
     server's answer over a real socket; return it and how long it took."""
     import socket
-    import time
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)

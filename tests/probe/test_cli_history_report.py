@@ -178,3 +178,17 @@ def test_report_of_nothing_is_exit_2(capsys: pytest.CaptureFixture[str], tmp_pat
 def test_sparkline() -> None:
     assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
     assert sparkline([]) == ""
+
+
+def test_names_and_paths_with_brackets_print_literally(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # rich reads "[/x]" as a closing tag; printed unescaped it raises MarkupError
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    code, out, err = run_cli(["history", "--db", db, "--target", "odd[/x]"], capsys)
+    assert (code, err) == (0, "")
+    assert "no runs recorded for odd[/x]" in out
+    run_dir = record_runs(db, tmp_path / "runs [/x]")
+    code, out, err = run_cli(["report", str(run_dir), "-q"], capsys)
+    assert code == 0, err
+    assert str(run_dir / "report.md") in out.replace("\n", "")

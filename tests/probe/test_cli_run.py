@@ -433,3 +433,18 @@ def test_agent_config_json_runs_against_the_emulator(
         ("emu-kimi-k2.5", 2),
         ("bedrock-nova-pro", 2),
     }
+
+
+def test_names_and_paths_are_printed_literally_not_as_markup(
+    make_config: MakeConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rich reads "[/x]" as a closing tag: printed unescaped it raises after the run finished
+    config = make_config(n=1)
+    out = tmp_path / "runs [/x]"
+    code, stdout, err = run_cli(
+        capsys, "run", "--config", str(config), "--no-history", "--out", str(out),
+        "--target", "nova",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert f"Run directory: {out}" in stdout.replace("\n", "")

@@ -283,3 +283,51 @@ def test_reports_of_an_empty_run(tmp_path: Path) -> None:
     assert "No attempts were recorded." in md
     assert "None" not in md
     assert "<svg" not in (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def test_reports_never_show_a_credential_from_an_endpoint_url(tmp_path: Path) -> None:
+    # an older run.json (or a hand-made one) may hold the URL as configured
+    run_dir, summary, meta = make_run(tmp_path)
+    secret = "sk-live-0123456789abcdef"
+    meta["targets"][0]["endpoint"] = f"https://me:{secret}@gw.example/v1?key={secret}"
+    write_reports(run_dir, summary, meta)
+    for name in ("report.md", "report.html"):
+        text = (run_dir / name).read_text(encoding="utf-8")
+        assert "gw.example/v1" in text, name
+        assert secret not in text, name
+
+
+def test_a_capture_path_outside_the_run_directory_is_never_read(tmp_path: Path) -> None:
+    # results.jsonl is data: a record naming ../secret or /abs/secret must not pull that file
+    # into a report someone shares
+    secret = tmp_path / "credentials"
+    secret.write_text("aws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY\n")
+    for capture in (str(secret), "../credentials"):
+        run_dir, summary, meta = make_run(tmp_path / capture.replace("/", "_"))
+        lines = (run_dir / "results.jsonl").read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines]
+        for r in records:
+            if not r["passed"]:
+                r["capture"] = capture
+        (run_dir / "results.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in records), encoding="utf-8"
+        )
+        (run_dir.parent / "credentials").write_text(secret.read_text())
+        write_reports(run_dir, summary, meta)
+        for name in ("report.md", "report.html"):
+            text = (run_dir / name).read_text(encoding="utf-8")
+            assert "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY" not in text, (capture, name)
+            assert "Raw Events of One Failing Attempt" in text or "Raw events" in text, name
+
+
+def test_terminal_summary_prints_names_literally() -> None:
+    # "[/x]" in a target or scenario name is text, not a rich closing tag
+    records = [
+        {**r, "target": "odd[/x]", "scenario": "sc[/y]"} for r in list(seed_records())[:10]
+    ]  # fmt: skip
+    summary = Aggregator().add_all(records).summary()
+    console = Console(record=True, width=220, color_system=None)
+    print_summary(console, summary)
+    out = console.export_text()
+    assert "Pass rate per target · sc[/y]" in out
+    assert "Why it compounds · odd[/x]" in out

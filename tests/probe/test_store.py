@@ -158,3 +158,11 @@ def test_unreachable_postgres_is_a_config_error(pg_server: object) -> None:  # n
         port = s.getsockname()[1]
     with pytest.raises(ConfigError, match="cannot connect to history database"):
         HistoryStore.open(f"postgresql://postgres@127.0.0.1:{port}/nope?connect_timeout=2")
+
+
+def test_the_url_a_store_shows_in_messages_has_no_password(tmp_path: Path) -> None:
+    # `callproof history` and `callproof report RUN_ID` print store.url
+    with HistoryStore.open(f"sqlite:///{tmp_path / 'h.db'}") as opened:
+        store = HistoryStore(opened._db, "postgresql://probe:hunter2-secret@db.example:5432/h")
+        assert "hunter2-secret" not in store.url
+        assert store.url.endswith("@db.example:5432/h")

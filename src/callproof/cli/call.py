@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from callproof.attempt import Attempt
+from callproof.capture import redact_url
 from callproof.dialects.base import API_NAMES
 from callproof.endpoints import is_loopback
 from callproof.errors import ConfigError
@@ -82,7 +83,7 @@ def _auth(api: str, auth: str, api_key_env: str | None, profile: str | None, url
     ):
         return Auth(kind="bedrock-api-key", env=api_key_env)
     if is_loopback(url) and not Signer().has_credentials(profile):
-        logging.getLogger(__name__).info("no AWS credentials: calling %s unsigned", url)
+        logging.getLogger(__name__).info("no AWS credentials: calling %s unsigned", redact_url(url))
         return Auth(kind="none")
     return Auth(kind="sigv4", profile=profile)
 
@@ -307,7 +308,7 @@ def _call(
                 raise ConfigError(
                     "--target/--route take the API, model and endpoint from the config"
                 )
-            targets, label = _from_config(stack, config_path, target_name, route_name)
+            targets, label, policy = _from_config(stack, config_path, target_name, route_name)
             targets = [
                 replace(
                     t,
@@ -321,7 +322,7 @@ def _call(
                 for t in targets
             ]
             if route_name:
-                return _run_route(route_name, targets, scenario, config_path), label
+                return _run_route(route_name, targets, scenario, policy), label
             target = targets[0]
         else:
             if not api:
@@ -360,17 +361,19 @@ def _call(
                 endpoint=endpoint_obj,
                 timeouts=_timeouts(base, *clocks),
             )
-            label = f"{target.name} at {endpoint}"
+            label = f"{target.name} at {redact_url(endpoint)}"
         attempt = asyncio.run(_run_target(target, scenario, capture, keep_events=verbose))
         return attempt, label
 
 
 def _from_config(
     stack: ExitStack, path: Path | None, target_name: str | None, route_name: str | None
-) -> tuple[list[Target], str]:
+) -> tuple[list[Target], str, dict[str, Any]]:
+    """The targets named (one, or a route's), a label, and the route's policy mapping."""
     from callproof.probe.config import load_config
 
     config = load_config(path)
+    policy: dict[str, Any] = {}
     if route_name:
         route = config.routes.get(route_name)
         if route is None:
@@ -378,6 +381,7 @@ def _from_config(
                 f"no route {route_name!r}; routes: {', '.join(sorted(config.routes)) or 'none'}"
             )
         names = route.targets
+        policy = dict(route.policy)
     else:
         assert target_name is not None
         if target_name not in config.targets:
@@ -394,7 +398,7 @@ def _from_config(
         )
         config = config.bind_emulator(str(server.url))
     label = f"route {route_name}" if route_name else f"target {target_name}"
-    return [config.targets[n] for n in names], label
+    return [config.targets[n] for n in names], label, policy
 
 
 async def _run_target(
@@ -408,40 +412,21 @@ async def _run_target(
 
 
 def _run_route(
-    name: str, targets: list[Target], scenario: Scenario, config_path: Path | None
+    name: str, targets: list[Target], scenario: Scenario, policy: dict[str, Any]
 ) -> Attempt:
-    from callproof.probe.config import load_config
-    from callproof.resilience import RoutePolicy, Router
+    from callproof.resilience import RoutePolicy, Router, run_route_attempt
 
-    route = load_config(config_path).routes[name]
-    policy = RoutePolicy.from_mapping(route.policy)
+    route_policy = RoutePolicy.from_mapping(policy)
 
     async def run() -> Attempt:
         from callproof.client import Client
 
         async with Client() as client:
-            router = Router(name, targets, client=client, policy=policy)
-            try:
-                from callproof.resilience import run_route_attempt
-            except ImportError:  # pragma: no cover - older resilience module
-                return await _fallback_route_attempt(router, scenario)
+            router = Router(name, targets, client=client, policy=route_policy)
             attempt: Attempt = await run_route_attempt(router, scenario)
             return attempt
 
     return asyncio.run(run())
-
-
-async def _fallback_route_attempt(router: Any, scenario: Scenario) -> Attempt:  # pragma: no cover
-    from callproof.attempt import attempt_from
-    from callproof.errors import AllAttemptsFailed, CallError
-
-    try:
-        response = await router.complete(scenario.conversation)
-    except AllAttemptsFailed as group:
-        last = group.exceptions[-1]
-        assert isinstance(last, CallError)
-        return attempt_from(last, scenario)
-    return attempt_from(response, scenario)
 
 
 def _raw_lines(path: Path) -> list[dict[str, Any]]:

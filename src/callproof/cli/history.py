@@ -46,6 +46,7 @@ def history(
     (sqlite:///PATH or postgresql://USER@HOST/DB).
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -64,7 +65,7 @@ def history(
     console = Console(highlight=False)
     if not rows:
         what = f" for {target}" if target else ""
-        console.print(f"no runs recorded{what} in {url}")
+        console.print(escape(f"no runs recorded{what} in {url}"))
         return
     scenarios = list(OrderedDict.fromkeys(r["scenario"] for r in rows))
     for name in scenarios:
@@ -74,11 +75,11 @@ def history(
         for r in subset:
             run = by_run.setdefault(r["run_id"], {"started_at": r["started_at"], "cells": {}})
             run["cells"][r["target"]] = r
-        table = Table(title=f"Pass rate over time · {name}", title_justify="left")
+        table = Table(title=escape(f"Pass rate over time · {name}"), title_justify="left")
         table.add_column("started (UTC)", no_wrap=True)
         table.add_column("run", no_wrap=True)
         for t in targets:
-            table.add_column(t, justify="right", overflow="fold")
+            table.add_column(escape(t), justify="right", overflow="fold")
         for run_id, run in by_run.items():
             cells: list[Text | str] = []
             for t in targets:
@@ -89,9 +90,9 @@ def history(
                 style = "green" if row["passed"] == row["n"] else "red"
                 cells.append(Text(_cell(row), style=style))
             started = str(run["started_at"] or "")[:19].replace("T", " ")
-            table.add_row(started, run_id, *cells)
+            table.add_row(started, escape(run_id), *cells)
         console.print(table)
-        trend = Table(title=f"Trend · {name}", title_justify="left")
+        trend = Table(title=escape(f"Trend · {name}"), title_justify="left")
         trend.add_column("target", no_wrap=True)
         for column in ("runs", "first", "latest", "all attempts", "trend"):
             trend.add_column(column, justify="right" if column != "trend" else "left")
@@ -100,7 +101,7 @@ def history(
             passed = sum(r["passed"] for r in series)
             n = sum(r["n"] for r in series)
             trend.add_row(
-                t,
+                escape(t),
                 str(len(series)),
                 format_pct(series[0]["pass_rate"]),
                 format_pct(series[-1]["pass_rate"]),

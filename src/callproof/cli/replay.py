@@ -15,6 +15,7 @@ import click
 
 from callproof.cli.call import ConfigUsageError, attempt_json, print_attempt
 from callproof.errors import ConfigError
+from callproof.scenarios import BUILTIN
 
 __all__ = ["replay"]
 
@@ -24,7 +25,7 @@ __all__ = ["replay"]
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--scenario",
-    type=click.Choice(["tool-result", "tool-call"]),
+    type=click.Choice(list(BUILTIN)),
     default=None,
     help="Also apply this built-in scenario's check (the answer must mention 22; a "
     "well-formed get_weather call). Without it, only the stream itself is judged.",
@@ -34,7 +35,6 @@ def replay(capture: Path, as_json: bool, scenario: str | None, verbose: bool) ->
     """Decode CAPTURE (written by `callproof call --capture`) and explain it."""
     from callproof.attempt import attempt_from
     from callproof.capture import decode_capture, read_capture
-    from callproof.scenarios import BUILTIN
 
     try:
         meta = read_capture(capture).meta

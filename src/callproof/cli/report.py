@@ -144,10 +144,11 @@ def report(source: str, db_url: str | None, out: Path | None, as_json: bool, qui
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
         return
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(highlight=False)
     if not quiet:
         from callproof.report.terminal import print_summary
 
         print_summary(console, summary)
-    console.print(f"{run_dir / 'report.md'}\n{run_dir / 'report.html'}", soft_wrap=True)
+    console.print(escape(f"{run_dir / 'report.md'}\n{run_dir / 'report.html'}"), soft_wrap=True)

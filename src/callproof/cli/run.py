@@ -150,6 +150,7 @@ def run(
     (the reports of what finished are still written).
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from callproof.probe.config import DEFAULT_TOML, load_config, parse_config
     from callproof.probe.runner import (
@@ -241,13 +242,14 @@ def run(
         value = e["ci95"][0] if gate_mode == "lower" else e["pass_rate"]
         what = "Wilson lower bound" if gate_mode == "lower" else "pass rate"
         err.print(
-            f"[red]gate:[/] {e['target']} · {e['scenario']}: {what} {value:.1%} < {fail_under:.1%}"
+            f"[red]gate:[/] {escape(e['target'])} · {escape(e['scenario'])}: "
+            f"{what} {value:.1%} < {fail_under:.1%}"
         )
     # sys.exit, not ctx.exit: click's non-standalone mode returns ctx.exit's code instead
     if result.interrupted:
         err.print(
             f"interrupted: {result.written} attempts finished; resume with "
-            f"callproof run --resume {result.run_dir}"
+            f"callproof run --resume {escape(str(result.run_dir))}"
         )
         sys.exit(130)
     if failing:
@@ -296,6 +298,8 @@ def _finish(result: Any, store: Any) -> None:
 
 
 def _print_terminal(console: Any, result: Any) -> None:
+    from rich.markup import escape
+
     from callproof.probe.summary import read_records
     from callproof.report.common import collect_attempt_lines, failed_line, passed_line
     from callproof.report.terminal import print_attempt, print_summary
@@ -306,8 +310,8 @@ def _print_terminal(console: Any, result: Any) -> None:
     )
     for key, entry in entries.items():
         cell = lines.get(key)
-        console.print(f"\n[bold]{key[0]}[/] · {key[1]}")
-        console.print(f"Running {entry['n']} identical {key[1]} requests...\n")
+        console.print(f"\n[bold]{escape(key[0])}[/] · {escape(key[1])}")
+        console.print(f"Running {entry['n']} identical {escape(key[1])} requests...\n")
         if cell is not None:
             for record in cell.records:
                 print_attempt(console, record, show_target=False)
@@ -317,7 +321,7 @@ def _print_terminal(console: Any, result: Any) -> None:
     console.print()
     print_summary(console, result.summary)
     console.print(
-        f"\nRun directory: {result.run_dir} "
+        f"\nRun directory: {escape(str(result.run_dir))} "
         "(results.jsonl, summary.json, run.json, report.md, report.html)"
     )
 

@@ -150,6 +150,8 @@ class DecoderBase:
         # (kind, data) pairs turned into RawItems only when drained, so decoding stays cheap
         # for callers that never ask; bounded, so memory stays flat for them.
         self._raw: deque[tuple[str, Any]] = deque(maxlen=RAW_ITEMS_KEPT)
+        #: False: nothing is kept for :meth:`raw_items` (nobody records them).
+        self.record_raw = True
         self._failed: CallError | None = None
 
     def raw_items(self) -> list[RawItem]:
@@ -213,7 +215,8 @@ class JSONBodyDecoder(DecoderBase):
 
     def _close(self, out: list[Event]) -> None:
         text = self._body.decode("utf-8", "replace")
-        self._raw.append(("body", text))
+        if self.record_raw:
+            self._raw.append(("body", text))
         if not text.strip():
             raise IncompleteStreamError(f"{self.what} is empty")
         try:

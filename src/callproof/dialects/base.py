@@ -58,6 +58,9 @@ class StreamDecoder(Protocol):
 
     #: Keep-alive comments seen so far (they are recorded, never events).
     keepalives: int
+    #: Whether raw units are kept for :meth:`raw_items`; the client turns it off when nothing
+    #: records them (no capture), so decoding does no work for nobody.
+    record_raw: bool
 
     def feed(self, data: bytes) -> list[Event]: ...
 

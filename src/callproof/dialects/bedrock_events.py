@@ -176,16 +176,20 @@ class ConverseStreamDecoder(DecoderBase):
         # Blocks of server-side tools (Nova code interpreter): run by Bedrock, not by the
         # caller, so they are not tool calls of the response.
         self._server_blocks: set[int] = set()
-        self.frames = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames decoded so far."""
+        return self._frames.frames_decoded
 
     def _feed(self, data: bytes, out: list[Event]) -> None:
         for msg in self._frames.feed(data):
-            self.frames += 1
             try:
                 text: str | None = msg.payload.decode("utf-8")
             except UnicodeDecodeError:
                 text = None
-            self._raw.append(("frame", (msg, text)))
+            if self.record_raw:
+                self._raw.append(("frame", (msg, text)))
             self._on_frame(msg, text, out)
 
     def _raw_item(self, kind: str, data: Any) -> RawItem:

@@ -162,9 +162,11 @@ class SSEStreamDecoder(DecoderBase):
         for item in self._sse.feed(data):
             if isinstance(item, SSEComment):
                 self.keepalives += 1
-                self._raw.append(("comment", item.text))
+                if self.record_raw:
+                    self._raw.append(("comment", item.text))
                 continue
-            self._raw.append(("sse", item))
+            if self.record_raw:
+                self._raw.append(("sse", item))
             self.data_events += 1
             if item.data.strip() == "[DONE]":
                 self._on_done(out)

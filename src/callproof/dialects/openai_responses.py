@@ -212,7 +212,8 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
             case "response.output_item.done":
                 self._item_done(payload, out)
             case "response.completed" | "response.incomplete":
-                self._complete(_obj(payload.get("response")), out)
+                # The event names the status when the response object leaves it out.
+                self._complete(_obj(payload.get("response")), kind.removeprefix("response."), out)
             case "response.failed":
                 response = _obj(payload.get("response"))
                 raise stream_error(response.get("error") or {"message": "response.failed"})
@@ -305,12 +306,12 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
                 )
             )
 
-    def _complete(self, response: dict[str, Any], out: list[Event]) -> None:
+    def _complete(self, response: dict[str, Any], default: str, out: list[Event]) -> None:
         self._start(response, out)
         for output_index in list(self._calls):
             self._end(self._calls[output_index], out)
         status = response.get("status")
-        status = status if isinstance(status, str) else "completed"
+        status = status if isinstance(status, str) and status else default
         reason: StopReason
         if status == "completed":
             output = response.get("output")

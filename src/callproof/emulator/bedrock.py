@@ -33,7 +33,7 @@ from callproof.emulator.bedrock_wire import (
     stream_steps,
 )
 from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
-from callproof.emulator.faults import InvalidFault, apply_to_turn
+from callproof.emulator.faults import FAULT_HEADER, InvalidFault, apply_to_turn
 from callproof.emulator.models import script_turn
 from callproof.emulator.state import EmulatorState
 from callproof.emulator.streaming import Send, Sleep, Step, StepResponse
@@ -42,7 +42,6 @@ __all__ = ["bedrock_error_response", "bedrock_routes"]
 
 log = logging.getLogger(__name__)
 
-FAULT_HEADER = "x-callproof-fault"
 INVALID_MODEL = "The provided model identifier is invalid."
 
 
@@ -127,40 +126,37 @@ async def _serve(
             raise stream_exception_as_http(fault.value)
     rng = state.request_rng(model_id)
     turn = apply_to_turn(fault, script_turn(profile, conversation, rng), conversation)
-    if not state.open_stream():
-        raise BedrockError(
-            429, "ThrottlingException", "Too many requests, please wait before trying again."
-        )
     headers = {"x-amzn-requestid": request_id}
+    steps: list[Step]
     if operation == "converse-stream":
+        media_type = EVENTSTREAM
         events = stream_events(profile, turn, 0)
         delays = planned_delays(events, profile.latency, rng)
-        extra = fault.seconds if fault is not None and fault.name == "latency" else 0.0
+        extra = fault.added_latency if fault is not None else 0.0
         metadata = events[-1]
         metrics = {"latencyMs": int((sum(delays) + extra) * 1000)}
         events[-1] = replace(metadata, payload={**metadata.payload, "metrics": metrics})
         steps = stream_steps(events, delays, fault, rng)
-        return StepResponse(
-            steps,
-            headers=headers,
-            media_type=EVENTSTREAM,
-            closing=state.closing,
-            on_close=state.close_stream,
+    else:
+        media_type = "application/json"
+        delay = profile.latency.response_delay(rng, turn.output_tokens)
+        if fault is not None:
+            delay += fault.added_latency
+        payload = json.dumps(converse_body(turn, int(delay * 1000), profile)).encode()
+        plain = converse_steps(payload, delay, fault)
+        if plain is None:
+            plain = [Sleep(delay), Send(payload)]
+            headers["content-length"] = str(len(payload))
+        steps = plain
+    # the slot is taken last, once nothing can fail before StepResponse releases it
+    if not state.open_stream():
+        raise BedrockError(
+            429, "ThrottlingException", "Too many requests, please wait before trying again."
         )
-    delay = profile.latency.first_delay(rng) + sum(
-        profile.latency.token_delay(rng) for _ in range(turn.output_tokens)
-    )
-    if fault is not None and fault.name == "latency":
-        delay += fault.seconds
-    payload = json.dumps(converse_body(turn, int(delay * 1000), profile)).encode()
-    plain: list[Step] | None = converse_steps(payload, delay, fault)
-    if plain is None:
-        plain = [Sleep(delay), Send(payload)]
-        headers["content-length"] = str(len(payload))
     return StepResponse(
-        plain,
+        steps,
         headers=headers,
-        media_type="application/json",
+        media_type=media_type,
         closing=state.closing,
         on_close=state.close_stream,
     )

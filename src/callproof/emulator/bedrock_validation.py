@@ -24,6 +24,7 @@ import binascii
 import json
 import math
 import re
+from collections import Counter
 from typing import Any
 
 from callproof.conversation import (
@@ -372,7 +373,7 @@ def _image(raw: dict[str, Any], where: str) -> ImagePart:
 
 
 def _check_turns(raw: list[Any], messages: list[Message], *, tools_declared: bool) -> None:
-    if not messages:
+    if not messages or messages[0].role != "user":
         raise _invalid(
             "A conversation must start with a user message. "
             "Try again with a conversation that starts with a user message."
@@ -386,8 +387,8 @@ def _check_turns(raw: list[Any], messages: list[Message], *, tools_declared: boo
             )
         if isinstance(message, AssistantMessage):
             uses_tools = uses_tools or bool(message.tool_calls)
-            ids = [c.id for c in message.tool_calls]
-            duplicates = sorted({d for d in ids if ids.count(d) > 1})
+            counts = Counter(c.id for c in message.tool_calls)
+            duplicates = sorted(d for d, n in counts.items() if n > 1)
             if duplicates:
                 raise _invalid(
                     f"The toolUse blocks at messages.{i}.content contain duplicate Ids: "

@@ -256,8 +256,8 @@ def stream_steps(
         return [Headers(), Hang()]
     frames = [frame(e, rng) for e in events]
     steps: list[Step] = [Headers()]
-    if name == "latency" and fault is not None:
-        steps.append(Sleep(fault.seconds))
+    if fault is not None and fault.added_latency:
+        steps.append(Sleep(fault.added_latency))
     sends = [Send(data, delay) for data, delay in zip(frames, delays, strict=True)]
     if name == "stall_after" and fault is not None:
         return [*steps, *sends[: fault.count], Hang()]

@@ -7,6 +7,8 @@ Public API (stable; the Bedrock and OpenAI routes both build on it):
   ``ConfigError`` and a ``ValueError``) on an unknown name or a bad argument. Typed accessors:
   ``.count`` (``stall_after``), ``.status`` (``http_error``), ``.seconds`` (``latency``),
   ``.value`` (``stream_exception`` type, ``stop_reason`` value). ``str(fault)`` gives the text back.
+  ``.added_latency`` is the delay any fault adds before the first event (only ``latency``).
+  :data:`FAULT_HEADER` is the request header that forces a fault.
 * :func:`apply_to_turn(fault, turn, conversation) <apply_to_turn>`: the content faults
   (``empty_response``, ``stop_reason``, ``malformed_tool_args``, ``tool_call_in_text``) applied
   to a scripted :class:`~callproof.emulator.models.Turn`; other faults leave it unchanged.
@@ -36,6 +38,7 @@ from callproof.events import STOP_REASONS
 
 __all__ = [
     "CONTENT_FAULTS",
+    "FAULT_HEADER",
     "FAULT_NAMES",
     "KNOWN_STREAM_EXCEPTIONS",
     "Fault",
@@ -47,6 +50,9 @@ __all__ = [
     "apply_to_turn",
     "turn_type",
 ]
+
+#: The request header that forces one fault on one request (any route).
+FAULT_HEADER = "x-callproof-fault"
 
 #: The exact fault names; those ending in ``:`` take an argument.
 FAULT_NAMES: tuple[str, ...] = (
@@ -150,6 +156,11 @@ class Fault:
     def seconds(self) -> float:
         """The delay of ``latency:SECONDS``."""
         return float(self.arg or 0)
+
+    @property
+    def added_latency(self) -> float:
+        """Seconds this fault adds before the first event: ``latency:SECONDS``, else 0."""
+        return self.seconds if self.name == "latency" else 0.0
 
     @property
     def value(self) -> str:

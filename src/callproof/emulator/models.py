@@ -81,6 +81,10 @@ class Latency:
         frac = min(self.jitter, 1.0)
         return max(0.0, gap * (1 + rng.uniform(-frac, frac)))
 
+    def response_delay(self, rng: random.Random, tokens: int) -> float:
+        """Seconds before a whole non-streamed answer of ``tokens`` tokens."""
+        return self.first_delay(rng) + sum(self.token_delay(rng) for _ in range(tokens))
+
 
 INSTANT = Latency(first_event_s=0.0, tokens_per_s=0.0, jitter=0.0)
 

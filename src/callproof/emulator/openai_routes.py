@@ -61,7 +61,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
-from callproof.emulator.faults import Fault, InvalidFault, apply_to_turn
+from callproof.emulator.faults import FAULT_HEADER, Fault, InvalidFault, apply_to_turn
 from callproof.emulator.models import ModelProfile, Turn, script_turn
 from callproof.emulator.openai_chat import (
     KEEPALIVE,
@@ -79,7 +79,6 @@ __all__ = ["KEEPALIVE_INTERVAL_S", "openai_routes"]
 
 #: Seconds between OpenRouter keep-alive comments while a stream is silent.
 KEEPALIVE_INTERVAL_S = 1.0
-FAULT_HEADER = "x-callproof-fault"
 
 _OPENAI_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Invalid request.", "invalid_request_error", None),
@@ -353,7 +352,7 @@ def _stream_steps(
             count = fault.count if fault else 0
             pieces = pieces[: events[count]] if count < len(events) else pieces
             stall = True
-    extra = fault.seconds if name == "latency" and fault is not None else 0.0
+    extra = fault.added_latency if fault is not None else 0.0
     yield from _paced(pieces, profile, rng, extra, keepalive)
     if stall:
         yield from _silence(state, keepalive)
@@ -424,8 +423,9 @@ def _body_steps(
             body["completed_at"] = None
     data = json.dumps(body, ensure_ascii=False).encode()
     headers = {"content-type": "application/json"}
-    wait = profile.latency.first_delay(rng) + (fault.seconds if name == "latency" and fault else 0)
-    wait += sum(profile.latency.token_delay(rng) for _ in range(min(turn.output_tokens, 50)))
+    wait = profile.latency.response_delay(rng, turn.output_tokens)
+    if fault is not None:
+        wait += fault.added_latency
     match name:
         case "hang_before_headers":
             return iter([Hang()]), headers

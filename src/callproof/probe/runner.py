@@ -10,7 +10,8 @@ Shape of a run::
 Nothing holds the records: memory stays flat over 100,000 attempts. ``resume`` reads an
 interrupted run's ``results.jsonl``, skips the (target, scenario, attempt) keys already there,
 and appends the rest under the same run id. Cancelling the run (Ctrl-C) cancels in-flight
-attempts, which are not recorded, and still summarises what finished.
+attempts, which are not recorded, and still summarises what finished. The files of the run
+directory and ``run.json``'s meta live in :mod:`callproof.probe.rundir`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import re
 import time
 import uuid
@@ -32,12 +31,24 @@ from typing import Any
 import httpx
 
 from callproof.conversation import Conversation
-from callproof.errors import AllAttemptsFailed, CallError, CallproofError, ConfigError
+from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.events import Response
 from callproof.outcomes import Outcome
-from callproof.probe.config import Config, RouteConfig
-from callproof.probe.scenarios import ProbeScenario, attempts_of, drive_loop
-from callproof.targets import Target
+from callproof.probe.config import Config
+from callproof.probe.rundir import (
+    RESULTS,
+    Unit,
+    environment,
+    load_plan,
+    new_run_dir,
+    now_utc,
+    request_bodies,
+    scan_existing,
+    scenario_meta,
+    target_meta,
+    write_json,
+)
+from callproof.probe.scenarios import ProbeScenario, drive_loop
 
 __all__ = [
     "RunOptions",
@@ -51,30 +62,6 @@ __all__ = [
     "run_probe",
     "run_sync",
 ]
-
-_RESULTS = "results.jsonl"
-
-
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """What one results record's ``target`` names: a plain target, or a route (``route:NAME``)."""
-
-    name: str
-    target: Target | None = None
-    route: RouteConfig | None = None
-    members: tuple[Target, ...] = ()
-
-    @property
-    def api(self) -> str | None:
-        return self.target.api if self.target else None
-
-    @property
-    def model(self) -> str | None:
-        return self.target.model if self.target else None
-
-    @property
-    def provider(self) -> str | None:
-        return self.target.provider if self.target else None
 
 
 @dataclass(slots=True)
@@ -182,67 +169,6 @@ def check_selection(config: Config, options: RunOptions) -> None:
         raise ConfigError("n must be at least 1", where="-n")
 
 
-def new_run_dir(base: Path) -> Path:
-    """``base/<UTC timestamp>/``, made unique with a suffix when two runs share a second."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        path = base / (stamp if i == 0 else f"{stamp}-{i}")
-        try:
-            path.mkdir(parents=True)
-        except FileExistsError:
-            continue
-        return path
-    raise ConfigError(f"cannot create a run directory under {base}")
-
-
-def load_plan(run_dir: Path) -> dict[str, Any]:
-    """The plan an interrupted run was started with (``run.json``'s ``plan``)."""
-    meta_path = run_dir / "run.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"not a run directory (no run.json): {run_dir}", where="--resume"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {meta_path}: {exc}", where="--resume") from None
-    plan = meta.get("plan")
-    if not isinstance(plan, dict):
-        raise ConfigError(f"{meta_path} holds no plan to resume", where="--resume")
-    plan["run_id"] = meta.get("run_id")
-    plan["started_at"] = meta.get("started_at")
-    return plan
-
-
-def _scan_existing(path: Path) -> tuple[set[tuple[str, str, int]], int]:
-    """Keys already recorded and the highest seq; a torn last line is cut off first."""
-    done: set[tuple[str, str, int]] = set()
-    seq = 0
-    if not path.exists():
-        return done, seq
-    with path.open("rb+") as fh:
-        data_end = fh.seek(0, os.SEEK_END)
-        if data_end:
-            fh.seek(max(0, data_end - 1))
-            if fh.read(1) != b"\n":
-                # a crash mid-write: keep everything up to the last full line
-                fh.seek(0)
-                content = fh.read()
-                fh.truncate(content.rfind(b"\n") + 1)
-    from callproof.probe.summary import read_records
-
-    for record in read_records(path):
-        done.add(
-            (
-                str(record.get("target")),
-                str(record.get("scenario")),
-                int(record.get("attempt") or 0),
-            )
-        )
-        seq = max(seq, int(record.get("seq") or 0))
-    return done, seq
-
-
 # --- one attempt -------------------------------------------------------------------------------
 
 
@@ -321,7 +247,7 @@ class _Runner:
         for unit in self.units:
             self.unit_limits[unit.name] = asyncio.Semaphore(limit or self.options.concurrency)
         workers: list[asyncio.Task[None]] = []
-        with (self.run_dir / _RESULTS).open("a", encoding="utf-8") as results:
+        with (self.run_dir / RESULTS).open("a", encoding="utf-8") as results:
             self.results = results
             async with Client(transport=self.options.transport) as client:
                 self.client = client
@@ -461,7 +387,7 @@ class _Runner:
                 verdict=verdict,
             )
             record = attempt.to_record()
-            record["requests"] = max(requests, len(route_attempts))
+            record["requests"] = requests  # a route's is counted from its attempts in _attempt
             record["route_attempts"] = route_attempts
             return record
         if unit.target is not None:
@@ -481,11 +407,7 @@ class _Runner:
             attempt = await run_route_attempt(
                 self.routers[unit.name], scenario.scenario, capture=capture
             )
-            record = attempt.to_record()
-            if "route_attempts" not in record:
-                record["route_attempts"] = attempts_of(attempt.response) or attempts_of(
-                    getattr(attempt.error, "response", None)
-                )
+            record = attempt.to_record()  # carries requests and route_attempts
         _finish_single(record, scenario)
         return record
 
@@ -509,93 +431,15 @@ async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
 def _route_error(group: AllAttemptsFailed) -> CallError:
     """The error a failed routed call counts as: the last candidate actually sent (as
     ``run_route_attempt`` decides), carrying every attempt's record."""
-    errors = [e for e in group.exceptions if isinstance(e, CallError)]
-    sent = [e for e in errors if e.kind != "CircuitOpenError"]
-    last = (sent or errors or [CallError(str(group))])[-1]
+    from callproof.resilience.routes import final_error
+
+    last = final_error(group)
     attempts = getattr(group, "attempts", None)
     if last.response is None:
         last.response = Response()
     if isinstance(attempts, list) and not last.response.attempts:
         last.response.attempts = attempts
     return last
-
-
-def request_bodies(client: Any, units: Sequence[Unit], scenario: ProbeScenario) -> dict[str, Any]:
-    """The exact first request body each target of the run is sent for ``scenario``."""
-    from callproof.client import get_dialect
-
-    bodies: dict[str, Any] = {}
-    for unit in units:
-        for target in (unit.target,) if unit.target else unit.members:
-            if target.name in bodies:
-                continue
-            try:
-                body = client.build(target, scenario.conversation).content
-            except CallproofError:
-                body = (
-                    get_dialect(target.api)
-                    .encode_request(target.model, scenario.conversation, extra=target.extra or None)
-                    .body
-                )
-            try:
-                bodies[target.name] = json.loads(body)
-            except ValueError:
-                bodies[target.name] = body.decode("utf-8", "replace")
-    return bodies
-
-
-def _target_meta(unit: Unit) -> dict[str, Any]:
-    def one(t: Target) -> dict[str, Any]:
-        return {
-            "name": t.name,
-            "api": t.api,
-            "model": t.model,
-            "provider": t.provider,
-            "endpoint": t.endpoint.base_url,
-            "region": t.endpoint.region,
-            "auth": t.endpoint.auth.kind,
-            "header_names": sorted(t.endpoint.headers),
-            "extra": t.extra,
-            "timeouts": {
-                "connect": t.timeouts.connect,
-                "first_event": t.timeouts.first_event,
-                "idle": t.timeouts.idle,
-                "deadline": t.timeouts.deadline,
-            },
-        }
-
-    if unit.target is not None:
-        return one(unit.target)
-    assert unit.route is not None
-    return {
-        "name": unit.name,
-        "route": unit.route.name,
-        "api": None,
-        "model": None,
-        "provider": None,
-        "endpoint": None,
-        "members": [one(t) for t in unit.members],
-        "policy": unit.route.policy,
-    }
-
-
-def _environment(emulator: dict[str, Any] | None) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    def v(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    return {
-        "callproof": v("callproof"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "httpx": v("httpx"),
-        "botocore": v("botocore"),
-        "emulator": emulator,
-    }
 
 
 def gate_failures(
@@ -610,16 +454,6 @@ def gate_failures(
         if value < threshold:
             failing.append(entry)
     return failing
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
-    tmp.replace(path)
 
 
 @contextlib.asynccontextmanager
@@ -664,22 +498,19 @@ async def run_probe(config: Config, options: RunOptions) -> RunResult:
     scenarios = _scenarios(config, options.scenarios)
     if options.n < 1:
         raise ConfigError("n must be at least 1", where="-n")
-    done: set[tuple[str, str, int]] = set()
-    seq = 0
     if options.resume:
         plan = load_plan(run_dir)
         run_id = str(plan.get("run_id") or uuid.uuid4().hex[:12])
-        started_at = str(plan.get("started_at") or _now())
-        done, seq = _scan_existing(run_dir / _RESULTS)
+        started_at = str(plan.get("started_at") or now_utc())
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / _RESULTS).exists() and (run_dir / _RESULTS).stat().st_size:
+        if (run_dir / RESULTS).exists() and (run_dir / RESULTS).stat().st_size:
             raise ConfigError(
                 f"{run_dir} already holds results; use --resume {run_dir} or another --out",
                 where="--out",
             )
         run_id = uuid.uuid4().hex[:12]
-        started_at = _now()
+        started_at = now_utc()
     plan = {
         "n": options.n,
         "targets": options.targets,
@@ -697,23 +528,7 @@ async def run_probe(config: Config, options: RunOptions) -> RunResult:
         from callproof.client import Client
 
         async with Client() as builder:
-            scenario_meta = [
-                {
-                    "name": s.name,
-                    "description": s.description,
-                    "builtin": s.builtin,
-                    "min_tool_calls": s.min_tool_calls,
-                    "agent_loop": s.loop is not None,
-                    "expectation": {
-                        "text_regex": s.expectation.text_regex,
-                        "tool_name": s.expectation.tool_name,
-                        "arguments_schema": s.expectation.arguments_schema,
-                        "stop_reasons": list(s.expectation.stop_reasons or ()) or None,
-                    },
-                    "requests": request_bodies(builder, bound_units, s),
-                }
-                for s in scenarios
-            ]
+            scenarios_meta = [scenario_meta(builder, bound_units, s) for s in scenarios]
         meta: dict[str, Any] = {
             "run_id": run_id,
             "started_at": started_at,
@@ -722,20 +537,18 @@ async def run_probe(config: Config, options: RunOptions) -> RunResult:
             "argv": options.argv,
             "n": options.n,
             "config": plan["config"],
-            "targets": [_target_meta(u) for u in bound_units],
-            "scenarios": scenario_meta,
-            "environment": _environment(emulator_info),
+            "targets": [target_meta(u) for u in bound_units],
+            "scenarios": scenarios_meta,
+            "environment": environment(emulator_info),
             "plan": plan,
         }
-        _write_json(run_dir / "run.json", meta)
+        write_json(run_dir / "run.json", meta)
         runner = _Runner(bound, options, bound_units, scenarios, run_dir, run_id)
-        runner.seq = seq
-        if done:
-            from callproof.probe.summary import read_records
-
-            runner.aggregator.add_all(read_records(run_dir / _RESULTS))
+        done: set[tuple[str, str, int]] = set()
+        if options.resume:
+            done, runner.seq = scan_existing(run_dir / RESULTS, runner.aggregator.add)
         interrupted = await runner.run(done)
-    meta["finished_at"] = _now()
+    meta["finished_at"] = now_utc()
     meta["interrupted"] = interrupted
     meta["attempts"] = runner.aggregator.records
     summary = runner.aggregator.summary()
@@ -756,8 +569,8 @@ async def run_probe(config: Config, options: RunOptions) -> RunResult:
             "passed": not failing,
             "failing": [{"target": e["target"], "scenario": e["scenario"]} for e in failing],
         }
-    _write_json(run_dir / "summary.json", summary)
-    _write_json(run_dir / "run.json", meta)
+    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "run.json", meta)
     return RunResult(
         run_dir=run_dir,
         run_id=run_id,

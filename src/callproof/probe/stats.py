@@ -208,8 +208,8 @@ def verdict(
 ) -> str:
     """A plain sentence: which is worse, by how much, and how sure we are.
 
-    ``"bedrock-kimi-k2.5 is worse than openrouter-kimi-k2.5 on tool-result: 60% vs 100%,
-    p = 0.0108"``, or ``"no significant difference between ... (p = 0.4737)"``.
+    ``"bedrock-kimi-k2.5 is worse than openrouter-kimi-k2.5 on tool-result: 40% vs 100%,
+    p = 0.0108"``, or ``"no significant difference between ...: 60% vs 100%, p = 0.0867"``.
     """
     if p_value < alpha and a_rate != b_rate:
         worse, better = (a, b) if a_rate < b_rate else (b, a)

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from callproof.capture import Redactor
 from callproof.errors import ConfigError
 from callproof.probe import migrations
 
@@ -151,7 +152,8 @@ class HistoryStore:
 
     def __init__(self, conn: _Connection, url: str) -> None:
         self._db = conn
-        self.url = url
+        #: The database URL for messages, its password removed.
+        self.url = Redactor().url(url)
 
     @classmethod
     def open(cls, url: str | None = None) -> HistoryStore:

@@ -288,8 +288,9 @@ def raw_attempt_text(run_dir: Path, record: dict[str, Any]) -> tuple[str, str]:
     """The raw evidence of one attempt: (where it came from, text) -- its capture if present."""
     capture = record.get("capture")
     if capture:
-        path = run_dir / str(capture)
-        if path.is_file():
+        path = (run_dir / str(capture)).resolve()
+        # results.jsonl is data: a capture is only ever read from inside the run directory
+        if path.is_relative_to(run_dir.resolve()) and path.is_file():
             lines: list[str] = []
             with path.open(encoding="utf-8", errors="replace") as fh:
                 for number, line in enumerate(fh):

@@ -79,6 +79,10 @@ def target_row(target: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     if isinstance(endpoint, dict):
         endpoint = endpoint.get("base_url") or endpoint.get("url")
     members = target.get("members")
+    if isinstance(endpoint, str) and endpoint:
+        from callproof.capture import Redactor
+
+        endpoint = Redactor().url(endpoint)
     if not endpoint and isinstance(members, list) and members:
         names = [str(m.get("name")) for m in members if isinstance(m, dict)]
         endpoint = "route over " + " → ".join(names)

@@ -68,7 +68,7 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
         return e["target"] if one_scenario else f"{e['target']} · {e['scenario']}"
 
     suffix = f" · {next(iter(scenarios))}" if one_scenario else ""
-    table = Table(title=f"Pass rate per target{suffix}", title_justify="left")
+    table = Table(title=escape(f"Pass rate per target{suffix}"), title_justify="left")
     table.add_column("target", no_wrap=True)
     for column in ("passed", "rate", "95% CI"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -91,7 +91,7 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     worst = worst_entry(summary)
     if worst is not None:
         title = f"Why it compounds · {label(worst)} ({format_pct(worst['pass_rate'])} per call)"
-        seed = Table(title=title, title_justify="left", min_width=len(title))
+        seed = Table(title=escape(title), title_justify="left", min_width=len(title))
         seed.add_column("Tool Uses", justify="right")
         seed.add_column("Success Probability", justify="right")
         seed.add_column("95% CI", justify="right")

@@ -25,7 +25,7 @@ from callproof.scenarios import Scenario
 if TYPE_CHECKING:
     from callproof.probe.config import Config
 
-__all__ = ["RouteAttempt", "router_from_config", "run_route_attempt"]
+__all__ = ["RouteAttempt", "final_error", "router_from_config", "run_route_attempt"]
 
 
 @dataclass(slots=True)
@@ -75,9 +75,7 @@ async def run_route_attempt(
     try:
         response = await router.complete(scenario.conversation, capture=capture)
     except AllAttemptsFailed as group:
-        errors = [e for e in group.exceptions if isinstance(e, CallError)]
-        sent = [e for e in errors if not isinstance(e, CircuitOpenError)]
-        last = (sent or errors)[-1]
+        last = final_error(group)
         verdict = classify(last, scenario.expectation, scenario.conversation)
         records: list[dict[str, Any]] = getattr(group, "attempts", [])
         return RouteAttempt(
@@ -101,6 +99,14 @@ async def run_route_attempt(
         requests=_sent(response.attempts),
         route_attempts=response.attempts,
     )
+
+
+def final_error(group: AllAttemptsFailed) -> CallError:
+    """The error a failed routed call counts as: the last attempt actually sent (a skipped
+    target, whose circuit was open, only when nothing was sent)."""
+    errors = [e for e in group.exceptions if isinstance(e, CallError)]
+    sent = [e for e in errors if not isinstance(e, CircuitOpenError)]
+    return (sent or errors or [CallError(str(group))])[-1]
 
 
 def _sent(records: list[dict[str, Any]]) -> int:

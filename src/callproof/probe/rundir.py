@@ -1,0 +1,247 @@
+"""A probe run's directory: its files, resuming from them, and the meta ``run.json`` holds.
+
+The runner (:mod:`callproof.probe.runner`) schedules attempts; this module owns what is on
+disk: where a run directory is made, the plan and finished keys a resume starts from (a torn
+last line cut off first), atomic JSON writes, and the description of targets, scenarios and
+environment written to ``run.json`` (endpoint URLs with their credentials removed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from callproof.capture import Redactor
+from callproof.errors import CallproofError, ConfigError
+from callproof.probe.config import RouteConfig
+from callproof.probe.scenarios import ProbeScenario
+from callproof.targets import Target
+
+__all__ = [
+    "RESULTS",
+    "Unit",
+    "environment",
+    "load_plan",
+    "new_run_dir",
+    "now_utc",
+    "request_bodies",
+    "scan_existing",
+    "scenario_meta",
+    "target_meta",
+    "write_json",
+]
+
+#: The results file's name inside a run directory.
+RESULTS = "results.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """What one results record's ``target`` names: a plain target, or a route (``route:NAME``)."""
+
+    name: str
+    target: Target | None = None
+    route: RouteConfig | None = None
+    members: tuple[Target, ...] = ()
+
+    @property
+    def api(self) -> str | None:
+        return self.target.api if self.target else None
+
+    @property
+    def model(self) -> str | None:
+        return self.target.model if self.target else None
+
+    @property
+    def provider(self) -> str | None:
+        return self.target.provider if self.target else None
+
+
+def new_run_dir(base: Path) -> Path:
+    """``base/<UTC timestamp>/``, made unique with a suffix when two runs share a second."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        path = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return path
+    raise ConfigError(f"cannot create a run directory under {base}")
+
+
+def load_plan(run_dir: Path) -> dict[str, Any]:
+    """The plan an interrupted run was started with (``run.json``'s ``plan``)."""
+    meta_path = run_dir / "run.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"not a run directory (no run.json): {run_dir}", where="--resume"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {meta_path}: {exc}", where="--resume") from None
+    plan = meta.get("plan")
+    if not isinstance(plan, dict):
+        raise ConfigError(f"{meta_path} holds no plan to resume", where="--resume")
+    plan["run_id"] = meta.get("run_id")
+    plan["started_at"] = meta.get("started_at")
+    return plan
+
+
+def scan_existing(
+    path: Path, add: Callable[[dict[str, Any]], None] | None = None
+) -> tuple[set[tuple[str, str, int]], int]:
+    """Keys already recorded and the highest seq, in one pass that also hands each record to
+    ``add`` (the run's aggregator); a torn last line (a crash mid-write) is cut off first."""
+    done: set[tuple[str, str, int]] = set()
+    seq = 0
+    if not path.exists():
+        return done, seq
+    with path.open("rb+") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end:
+            fh.seek(end - 1)
+            if fh.read(1) != b"\n":
+                fh.truncate(_last_line_end(fh, end))
+    from callproof.probe.summary import read_records
+
+    for record in read_records(path):
+        done.add(
+            (
+                str(record.get("target")),
+                str(record.get("scenario")),
+                int(record.get("attempt") or 0),
+            )
+        )
+        seq = max(seq, int(record.get("seq") or 0))
+        if add is not None:
+            add(record)
+    return done, seq
+
+
+def _last_line_end(fh: BinaryIO, end: int, chunk: int = 1 << 16) -> int:
+    """The offset just past the last newline before ``end`` (0 when none), read backwards in
+    chunks so a large results file is never loaded whole."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - chunk)
+        fh.seek(start)
+        found = fh.read(pos - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0
+
+
+def request_bodies(client: Any, units: Sequence[Unit], scenario: ProbeScenario) -> dict[str, Any]:
+    """The exact first request body each target of the run is sent for ``scenario``."""
+    from callproof.client import get_dialect
+
+    bodies: dict[str, Any] = {}
+    for unit in units:
+        for target in (unit.target,) if unit.target else unit.members:
+            if target.name in bodies:
+                continue
+            try:
+                body = client.build(target, scenario.conversation).content
+            except CallproofError:
+                body = (
+                    get_dialect(target.api)
+                    .encode_request(target.model, scenario.conversation, extra=target.extra or None)
+                    .body
+                )
+            try:
+                bodies[target.name] = json.loads(body)
+            except ValueError:
+                bodies[target.name] = body.decode("utf-8", "replace")
+    return bodies
+
+
+def scenario_meta(client: Any, units: Sequence[Unit], s: ProbeScenario) -> dict[str, Any]:
+    """``run.json``'s description of one scenario, with the exact body each target is sent."""
+    return {
+        "name": s.name,
+        "description": s.description,
+        "builtin": s.builtin,
+        "min_tool_calls": s.min_tool_calls,
+        "agent_loop": s.loop is not None,
+        "expectation": {
+            "text_regex": s.expectation.text_regex,
+            "tool_name": s.expectation.tool_name,
+            "arguments_schema": s.expectation.arguments_schema,
+            "stop_reasons": list(s.expectation.stop_reasons or ()) or None,
+        },
+        "requests": request_bodies(client, units, s),
+    }
+
+
+def target_meta(unit: Unit) -> dict[str, Any]:
+    def one(t: Target) -> dict[str, Any]:
+        return {
+            "name": t.name,
+            "api": t.api,
+            "model": t.model,
+            "provider": t.provider,
+            # run.json and the reports are shared: never a key from the URL's query or user info
+            "endpoint": Redactor().url(t.endpoint.base_url),
+            "region": t.endpoint.region,
+            "auth": t.endpoint.auth.kind,
+            "header_names": sorted(t.endpoint.headers),
+            "extra": t.extra,
+            "timeouts": {
+                "connect": t.timeouts.connect,
+                "first_event": t.timeouts.first_event,
+                "idle": t.timeouts.idle,
+                "deadline": t.timeouts.deadline,
+            },
+        }
+
+    if unit.target is not None:
+        return one(unit.target)
+    assert unit.route is not None
+    return {
+        "name": unit.name,
+        "route": unit.route.name,
+        "api": None,
+        "model": None,
+        "provider": None,
+        "endpoint": None,
+        "members": [one(t) for t in unit.members],
+        "policy": unit.route.policy,
+    }
+
+
+def environment(emulator: dict[str, Any] | None) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "callproof": v("callproof"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "httpx": v("httpx"),
+        "botocore": v("botocore"),
+        "emulator": emulator,
+    }
+
+
+def now_utc() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    tmp.replace(path)
