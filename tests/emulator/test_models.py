@@ -182,3 +182,28 @@ def test_the_tool_is_found_by_its_description_and_no_arg_tools_are_called_once()
         messages=(UserMessage.text("What time is it in Tokyo and Paris?"),), tools=(clock,)
     )
     assert len(script_turn(NOVA, asked, random.Random(0)).tool_calls) == 1
+
+
+def test_answer_is_bounded_like_a_real_models_output_limit() -> None:
+    # 3,000 tool results and no maxTokens: the answer stops at the default output limit with
+    # max_tokens, instead of growing with the request (a hostile request must not make the
+    # emulator build a response ten times its size)
+    n = 3000
+    calls = tuple((f"id{i}", "get_weather", json.dumps({"city": f"City{i}"})) for i in range(n))
+    big = answer(
+        Conversation(messages=(UserMessage.text("Weather?"),), tools=(WEATHER_TOOL,)),
+        calls,
+        [{"temp": i} for i in range(n)],
+    )
+    turn = script_turn(NOVA, big, random.Random(0))
+    assert turn.stop_reason == "max_tokens"
+    assert len(split_tokens(turn.text)) == 4096
+    # an explicit limit above the model's maximum is still capped
+    capped = script_turn(
+        NOVA,
+        Conversation(messages=big.messages, tools=big.tools, settings=Settings(max_tokens=10**6)),
+        random.Random(0),
+    )
+    assert len(split_tokens(capped.text)) <= 32768
+    # an ordinary answer is untouched
+    assert script_turn(NOVA, tool_result().conversation, random.Random(0)).stop_reason == "end_turn"

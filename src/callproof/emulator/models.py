@@ -438,13 +438,19 @@ def _plain_answer(question: str) -> str:
     return f"You asked: {question.strip()} This is a scripted answer from the callproof emulator."
 
 
+#: Output tokens when the request sets no limit, and the most any request gets: real models
+#: have both, and they keep one hostile request from producing an unbounded answer.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+MAX_OUTPUT_TOKENS = 32768
+
+
 def _apply_limits(conversation: Conversation, text: str, stop: str) -> tuple[str, str]:
     settings = conversation.settings
     for sequence in settings.stop_sequences:
         if sequence and sequence in text:
             return text[: text.index(sequence)], "stop_sequence"
-    if settings.max_tokens is not None:
-        pieces = split_tokens(text)
-        if len(pieces) > settings.max_tokens:
-            return "".join(pieces[: settings.max_tokens]), "max_tokens"
+    limit = min(settings.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS)
+    pieces = split_tokens(text)
+    if len(pieces) > limit:
+        return "".join(pieces[:limit]), "max_tokens"
     return text, stop
