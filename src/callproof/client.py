@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-request-id", "x-request-id", "x-generation-id")
 #: An error body longer than this is cut (a misbehaving server must not exhaust memory).
 MAX_ERROR_BODY = 1 << 20
+#: After the terminal event, how long the rest of the body may take to end (so the connection
+#: can be reused) before it is closed; the answer is complete either way.
+AFTER_STOP_GRACE_S = 0.25
 
 
 def get_dialect(api: str, **options: Any) -> Dialect:
@@ -354,10 +357,34 @@ class ResponseStream:
                 # Drained every chunk: a decoder would otherwise keep thousands of raw frames.
                 self._capture.raw_items(now, state.decoder.raw_items())
             self._pending.extend(events)
+            if state.stopped:
+                await self._end_after_stop(now)
         except CallError as err:
             self._done = True
             await self._finish(err)
             raise _contextualise(err, self.target, state) from err.__cause__
+
+    async def _end_after_stop(self, stopped_at: float) -> None:
+        """The terminal event is in, so the answer is complete. Read what is left of the body
+        for a moment, so the connection can be reused; a server that holds the body open after
+        the terminal event (seen with Kimi-API streams) must not turn a finished answer into a
+        stall. Trailing bytes are captured but not decoded. The clocks stop at the event."""
+        self._done = True
+        try:
+            async with asyncio.timeout(AFTER_STOP_GRACE_S):
+                async for chunk in self._bytes:
+                    if self._capture is not None:
+                        self._capture.chunk(self._loop.time(), chunk)
+        except TimeoutError:
+            log.debug(
+                "%s: body still open %.2f s after the terminal event; closing it",
+                self.target.name,
+                AFTER_STOP_GRACE_S,
+            )
+        except httpx.HTTPError as exc:
+            log.debug("%s: body broke after the terminal event: %s", self.target.name, exc)
+        self._state.response.keepalives = self._state.decoder.keepalives
+        await self._finish(None, at=stopped_at)
 
     def _translate_body_error(self, exc: httpx.HTTPError) -> CallError:
         """A connection that broke mid-body: incomplete when the peer closed early (or left a
@@ -372,9 +399,9 @@ class ResponseStream:
             return IncompleteStreamError(f"connection closed mid-stream: {exc}")
         return _translate_transport(exc, during="reading the response body")
 
-    async def _finish(self, error: CallError | None) -> None:
+    async def _finish(self, error: CallError | None, *, at: float | None = None) -> None:
         now = self._loop.time()
-        self._state.finish(now)
+        self._state.finish(now if at is None else at)
         if self._capture is not None:
             self._capture.end(now, error=error, eof=error is None or self._done_eof(error))
         await self.aclose()

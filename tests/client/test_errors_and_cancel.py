@@ -326,3 +326,29 @@ async def test_raw_units_are_built_only_for_a_capture(
     assert len(built) == len(frames)
     assert plain.text == captured.text
     assert path.read_text().count('"type":"raw"') == len(frames)
+
+
+@pytest.mark.parametrize("api", ["bedrock-converse-stream", "openai-completions"])
+async def test_a_body_held_open_after_the_terminal_event_is_still_a_finished_answer(
+    api: str,
+) -> None:
+    # The whole answer, terminal event included, then the server never ends the body (a
+    # provider bug): the answer is complete, so it is not a stall, and the connection is closed.
+    if api == "bedrock-converse-stream":
+        frames, headers, base = bedrock_frames("It is 22 degrees."), ES, ""
+    else:
+        frames, headers, base = chat_frames(), {"content-type": "text/event-stream"}, "/v1"
+    script = Script(headers, [(0, f) for f in frames], then="hang")
+    async with raw_server(script) as (url, seen), Client() as client:
+        target = make_target(api, base_url=url + base)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await client.complete(
+            target, CONV, timeouts=Timeouts(first_event=5, idle=3, deadline=10)
+        )
+        assert loop.time() - started < 2.0  # the grace period, not the 3 s idle timeout
+        assert response.stop_reason in ("end_turn", "tool_use")
+        assert response.text or response.tool_calls
+        assert response.timings.total_s is not None
+        assert response.timings.total_s < 0.5  # measured at the terminal event
+        await asyncio.wait_for(seen.disconnected.wait(), 2.0)
