@@ -14,12 +14,13 @@ def get_dialect(api: str, **options: Any) -> Dialect:
     """The dialect for one of :data:`API_NAMES`.
 
     ``options`` go to the dialect's constructor (e.g. ``reasoning_replay="reasoning_content"``
-    or ``max_tokens_field="max_completion_tokens"`` for ``openai-completions``). An unknown name
-    is a :class:`~callproof.errors.ConfigError` listing the valid ones.
+    or ``max_tokens_field="max_completion_tokens"`` for ``openai-completions``); ``stream=False``
+    selects the non-streamed form of ``openai-completions`` and ``openai-responses``. An unknown
+    name is a :class:`~callproof.errors.ConfigError` listing the valid ones.
     """
     # Imported here so that importing the registry stays cheap.
     from callproof.dialects.bedrock_converse import BedrockConverse, BedrockConverseStream
-    from callproof.dialects.openai_chat import OpenAIChat
+    from callproof.dialects.openai_chat import OpenAIChat, OpenAIChatJSON
     from callproof.dialects.openai_responses import OpenAIResponses
 
     classes: dict[str, Any] = {
@@ -31,6 +32,10 @@ def get_dialect(api: str, **options: Any) -> Dialect:
     cls = classes.get(api)
     if cls is None:
         raise ConfigError(f"unknown api {api!r}; valid: {', '.join(API_NAMES)}")
+    if api == "openai-completions" and "stream" in options:
+        options = dict(options)
+        if options.pop("stream") is False:
+            cls = OpenAIChatJSON
     try:
         dialect: Dialect = cls(**options)
     except TypeError as exc:

@@ -27,7 +27,7 @@ from callproof.conversation import (
     ToolResult,
     UserMessage,
 )
-from callproof.dialects._common import dumps, int_or_none, merge_extra
+from callproof.dialects._common import JSONBodyDecoder, dumps, int_or_none, merge_extra
 from callproof.dialects.base import StreamDecoder, WireRequest
 from callproof.dialects.openai_common import (
     BlockIndex,
@@ -56,6 +56,7 @@ from callproof.wire.sse import SSEEvent
 __all__ = [
     "INCOMPLETE_REASONS",
     "OpenAIResponses",
+    "ResponsesBodyDecoder",
     "ResponsesStreamDecoder",
     "response_input",
     "responses_usage",
@@ -341,19 +342,54 @@ class ResponsesStreamDecoder(SSEStreamDecoder):
             )
 
 
+class ResponsesBodyDecoder(JSONBodyDecoder):
+    """A non-streamed Responses object (``stream: false``), decoded at ``close`` by replaying
+    its output items through the stream decoder's handlers: one code path for both forms."""
+
+    what = "the Responses body"
+
+    def _document(self, doc: dict[str, Any], out: list[Event]) -> None:
+        if doc.get("error"):
+            raise stream_error(doc["error"])
+        if doc.get("status") == "failed":
+            raise stream_error({"message": "response failed"})
+        if not isinstance(doc.get("status"), str):
+            raise IncompleteStreamError("the Responses body has no status")
+        inner = ResponsesStreamDecoder()
+        inner._start(doc, out)
+        output = doc.get("output")
+        for i, raw in enumerate(output if isinstance(output, list) else []):
+            item = _obj(raw)
+            kind = item.get("type")
+            if kind == "message":
+                content = item.get("content")
+                for j, part in enumerate(content if isinstance(content, list) else []):
+                    part = _obj(part)
+                    text = part.get("text", part.get("refusal"))
+                    inner._text({"output_index": i, "content_index": j, "delta": text}, out)
+            elif kind == "reasoning":
+                for entry in item.get("summary") or item.get("content") or []:
+                    inner._reasoning({"output_index": i, "delta": _obj(entry).get("text")}, out)
+                inner._item_done({"output_index": i, "item": item}, out)
+            elif kind == "function_call":
+                inner._item_done({"output_index": i, "item": item}, out)
+        inner._complete(doc, str(doc["status"]), out)
+
+
 class OpenAIResponses:
-    """``openai-responses``: ``POST /responses``, streamed.
+    """``openai-responses``: ``POST /responses``, streamed by default.
 
     ``reasoning_replay=True`` sends thinking of earlier turns back as ``reasoning`` items
     (summary text and ``encrypted_content``); off by default, since servers only accept their
-    own reasoning items back.
+    own reasoning items back. ``stream=False`` asks for one JSON response object instead.
     """
 
     name: ClassVar[str] = "openai-responses"
     streaming: ClassVar[bool] = True
 
-    def __init__(self, *, reasoning_replay: bool = False) -> None:
+    def __init__(self, *, reasoning_replay: bool = False, stream: bool = True) -> None:
         self.reasoning_replay = reasoning_replay
+        self.stream = stream
 
     def encode_request(
         self, model: str, conversation: Conversation, *, extra: Mapping[str, Any] | None = None
@@ -362,7 +398,7 @@ class OpenAIResponses:
         body: dict[str, Any] = {
             "model": model,
             "input": response_input(conversation, replay=self.reasoning_replay),
-            "stream": True,
+            "stream": self.stream,
         }
         if conversation.system:
             body["instructions"] = conversation.system
@@ -391,12 +427,15 @@ class OpenAIResponses:
             method="POST",
             path="/responses",
             body=dumps(merge_extra(body, extra)),
-            headers={"content-type": "application/json", "accept": "text/event-stream"},
+            headers={
+                "content-type": "application/json",
+                "accept": "text/event-stream" if self.stream else "application/json",
+            },
         )
 
     def stream_decoder(self) -> StreamDecoder:
-        """A decoder for one SSE body."""
-        return ResponsesStreamDecoder()
+        """A decoder for one body: SSE, or one JSON object with ``stream=False``."""
+        return ResponsesStreamDecoder() if self.stream else ResponsesBodyDecoder()
 
     def decode_error(self, status: int, headers: Mapping[str, str], body: bytes) -> HTTPStatusError:
         """A non-2xx answer as :class:`~callproof.errors.HTTPStatusError`."""
