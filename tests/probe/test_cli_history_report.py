@@ -78,6 +78,21 @@ def test_history_table_and_json(
     assert {r["run_id"] for r in json.loads(out)} == {"run-two"}
 
 
+def test_history_on_a_narrow_terminal_never_wraps_a_cell(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    record_runs(db, tmp_path)
+    monkeypatch.setenv("COLUMNS", "50")
+    code, out, _ = run_cli(["history", "--db", db], capsys)
+    assert code == 0
+    assert "run-two" in out  # the latest run is always shown
+    assert "run-one" not in out
+    assert "(1 older run not shown at this width" in out
+    assert "60% (6/10)" not in out  # run-one's Kimi cell is not shown...
+    assert "100% (10/10)" in out  # ...and run-two's cells are whole
+
+
 def test_history_default_database_is_in_the_data_dir(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,10 @@ def sparkline(rates: list[float]) -> str:
     return "".join(_BARS[min(len(_BARS) - 1, int(rate * (len(_BARS) - 1) + 0.5))] for rate in rates)
 
 
+#: Columns a run needs: "100% (10/10)" or a 16-character timestamp, plus padding and border.
+_RUN_COLUMN_WIDTH = 19
+
+
 def _cell(row: dict[str, Any]) -> str:
     from callproof.probe.stats import format_pct
 
@@ -75,23 +79,31 @@ def history(
         for r in subset:
             run = by_run.setdefault(r["run_id"], {"started_at": r["started_at"], "cells": {}})
             run["cells"][r["target"]] = r
+        # Targets down, runs across: as many recent runs as fit the terminal, so cells never
+        # wrap mid-number however many targets there are.
+        run_ids = list(by_run)
+        width = max(len(t) for t in targets) + 4
+        shown = run_ids[-max(1, (console.width - width) // _RUN_COLUMN_WIDTH) :]
         table = Table(title=escape(f"Pass rate over time · {name}"), title_justify="left")
-        table.add_column("started (UTC)", no_wrap=True)
-        table.add_column("run", no_wrap=True)
+        table.add_column("target", no_wrap=True)
+        for run_id in shown:
+            started = str(by_run[run_id]["started_at"] or "")[:16].replace("T", " ")
+            table.add_column(escape(f"{started}\n{run_id}"), justify="right", no_wrap=True)
         for t in targets:
-            table.add_column(escape(t), justify="right", overflow="fold")
-        for run_id, run in by_run.items():
             cells: list[Text | str] = []
-            for t in targets:
-                row = run["cells"].get(t)
+            for run_id in shown:
+                row = by_run[run_id]["cells"].get(t)
                 if row is None:
                     cells.append("-")
                     continue
                 style = "green" if row["passed"] == row["n"] else "red"
                 cells.append(Text(_cell(row), style=style))
-            started = str(run["started_at"] or "")[:19].replace("T", " ")
-            table.add_row(started, escape(run_id), *cells)
+            table.add_row(escape(t), *cells)
         console.print(table)
+        if len(shown) < len(run_ids):
+            older = len(run_ids) - len(shown)
+            runs = "run" if older == 1 else "runs"
+            console.print(f"({older} older {runs} not shown at this width; --json lists them all)")
         trend = Table(title=escape(f"Trend · {name}"), title_justify="left")
         trend.add_column("target", no_wrap=True)
         for column in ("runs", "first", "latest", "all attempts", "trend"):
