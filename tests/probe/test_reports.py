@@ -228,6 +228,21 @@ def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert "Passed: 6/10 (60%)" in dom.stdout
 
 
+def test_terminal_summary_keeps_the_outcomes_whole_on_a_narrow_terminal() -> None:
+    summary = Aggregator().add_all([*seed_records(), *route_records()]).summary()
+    narrow = Console(record=True, width=80, color_system=None)
+    print_summary(narrow, summary)
+    out = narrow.export_text()
+    table = out[out.index("Pass rate per target") : out.index("Why it compounds")]
+    assert "stall_no_events 4" in table
+    assert "…" not in table
+    assert "p50 first event" not in table  # dropped before anything else is cut
+    assert max(len(line) for line in table.splitlines()) <= 80
+    wide = Console(record=True, width=140, color_system=None)
+    print_summary(wide, summary)
+    assert "p50 first event" in wide.export_text()
+
+
 def test_terminal_lines_and_summary() -> None:
     console = Console(record=True, width=200, color_system=None)
     print_attempt(console, record("bedrock-kimi-k2.5", 4), show_target=False)

@@ -69,12 +69,19 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
 
     suffix = f" · {next(iter(scenarios))}" if one_scenario else ""
     table = Table(title=escape(f"Pass rate per target{suffix}"), title_justify="left")
-    table.add_column("target", no_wrap=True)
+    # Narrow terminals drop the latency columns (they are in the reports and the JSON) so that
+    # the outcomes, the point of the table, stay whole.
+    latency = console.width >= 100
+    table.add_column("target", overflow="fold", min_width=12)
     for column in ("passed", "rate", "95% CI"):
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("outcomes")
-    table.add_column("p50 first event", justify="right")
-    table.add_column("p50 total", justify="right")
+    # The failure mode is the point of the table: never cut an outcome name, however narrow
+    # the terminal (the other columns give way first).
+    pairs = [f"{name} {count}" for e in results for name, count in e["outcomes"].items()]
+    table.add_column("outcomes", min_width=min(32, max(map(len, pairs), default=8)))
+    if latency:
+        table.add_column("p50 first event", justify="right")
+        table.add_column("p50 total", justify="right")
     for e in results:
         style = "green" if e["passed"] == e["n"] else ("red" if e["pass_rate"] < 0.9 else "yellow")
         table.add_row(
@@ -83,8 +90,14 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             Text(format_pct(e["pass_rate"]), style=style),
             f"{format_pct(e['ci95'][0])}–{format_pct(e['ci95'][1])}",
             _outcome_cell(e["outcomes"]),
-            _seconds(e["latency_s"]["first_event"]["p50"]),
-            _seconds(e["latency_s"]["total"]["p50"]),
+            *(
+                (
+                    _seconds(e["latency_s"]["first_event"]["p50"]),
+                    _seconds(e["latency_s"]["total"]["p50"]),
+                )
+                if latency
+                else ()
+            ),
         )
     console.print(table)
 
