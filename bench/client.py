@@ -277,6 +277,7 @@ def per_call(url: str, calls: int) -> list[tuple[str, float, float, str]]:
     import boto3
     import openai
 
+    from callproof.dialects import wire_body
     from callproof.scenarios import tool_result
     from callproof.targets import Auth
 
@@ -299,65 +300,9 @@ def per_call(url: str, calls: int) -> list[tuple[str, float, float, str]]:
         endpoint=Endpoint(base_url=url + "/v1"),
         timeouts=CLOCKS,
     )
-    messages_b = [
-        {"role": "user", "content": [{"text": "Weather for Tokyo?"}]},
-        {
-            "role": "assistant",
-            "content": [
-                {"text": "Getting it."},
-                {
-                    "toolUse": {
-                        "toolUseId": "abc123xyz",
-                        "name": "get_weather",
-                        "input": {"city": "Tokyo"},
-                    }
-                },
-            ],
-        },
-        {
-            "role": "user",
-            "content": [
-                {"toolResult": {"toolUseId": "abc123xyz", "content": [{"text": '{"temp":22}'}]}}
-            ],
-        },
-    ]
-    tool_b = {
-        "tools": [
-            {
-                "toolSpec": {
-                    "name": "get_weather",
-                    "description": "Weather.",
-                    "inputSchema": {
-                        "json": {"type": "object", "properties": {"city": {"type": "string"}}}
-                    },
-                }
-            }
-        ]
-    }
-    messages_o: list[Any] = [
-        {"role": "user", "content": "Weather for Tokyo?"},
-        {
-            "role": "assistant",
-            "content": "Getting it.",
-            "tool_calls": [
-                {
-                    "id": "abc123xyz",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "abc123xyz", "content": '{"temp":22}'},
-    ]
-    tools_o: list[Any] = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-            },
-        }
-    ]
+    # The baselines send the very request callproof sends: the dialects' own bodies.
+    body_b = wire_body("bedrock-converse-stream", bedrock.model, conv)
+    body_o = wire_body("openai-completions", chat.model, conv)
     b3 = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=url)
     oa = openai.OpenAI(base_url=url + "/v1", api_key="test-key", max_retries=0)
 
@@ -367,24 +312,13 @@ def per_call(url: str, calls: int) -> list[tuple[str, float, float, str]]:
 
     def boto3_calls() -> None:
         for _ in range(calls):
-            r = b3.converse_stream(
-                modelId="amazon.nova-pro-v1:0",
-                messages=messages_b,
-                toolConfig=tool_b,
-                inferenceConfig={"maxTokens": 100},
-            )
+            r = b3.converse_stream(modelId=bedrock.model, **body_b)
             for _ in r["stream"]:
                 pass
 
     def openai_calls() -> None:
         for _ in range(calls):
-            for _ in oa.chat.completions.create(
-                model="moonshotai/kimi-k2.5",
-                messages=messages_o,
-                tools=tools_o,
-                max_tokens=100,
-                stream=True,
-            ):
+            for _ in oa.chat.completions.create(**body_o):
                 pass
 
     def cpu(fn: Callable[[], None]) -> float:

@@ -204,36 +204,13 @@ class Result:
         return self.ok / self.calls if self.calls else float("nan")
 
 
-def seed_messages_openai() -> list[dict[str, Any]]:
-    return [
-        {"role": "user", "content": "Weather for Tokyo?"},
-        {
-            "role": "assistant",
-            "content": "Getting it.",
-            "tool_calls": [
-                {
-                    "id": "abc123xyz",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "abc123xyz", "content": '{"temp":22}'},
-    ]
+def seed_body(api: str, model: str) -> dict[str, Any]:
+    """The seed's tool-result request exactly as callproof sends it on ``api``: every baseline
+    sends the same bytes' worth of request as callproof."""
+    from callproof.dialects import wire_body
+    from callproof.scenarios import tool_result
 
-
-WEATHER_OPENAI = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "City name"}},
-            "required": ["city"],
-        },
-    },
-}
+    return wire_body(api, model, tool_result().conversation)
 
 
 async def run_async_calls(
@@ -325,39 +302,7 @@ def bench_boto3(url: str, setting: str, n: int, concurrency: int, cap: float) ->
     model = SLOW if setting == "slow healthy" else KIMI_BEDROCK
     local = threading.local()
     lock = threading.Lock()
-    messages = [
-        {"role": "user", "content": [{"text": "Weather for Tokyo?"}]},
-        {
-            "role": "assistant",
-            "content": [
-                {"text": "Getting it."},
-                {
-                    "toolUse": {
-                        "toolUseId": "abc123xyz",
-                        "name": "get_weather",
-                        "input": {"city": "Tokyo"},
-                    }
-                },
-            ],
-        },
-        {
-            "role": "user",
-            "content": [
-                {"toolResult": {"toolUseId": "abc123xyz", "content": [{"json": {"temp": 22}}]}}
-            ],
-        },
-    ]
-    tool_config = {
-        "tools": [
-            {
-                "toolSpec": {
-                    "name": "get_weather",
-                    "description": "Get the current weather for a city.",
-                    "inputSchema": {"json": WEATHER_OPENAI["function"]["parameters"]},  # type: ignore[index]
-                }
-            }
-        ]
-    }
+    body = seed_body("bedrock-converse-stream", model)
 
     def client() -> Any:
         if not hasattr(local, "client"):
@@ -374,12 +319,7 @@ def bench_boto3(url: str, setting: str, n: int, concurrency: int, cap: float) ->
         t0 = time.perf_counter()
         ok = False
         try:
-            out = client().converse_stream(
-                modelId=model,
-                messages=messages,
-                toolConfig=tool_config,
-                inferenceConfig={"maxTokens": 100},
-            )
+            out = client().converse_stream(modelId=model, **body)
             text, stopped = "", False
             for event in out["stream"]:
                 if "contentBlockDelta" in event:
@@ -408,15 +348,10 @@ async def bench_openai(url: str, setting: str, n: int, concurrency: int, cap: fl
     res = Result("openai SDK (defaults)", setting)
     model = SLOW if setting == "slow healthy" else KIMI_BEDROCK
     client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="test-key")
+    body = seed_body("openai-completions", model)
 
     async def one() -> bool:
-        stream = await client.chat.completions.create(
-            model=model,
-            messages=seed_messages_openai(),  # type: ignore[arg-type]
-            tools=[WEATHER_OPENAI],  # type: ignore[list-item]
-            max_tokens=100,
-            stream=True,
-        )
+        stream = await client.chat.completions.create(**body)
         text, finished = "", False
         try:
             async for chunk in stream:
@@ -456,6 +391,7 @@ async def bench_litellm(url: str, setting: str, n: int, concurrency: int, cap: f
     litellm.suppress_debug_info = True
     res = Result(f"LiteLLM {litellm_version()} (best options)", setting)
     bedrock_model = SLOW if setting == "slow healthy" else KIMI_BEDROCK
+    chat = seed_body("openai-completions", bedrock_model)  # LiteLLM takes OpenAI messages
     model_list: list[dict[str, Any]] = [
         {
             "model_name": "kimi-bedrock",
@@ -496,8 +432,8 @@ async def bench_litellm(url: str, setting: str, n: int, concurrency: int, cap: f
     async def one() -> bool:
         stream = await router.acompletion(
             model="kimi-bedrock",
-            messages=seed_messages_openai(),
-            tools=[WEATHER_OPENAI],
+            messages=chat["messages"],
+            tools=chat["tools"],
             max_tokens=100,
             stream=True,
         )

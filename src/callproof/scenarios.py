@@ -21,7 +21,7 @@ from callproof.conversation import (
 )
 from callproof.outcomes import Expectation
 
-__all__ = ["BUILTIN", "WEATHER_TOOL", "Scenario", "tool_call", "tool_result"]
+__all__ = ["BUILTIN", "CITY_ARGUMENTS", "WEATHER_TOOL", "Scenario", "tool_call", "tool_result"]
 
 WEATHER_TOOL = ToolSpec(
     name="get_weather",
@@ -32,6 +32,13 @@ WEATHER_TOOL = ToolSpec(
         "required": ["city"],
     },
 )
+
+#: What a well-formed get_weather call carries: a string ``city``.
+CITY_ARGUMENTS = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
 
 #: The seeds' request setting.
 SEED_SETTINGS = Settings(max_tokens=100)
@@ -81,11 +88,7 @@ def tool_call() -> Scenario:
         conversation=conversation,
         expectation=Expectation(
             tool_name="get_weather",
-            arguments_schema={
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
+            arguments_schema=CITY_ARGUMENTS,
         ),
         description="The first turn; passes when a well-formed get_weather call comes back.",
     )

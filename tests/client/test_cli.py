@@ -31,6 +31,22 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
+def call_nova(emulator: Any, *args: str) -> Any:
+    """``callproof call`` to the emulator's Nova Pro over ConverseStream, unsigned."""
+    return invoke(
+        "call",
+        "--api",
+        "bedrock-converse-stream",
+        "--model",
+        "amazon.nova-pro-v1:0",
+        "--endpoint",
+        emulator.url,
+        "--auth",
+        "none",
+        *args,
+    )
+
+
 def as_json(result: Any) -> dict[str, Any]:
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, result.stdout  # exactly one JSON object
@@ -228,16 +244,8 @@ def test_readable_output_and_verbose_events(emulator: Any) -> None:
 
 def test_capture_then_replay(emulator: Any, tmp_path: Path) -> None:
     cap = tmp_path / "c.jsonl"
-    first = invoke(
-        "call",
-        "--api",
-        "bedrock-converse-stream",
-        "--model",
-        "amazon.nova-pro-v1:0",
-        "--endpoint",
-        emulator.url,
-        "--auth",
-        "none",
+    first = call_nova(
+        emulator,
         "--fault",
         "stop_reason:malformed_model_output",
         "--capture",
@@ -260,16 +268,8 @@ def test_capture_then_replay(emulator: Any, tmp_path: Path) -> None:
 def test_replay_applies_a_scenario_check_when_asked(emulator: Any, tmp_path: Path) -> None:
     # an answer to the wrong question: a clean stream, but no 22 in the text
     cap = tmp_path / "c.jsonl"
-    live = invoke(
-        "call",
-        "--api",
-        "bedrock-converse-stream",
-        "--model",
-        "amazon.nova-pro-v1:0",
-        "--endpoint",
-        emulator.url,
-        "--auth",
-        "none",
+    live = call_nova(
+        emulator,
         "--scenario",
         "tool-call",
         "--capture",

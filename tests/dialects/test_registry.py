@@ -41,3 +41,19 @@ def test_options_reach_the_dialect() -> None:
     dialect = get_dialect("openai-completions", max_tokens_field="max_completion_tokens")
     body = dialect.encode_request("m", tool_result().conversation).body
     assert b'"max_completion_tokens":100' in body
+
+
+def test_wire_body_is_a_request_the_real_sdks_take() -> None:
+    from callproof.dialects import wire_body
+    from tests.dialects.test_bedrock_request import botocore_errors
+
+    conversation = tool_result().conversation
+    bedrock = wire_body("bedrock-converse-stream", "moonshotai.kimi-k2.5", conversation)
+    assert "modelId" not in bedrock  # Bedrock carries the model in the path
+    assert botocore_errors("moonshotai.kimi-k2.5", bedrock) == ""
+    assert bedrock["messages"][2]["content"][0]["toolResult"]["toolUseId"] == "abc123xyz"
+    chat = wire_body("openai-completions", "moonshotai/kimi-k2.5", conversation)
+    assert chat["model"] == "moonshotai/kimi-k2.5"
+    assert chat["stream"] is True
+    assert [m["role"] for m in chat["messages"]] == ["user", "assistant", "tool"]
+    assert wire_body("openai-completions", "m", conversation, stream=False)["stream"] is False

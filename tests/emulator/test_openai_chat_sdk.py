@@ -16,6 +16,7 @@ from callproof.emulator import openai_routes
 from callproof.emulator.faults import FaultPlan
 from callproof.emulator.server import EmulatorServer
 from callproof.wire.sse import SSEComment, SSEDecoder, SSEEvent
+from tests.emulator._openai import OpenAIClients
 
 OPENAI = "gpt-4o"  # plain OpenAI flavour, no reasoning
 THINKER = "o-thinker"  # plain OpenAI flavour that streams reasoning_content
@@ -80,22 +81,14 @@ PLAN = FaultPlan.from_mapping(
 def server() -> Iterator[EmulatorServer]:
     with EmulatorServer(preset="fast", faults=PLAN, seed=11) as running:
         yield running
-    for client in _CLIENTS.values():
-        client.close()
-    _CLIENTS.clear()
+    _CLIENTS.close()
 
 
-_CLIENTS: dict[tuple[str, float], Any] = {}
+_CLIENTS = OpenAIClients()
 
 
 def _client(server: EmulatorServer, timeout: float = 3.0) -> Any:
-    """A real OpenAI client, one per timeout (typed Any: the tests send hand-written dicts)."""
-    key = (server.url, timeout)
-    if key not in _CLIENTS:
-        _CLIENTS[key] = openai.OpenAI(
-            base_url=server.url + "/v1", api_key="test-key", max_retries=0, timeout=timeout
-        )
-    return _CLIENTS[key]
+    return _CLIENTS.get(server.url, timeout)
 
 
 def _stream(

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from callproof.cli.options import db_option
+
 __all__ = ["history", "sparkline"]
 
 _BARS = "▁▂▃▄▅▆▇█"
@@ -29,13 +31,7 @@ def _cell(row: dict[str, Any]) -> str:
 
 
 @click.command("history")
-@click.option(
-    "--db",
-    "db_url",
-    envvar="CALLPROOF_DB",
-    metavar="URL",
-    help="History database URL (sqlite:///PATH, postgresql://...). Env: CALLPROOF_DB.",
-)
+@db_option
 @click.option("--target", "target", metavar="NAME", help="Only this target (or route:NAME).")
 @click.option("--scenario", "scenario", metavar="NAME", help="Only this scenario.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the last N runs.")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from callproof.cli.options import db_option
 from callproof.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -110,13 +111,7 @@ def _copy_captures(summary: dict[str, Any] | None, run_dir: Path) -> None:
 
 @click.command("report")
 @click.argument("source", metavar="DIR|RUN_ID")
-@click.option(
-    "--db",
-    "db_url",
-    envvar="CALLPROOF_DB",
-    metavar="URL",
-    help="History database URL (sqlite:///PATH, postgresql://...). Env: CALLPROOF_DB.",
-)
+@db_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from callproof.cli.options import db_option
 from callproof.errors import ConfigError
 
 __all__ = ["parse_fraction", "run"]
@@ -109,13 +110,7 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option(
     "--json", "as_json", is_flag=True, help="Print summary.json on stdout, and nothing else."
 )
-@click.option(
-    "--db",
-    "db_url",
-    envvar="CALLPROOF_DB",
-    metavar="URL",
-    help="History database URL. Env: CALLPROOF_DB.",
-)
+@db_option
 @click.option("--no-history", is_flag=True, help="Do not record the run in the history database.")
 @click.option(
     "--capture-failures",

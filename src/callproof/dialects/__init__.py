@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from callproof.dialects.base import API_NAMES, Dialect, RawItem, StreamDecoder, WireRequest
 from callproof.errors import ConfigError
 
-__all__ = ["API_NAMES", "Dialect", "RawItem", "StreamDecoder", "WireRequest", "get_dialect"]
+if TYPE_CHECKING:
+    from callproof.conversation import Conversation
+
+__all__ = [
+    "API_NAMES",
+    "Dialect",
+    "RawItem",
+    "StreamDecoder",
+    "WireRequest",
+    "get_dialect",
+    "wire_body",
+]
 
 
 def get_dialect(api: str, **options: Any) -> Dialect:
@@ -41,3 +53,13 @@ def get_dialect(api: str, **options: Any) -> Dialect:
     except TypeError as exc:
         raise ConfigError(f"bad options for api {api!r}: {exc}") from exc
     return dialect
+
+
+def wire_body(api: str, model: str, conversation: Conversation, **options: Any) -> dict[str, Any]:
+    """The JSON body ``api`` sends for ``conversation``, as a dict: the exact request, e.g. to
+    hand to boto3 (``converse_stream(modelId=model, **body)``; Bedrock puts the model in the
+    path, not the body) or to the openai SDK (``chat.completions.create(**body)``)."""
+    body: dict[str, Any] = json.loads(
+        get_dialect(api, **options).encode_request(model, conversation).body
+    )
+    return body

@@ -38,7 +38,7 @@ from callproof.conversation import (
 from callproof.errors import CallError
 from callproof.events import Response, StopReason
 from callproof.outcomes import Expectation, Outcome, Verdict, classify
-from callproof.scenarios import WEATHER_TOOL, Scenario
+from callproof.scenarios import CITY_ARGUMENTS, WEATHER_TOOL, Scenario
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -193,11 +193,7 @@ def parallel_tools(cities: tuple[str, ...] = ("Tokyo", "Paris")) -> ProbeScenari
             conversation=conversation,
             expectation=Expectation(
                 tool_name="get_weather",
-                arguments_schema={
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                },
+                arguments_schema=CITY_ARGUMENTS,
             ),
             description=(
                 f"One request expecting {len(cities)} get_weather calls in the same response."
