@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint typecheck pytest bench bench-quick fmt docs
+.PHONY: setup node-deps run test lint typecheck pytest bench bench-quick fmt docs
 
 ## setup: install uv (from PyPI) and the locked environment into .venv
 setup:
@@ -16,7 +16,13 @@ run: setup
 	@$(UV) run --frozen callproof run
 
 ## test: set up, then lint, type-check and run the whole test suite
-test: setup lint typecheck pytest
+test: setup node-deps lint typecheck pytest
+
+## node-deps: the unmodified Node clients the tests drive (tests/node, locked; npm ci)
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  test -d tests/node/node_modules || npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
+	else echo "node-deps: npm not found; the Node client tests will say so"; fi
 
 lint:
 	$(UV) run --frozen ruff check src tests bench
