@@ -1,14 +1,33 @@
 # One task runner: the README and CI call these targets verbatim.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
-UV := python3 -m uv
+# uv, in order: UV=... given by the caller; `uv` on PATH; `python3 -m uv`; else a private copy
+# bootstrapped into .tools/uv-venv by `make setup` (PEP 668 systems refuse pip installs into the
+# distribution's python3, so uv never goes there).
+UV_VERSION := 0.13.8
+UV_VENV := .tools/uv-venv
+ifeq ($(origin UV),undefined)
+UV := $(shell if command -v uv >/dev/null 2>&1; then echo uv; \
+  elif python3 -m uv --version >/dev/null 2>&1; then echo 'python3 -m uv'; \
+  else echo '$(UV_VENV)/bin/uv'; fi)
+endif
 PYTEST_ARGS ?=
 
 .PHONY: setup node-deps run test lint typecheck pytest bench bench-quick fmt docs
 
-## setup: install uv (from PyPI) and the locked environment into .venv
+## setup: the locked environment into .venv (uv from PATH, or bootstrapped into .tools/uv-venv)
 setup:
-	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check 'uv==0.13.8'
+	@if [ "$(UV)" = "$(UV_VENV)/bin/uv" ] && ! $(UV_VENV)/bin/uv --version >/dev/null 2>&1; then \
+	  if ! command -v python3 >/dev/null 2>&1; then \
+	    echo "setup: python3 not found; install Python 3.11 (Debian/Ubuntu: sudo apt install python3 python3-venv)" >&2; exit 1; fi; \
+	  echo "setup: uv not found; installing uv $(UV_VERSION) into $(UV_VENV) (a private venv; nothing else is touched)"; \
+	  rm -rf $(UV_VENV); \
+	  if ! python3 -m venv $(UV_VENV) >/dev/null 2>&1; then rm -rf $(UV_VENV); \
+	    echo "setup: python3 cannot create a virtual environment (the venv module or ensurepip is missing)." >&2; \
+	    echo "setup: install it with: sudo apt install python3-venv  (or install uv: https://docs.astral.sh/uv/), then run make again" >&2; exit 1; fi; \
+	  $(UV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)' \
+	    || { rm -rf $(UV_VENV); echo "setup: could not install uv $(UV_VERSION) from PyPI into $(UV_VENV)" >&2; exit 1; }; \
+	fi
 	@$(UV) sync --frozen --quiet
 
 ## run: set up, then probe the seeds' matrix on the embedded emulator (no credentials, no network)
