@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ __all__ = [
     "header",
     "int_or_none",
     "json_truncated",
+    "json_value",
     "loads_object",
     "merge_extra",
     "retry_after_s",
@@ -40,12 +43,41 @@ def dumps(body: Any) -> bytes:
 
 
 _decode = json.JSONDecoder().decode
+#: A JSON escape of a UTF-16 surrogate: only documents with one can decode to a lone one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_B = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(value: Any) -> Any:
+    """``value`` with lone surrogates (``"\\ud800"`` alone is legal JSON but not Unicode text,
+    and cannot be written as UTF-8) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_surrogates(v) for v in value]
+    return value
+
+
+def json_value(text: str | bytes | bytearray) -> Any:
+    """Parse JSON from the wire: a nesting too deep to parse (``RecursionError``) is a
+    ``ValueError`` like any other malformed document, and lone surrogates become U+FFFD."""
+    try:
+        value = _decode(text) if type(text) is str else json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+    pattern = _SURROGATE_ESCAPE if isinstance(text, str) else _SURROGATE_ESCAPE_B
+    if pattern.search(text):  # type: ignore[arg-type]
+        value = _no_surrogates(value)
+    return value
 
 
 def loads_object(text: str | bytes, what: str) -> dict[str, Any]:
     """Parse a JSON object or raise :class:`InvalidEventError` naming ``what`` it was."""
     try:
-        value = _decode(text) if type(text) is str else json.loads(text)
+        value = json_value(text)
     except ValueError as exc:
         snippet = text[:200] if isinstance(text, str) else text[:200].decode("utf-8", "replace")
         raise InvalidEventError(f"invalid JSON in {what}: {exc}: {snippet!r}") from exc
@@ -116,8 +148,10 @@ def json_truncated(exc: json.JSONDecodeError) -> bool:
 
 
 def int_or_none(value: Any) -> int | None:
-    """An int from a usage field (bools and non-numbers are None)."""
+    """An int from a usage field (bools, non-numbers, and ``1e999`` or NaN are None)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return int(value)
 
@@ -130,6 +164,23 @@ def body_text(body: bytes, limit: int = 500) -> str:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+#: What a decoder may trip over on input nobody foresaw (an index that is a list, a number
+#: too large for ``int``, JSON nested a thousand deep): translated to InvalidEventError so a
+#: hostile body ends one call with ``protocol_error``, never a bare exception.
+_UNEXPECTED = (
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    RecursionError,
+    TypeError,
+    ValueError,
+)
+
+
+def _undecodable(exc: BaseException) -> InvalidEventError:
+    return InvalidEventError(f"undecodable event ({type(exc).__name__}: {str(exc)[:200]})")
 
 
 #: Raw items a decoder keeps between two ``raw_items()`` calls.
@@ -170,7 +221,10 @@ class DecoderBase:
             raise self._failed
         out: list[Event] = []
         try:
-            self._feed(data, out)
+            try:
+                self._feed(data, out)
+            except _UNEXPECTED as exc:
+                raise _undecodable(exc) from exc
         except CallError as exc:
             self._failed = exc
             if out:
@@ -185,7 +239,10 @@ class DecoderBase:
             raise self._failed
         out: list[Event] = []
         try:
-            self._close(out)
+            try:
+                self._close(out)
+            except _UNEXPECTED as exc:
+                raise _undecodable(exc) from exc
         except CallError as exc:
             self._failed = exc
             raise
@@ -220,7 +277,7 @@ class JSONBodyDecoder(DecoderBase):
         if not text.strip():
             raise IncompleteStreamError(f"{self.what} is empty")
         try:
-            doc = json.loads(text)
+            doc = json_value(text)
         except json.JSONDecodeError as exc:
             if json_truncated(exc):
                 raise IncompleteStreamError(

@@ -7,12 +7,11 @@ botocore's rest-json parser does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from callproof.conversation import Conversation
-from callproof.dialects._common import body_text, header, retry_after_s
+from callproof.dialects._common import body_text, header, json_value, retry_after_s
 from callproof.dialects.base import StreamDecoder, WireRequest
 from callproof.dialects.bedrock_events import ConverseBodyDecoder, ConverseStreamDecoder
 from callproof.dialects.bedrock_request import encode_converse_request
@@ -45,7 +44,7 @@ def decode_bedrock_error(status: int, headers: Mapping[str, str], body: bytes) -
     """A non-2xx Bedrock answer as a typed error: type, message, status, request id and the
     wait the server asked for (``Retry-After`` seconds or ``x-amz-retry-after`` ms)."""
     try:
-        parsed = json.loads(body) if body.strip() else {}
+        parsed = json_value(body) if body.strip() else {}
     except ValueError:
         parsed = {}
     doc: Mapping[str, Any] = parsed if isinstance(parsed, dict) else {}

@@ -29,6 +29,7 @@ from callproof.dialects._common import (
     JSONBodyDecoder,
     b64,
     int_or_none,
+    json_value,
     loads_object,
 )
 from callproof.dialects.base import RawItem
@@ -123,7 +124,7 @@ def exception_error(msg: EventStreamMessage) -> StreamExceptionError:
         return StreamExceptionError(text, error_type=code, body=frame_dict(msg))
     etype = msg.exception_type or "unknownException"
     try:
-        payload = json.loads(msg.payload) if msg.payload else {}
+        payload = json_value(msg.payload) if msg.payload else {}
     except ValueError:
         payload = {"message": msg.payload.decode("utf-8", "replace")}
     if not isinstance(payload, dict):

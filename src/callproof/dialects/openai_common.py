@@ -15,6 +15,7 @@ from callproof.dialects._common import (
     DecoderBase,
     body_text,
     header,
+    json_value,
     loads_object,
     retry_after_s,
 )
@@ -83,7 +84,7 @@ def _status(code: Any) -> int | None:
         return None
     if isinstance(code, int):
         return code
-    if isinstance(code, str) and code.isdigit():
+    if isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 3:
         return int(code)
     return None
 
@@ -92,7 +93,7 @@ def _error_type(err: Mapping[str, Any]) -> str | None:
     # OpenAI's string code ("rate_limit_exceeded") is more specific than its type
     # ("requests"); OpenRouter's code is the numeric status.
     code = err.get("code")
-    if isinstance(code, str) and code and not code.isdigit():
+    if isinstance(code, str) and code and not (code.isascii() and code.isdigit()):
         return code
     etype = err.get("type")
     if isinstance(etype, str) and etype:
@@ -129,7 +130,7 @@ def decode_openai_error(status: int, headers: Mapping[str, str], body: bytes) ->
     """A non-2xx answer: ``{"error": {"message", "type", "code"}}`` (OpenAI, OpenRouter, vLLM),
     also ``{"detail": ...}`` and plain text bodies."""
     try:
-        parsed = json.loads(body) if body.strip() else {}
+        parsed = json_value(body) if body.strip() else {}
     except ValueError:
         parsed = {}
     doc: dict[str, Any] = parsed if isinstance(parsed, dict) else {}

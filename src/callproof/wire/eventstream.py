@@ -23,7 +23,7 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import TypeAlias
 
@@ -40,6 +40,7 @@ __all__ = [
     "Int16",
     "Int32",
     "Int64",
+    "Timestamp",
     "encode_headers",
     "encode_message",
 ]
@@ -87,7 +88,33 @@ class Int64(int):
     """An int header value sent as eight bytes."""
 
 
+class Timestamp(int):
+    """A timestamp header value (milliseconds since the epoch) outside the years 1-9999 that
+    :class:`~datetime.datetime` can hold. Any int64 is a legal timestamp on the wire, so one
+    out of that range still decodes (as this type) instead of rejecting the frame; timestamps
+    inside the range decode to an aware UTC ``datetime``, exactly."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _timestamp(millis: int) -> datetime | Timestamp:
+    # Integer arithmetic: ``fromtimestamp(millis / 1000)`` is off by microseconds outside
+    # about 1697-2242, where a float no longer holds the milliseconds exactly.
+    try:
+        return _EPOCH + timedelta(milliseconds=millis)
+    except OverflowError:
+        return Timestamp(millis)
+
+
+def _millis(value: datetime) -> int:
+    when = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return (when - _EPOCH) // _MILLISECOND
+
+
 HeaderValue: TypeAlias = bool | int | bytes | str | datetime | uuid.UUID
+"""``Timestamp`` is an ``int``: an out-of-range timestamp header."""
 
 _INT_TYPES: tuple[tuple[type[int], HeaderType, struct.Struct], ...] = (
     (Int8, HeaderType.BYTE, _I8),
@@ -129,6 +156,8 @@ class EventStreamMessage:
 def _encode_header_value(value: HeaderValue) -> bytes:
     if isinstance(value, bool):
         return bytes([HeaderType.BOOL_TRUE if value else HeaderType.BOOL_FALSE])
+    if isinstance(value, Timestamp):
+        return bytes([HeaderType.TIMESTAMP]) + _I64.pack(value)
     if isinstance(value, int):
         for cls, htype, packer in _INT_TYPES:
             if isinstance(value, cls):
@@ -142,8 +171,7 @@ def _encode_header_value(value: HeaderValue) -> bytes:
         raw = value.encode("utf-8")
         return bytes([HeaderType.STRING]) + _U16.pack(len(raw)) + raw
     if isinstance(value, datetime):
-        millis = round(value.timestamp() * 1000)
-        return bytes([HeaderType.TIMESTAMP]) + _I64.pack(millis)
+        return bytes([HeaderType.TIMESTAMP]) + _I64.pack(_millis(value))
     if isinstance(value, uuid.UUID):
         return bytes([HeaderType.UUID]) + value.bytes
     raise TypeError(f"unsupported header value type: {type(value).__name__}")
@@ -218,8 +246,7 @@ def _decode_headers(data: memoryview) -> dict[str, HeaderValue]:
                 value = Int64(_I64.unpack_from(data, pos)[0])
                 pos += 8
             elif htype == HeaderType.TIMESTAMP:
-                millis = _I64.unpack_from(data, pos)[0]
-                value = datetime.fromtimestamp(millis / 1000, tz=UTC)
+                value = _timestamp(_I64.unpack_from(data, pos)[0])
                 pos += 8
             elif htype == HeaderType.UUID:
                 raw = bytes(data[pos : pos + 16])
