@@ -430,8 +430,15 @@ def _decoding(step: Callable[..., list[Event]], *args: Any) -> list[Event]:
     shape nobody foresaw) still ends the call with a typed error, never a bare exception."""
     try:
         return step(*args)
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise InvalidEventError(f"undecodable event ({type(exc).__name__}: {exc})") from exc
+    except (
+        ArithmeticError,
+        AttributeError,
+        LookupError,
+        RecursionError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        raise InvalidEventError(f"undecodable event ({type(exc).__name__}: {exc})"[:300]) from exc
 
 
 def _contextualise(err: CallError, target: Target, state: CallState | None) -> CallError:
