@@ -45,18 +45,75 @@ def test_opens_after_consecutive_failures_half_opens_and_closes(
     assert "circuit of t: closed -> open (3 consecutive failures)" in caplog.text
 
 
-def test_failed_probe_reopens_for_another_cool_down() -> None:
-    b, vc = make()
+def test_failed_probe_reopens_for_a_short_delay_growing_up_to_open_s() -> None:
+    b, vc = make(open_s=10.0, reopen_initial_s=2.0, reopen_multiplier=2.0)
+    for _ in range(3):
+        b.record_failure()
+    assert b.cooldown_s == 10.0
+    vc.now += 10
+    delays = []
+    for _ in range(5):
+        assert b.state == "half_open"
+        assert b.allow()
+        b.record_failure(stall=True)
+        assert b.state == "open"
+        delays.append(b.cooldown_s)
+        vc.now += b.cooldown_s * 0.75
+        assert b.state == "open"  # not early
+        vc.now += b.cooldown_s * 0.25
+    assert delays == [2.0, 4.0, 8.0, 10.0, 10.0]
+    opens = [t.to_dict() for t in b.transitions if t.new == "open"]
+    assert [t["delay_s"] for t in opens] == [10.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    assert opens[1]["reason"] == "probe failed; reopened for 2 s"
+    assert all(t.delay_s is None for t in b.transitions if t.new != "open")
+
+
+def test_successful_probe_closes_and_resets_the_reopen_delay() -> None:
+    b, vc = make(open_s=30.0, reopen_initial_s=1.0, reopen_multiplier=3.0)
+    for _ in range(3):
+        b.record_failure()
+    vc.now += 30
+    assert b.allow()
+    b.record_failure()
+    vc.now += 1
+    assert b.allow()
+    b.record_failure()
+    assert b.cooldown_s == 3.0
+    vc.now += 3
+    assert b.allow()
+    b.record_success()
+    assert b.state == "closed"
+    # the next outage starts from open_s, and its first failed probe from reopen_initial_s
+    for _ in range(3):
+        b.record_failure()
+    assert b.cooldown_s == 30.0
+    vc.now += 30
+    assert b.allow()
+    b.record_suspected_stall()
+    assert (b.state, b.cooldown_s) == ("open", 1.0)
+
+
+def test_open_remaining_follows_the_current_cool_down() -> None:
+    b, vc = make(open_s=10.0)
     for _ in range(3):
         b.record_failure()
     vc.now += 10
     assert b.allow()
-    b.record_failure(stall=True)
-    assert b.state == "open"
-    vc.now += 5
-    assert b.state == "open"
-    vc.now += 5
-    assert b.state == "half_open"
+    b.record_failure()
+    vc.now += 0.5
+    assert b.open_remaining_s() == pytest.approx(1.5)
+
+
+def test_reopen_keys_are_validated() -> None:
+    from callproof.errors import ConfigError
+    from callproof.resilience import RoutePolicy
+
+    policy = RoutePolicy.from_mapping(
+        {"breaker": {"reopen_initial_s": 0.5, "reopen_multiplier": 3}}
+    )
+    assert (policy.breaker.reopen_initial_s, policy.breaker.reopen_multiplier) == (0.5, 3.0)
+    with pytest.raises(ConfigError, match=r"routes\.r\.breaker\.reopen_multiplier"):
+        RoutePolicy.from_mapping({"breaker": {"reopen_multiplier": 0.5}}, where="routes.r")
 
 
 def test_released_probe_slot_can_be_used_again() -> None:

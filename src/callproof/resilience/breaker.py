@@ -3,9 +3,15 @@
 ::
 
     closed --(N consecutive failures, or stall share over the window > stall_rate)--> open
-    open   --(open_s elapsed)--> half_open   (up to ``half_open_probes`` calls let through)
-    half_open --(a probe succeeds)--> closed   (counters reset)
-    half_open --(a probe fails)-----> open     (cool-down starts again)
+    open   --(cool-down elapsed)--> half_open   (up to ``half_open_probes`` calls let through)
+    half_open --(a probe succeeds)--> closed   (counters and the reopen delay reset)
+    half_open --(a probe fails)-----> open     (a shorter cool-down, growing per failed probe)
+
+The first cool-down (closed -> open) lasts ``open_s``. A failed half-open probe reopens the
+circuit for ``reopen_initial_s``, then ``reopen_multiplier`` times longer after each further
+failed probe, never longer than ``open_s`` (2, 4, 8, 16, 30, 30 ... s by default): a target
+that comes back from an outage is probed again within seconds, one that stays down is probed
+ever more rarely. Each transition carries the cool-down it starts (``delay_s``).
 
 A stall counts as a failure and also into the stall-rate window; an attempt that was abandoned
 without a first event after waiting longer than the target's healthy latency (a hedge loser
@@ -47,6 +53,8 @@ class Transition:
     new: BreakerState
     at: float
     reason: str
+    #: For a move to ``open``: the cool-down it starts, in seconds (else ``None``).
+    delay_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +63,7 @@ class Transition:
             "to": self.new,
             "at": round(self.at, 6),
             "reason": self.reason,
+            "delay_s": None if self.delay_s is None else round(self.delay_s, 6),
         }
 
 
@@ -69,15 +78,35 @@ class CircuitBreaker:
         self._consecutive = 0
         self._window: deque[bool] = deque(maxlen=policy.window)
         self._opened_at = 0.0
+        #: The cool-down of the current open period (``open_s``, or a reopen delay).
+        self._cooldown = policy.open_s
+        #: Half-open probes that failed in a row (sets the next reopen delay).
+        self._failed_probes = 0
         self._probes_out = 0
         self.transitions: list[Transition] = []
+        #: Hooks for a shared-state backend (:mod:`callproof.state`): called after each state
+        #: change, and after each recorded result ("success", "failure", "stall", "suspected").
+        self.on_transition: Callable[[Transition], None] | None = None
+        self.on_record: Callable[[str], None] | None = None
 
     @property
     def state(self) -> BreakerState:
         """The current state; an open breaker whose cool-down passed reads as half-open."""
-        if self._state == "open" and self._clock() - self._opened_at >= self.policy.open_s:
-            self._move("half_open", f"cool-down of {self.policy.open_s:.3g} s over")
+        if self._state == "open" and self._clock() - self._opened_at >= self._cooldown:
+            self._move("half_open", f"cool-down of {self._cooldown:.3g} s over")
         return self._state
+
+    @property
+    def cooldown_s(self) -> float:
+        """The cool-down of the current (or last) open period, in seconds."""
+        return self._cooldown
+
+    def reopen_delay(self, failed_probes: int) -> float:
+        """The cool-down after ``failed_probes`` half-open probes failed in a row (>= 1):
+        ``reopen_initial_s x reopen_multiplier^(n-1)``, at most ``open_s``."""
+        p = self.policy
+        grown = p.reopen_initial_s * p.reopen_multiplier ** min(max(failed_probes, 1) - 1, 64)
+        return min(grown, p.open_s)
 
     def stall_rate(self) -> float:
         """The share of stalls among the calls in the window (0 when empty)."""
@@ -104,6 +133,19 @@ class CircuitBreaker:
             state == "half_open" and self._probes_out < self.policy.half_open_probes
         )
 
+    def open_remaining_s(self) -> float:
+        """Seconds until an open circuit turns half-open (0 when it is not open)."""
+        if self._state != "open":
+            return 0.0
+        return max(0.0, self._opened_at + self._cooldown - self._clock())
+
+    def adopt(self, new: BreakerState, reason: str, *, open_for_s: float | None = None) -> None:
+        """Take a state decided elsewhere (another replica, through shared state). An adopted
+        open circuit turns half-open after ``open_for_s`` (default: the full cool-down)."""
+        self._move(new, reason)
+        if new == "open" and open_for_s is not None:
+            self._opened_at = self._clock() - max(0.0, self._cooldown - open_for_s)
+
     def release(self) -> None:
         """Give back a probe slot reserved by :meth:`allow` whose result says nothing
         (the attempt was cancelled because another one won)."""
@@ -114,6 +156,8 @@ class CircuitBreaker:
         """An attempt on this target succeeded."""
         self._consecutive = 0
         self._window.append(False)
+        if self.on_record is not None:
+            self.on_record("success")
         if self._state == "half_open":
             self._move("closed", "probe succeeded")
 
@@ -121,10 +165,12 @@ class CircuitBreaker:
         """An attempt on this target failed (``stall``: a watchdog fired or it hung)."""
         self._consecutive += 1
         self._window.append(stall)
+        if self.on_record is not None:
+            self.on_record("stall" if stall else "failure")
         if not self.policy.enabled:
             return
         if self._state == "half_open":
-            self._move("open", "probe failed")
+            self._reopen("probe failed")
             return
         if self._state != "closed":
             return
@@ -145,8 +191,10 @@ class CircuitBreaker:
         only (inferred evidence never opens the circuit through the consecutive-failure rule);
         a half-open probe that most likely hung reopens the circuit."""
         self._window.append(True)
+        if self.on_record is not None:
+            self.on_record("suspected")
         if self._state == "half_open":
-            self._move("open", "probe likely stalled")
+            self._reopen("probe likely stalled")
             return
         if not self.policy.enabled or self._state != "closed":
             return
@@ -159,19 +207,32 @@ class CircuitBreaker:
                 f"stall rate {self.stall_rate():.0%} over the last {len(self._window)} calls",
             )
 
-    def _move(self, new: BreakerState, reason: str) -> None:
+    def _reopen(self, reason: str) -> None:
+        self._failed_probes += 1
+        delay = self.reopen_delay(self._failed_probes)
+        self._move("open", f"{reason}; reopened for {delay:.3g} s", cooldown=delay)
+
+    def _move(self, new: BreakerState, reason: str, *, cooldown: float | None = None) -> None:
         old = self._state
         if old == new:
             return
         now = self._clock()
         self._state = new
+        delay: float | None = None
         if new == "open":
             self._opened_at = now
             self._probes_out = 0
+            self._cooldown = self.policy.open_s if cooldown is None else cooldown
+            delay = self._cooldown
         elif new == "half_open":
             self._probes_out = 0
         else:
             self._consecutive = 0
+            self._failed_probes = 0
+            self._cooldown = self.policy.open_s
             self._window.clear()
-        self.transitions.append(Transition(self.target, old, new, now, reason))
+        change = Transition(self.target, old, new, now, reason, delay)
+        self.transitions.append(change)
         log.info("circuit of %s: %s -> %s (%s)", self.target, old, new, reason)
+        if self.on_transition is not None:
+            self.on_transition(change)

@@ -10,7 +10,8 @@ group the mechanisms; unknown keys are a :class:`~callproof.errors.ConfigError` 
     retry = { max_attempts = 4, max_total_s = 120, empty_after_tool_result = true }
     backoff = { initial_s = 0.2, max_s = 10, multiplier = 2, jitter = true, retry_after_cap_s = 30 }
     hedge = { mode = "quantile", quantile = 0.9, delay_s = 2.0, max_extra = 1, target = "next" }
-    breaker = { failures = 5, stall_rate = 0.3, window = 20, min_calls = 10, open_s = 30 }
+    breaker = { failures = 5, stall_rate = 0.3, window = 20, min_calls = 10, open_s = 30,
+                reopen_initial_s = 2, reopen_multiplier = 2 }
     watchdog = { mode = "adaptive", quantile = 0.99, factor = 3, floor_s = 2, ceiling_s = 120 }
 
 ``hedge = "off"`` and ``hedge = 1.5`` (a fixed delay in seconds) are shorthands.
@@ -113,15 +114,22 @@ class HedgePolicy:
 class BreakerPolicy:
     """Circuit breaker per target: open after ``failures`` consecutive failures, or when the
     share of stalls among the last ``window`` calls (at least ``min_calls``) exceeds
-    ``stall_rate``; half-open after ``open_s`` with ``half_open_probes`` probe calls."""
+    ``stall_rate``; half-open after ``open_s`` with ``half_open_probes`` probe calls. A failed
+    probe reopens for ``reopen_initial_s``, growing by ``reopen_multiplier`` per further failed
+    probe, capped at ``open_s``; a successful probe closes and resets it."""
 
     enabled: bool = True
     failures: int = 5
     stall_rate: float = 0.3
     window: int = 20
     min_calls: int = 10
+    #: The first cool-down (closed -> open), and the longest reopen delay.
     open_s: float = 30.0
     half_open_probes: int = 1
+    #: The cool-down after the first failed half-open probe.
+    reopen_initial_s: float = 2.0
+    #: Growth of the reopen delay per further failed probe (2, 4, 8 ... s up to ``open_s``).
+    reopen_multiplier: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +238,8 @@ class RoutePolicy:
             ),
             (self.breaker.open_s >= 0, "breaker.open_s", "must not be negative"),
             (self.breaker.half_open_probes >= 1, "breaker.half_open_probes", "at least 1"),
+            (self.breaker.reopen_initial_s >= 0, "breaker.reopen_initial_s", "negative"),
+            (self.breaker.reopen_multiplier >= 1, "breaker.reopen_multiplier", "at least 1"),
             (self.watchdog.mode in ("fixed", "adaptive"), "watchdog.mode", "fixed|adaptive"),
             (0 < self.watchdog.quantile <= 1, "watchdog.quantile", "must be in (0, 1]"),
             (self.watchdog.factor > 0, "watchdog.factor", "must be positive"),
