@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from callproof import transport as _transport
 from callproof.conversation import Conversation
 from callproof.dialects.base import Dialect, StreamDecoder
 from callproof.endpoints import Signer, build_request
@@ -526,10 +527,11 @@ class Client:
                         f"cannot load the CA bundle {verify}: {exc.strerror or exc}",
                         where="endpoint.verify",
                     ) from exc
+            # callproof.transport: httpcore's connections on an O(1) free list, not its pool
+            # (whose per-event scan is O(connections x requests): a cliff past ~1,000 streams).
             http = httpx.AsyncClient(
-                verify=ssl_verify,
+                transport=_transport.make_transport(ssl_verify),
                 timeout=None,  # noqa: S113 - see above: CallState's clocks time each call
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             )
             self._owned[key] = http
         return http

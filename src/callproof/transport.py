@@ -1,0 +1,251 @@
+"""The client's HTTP transport: httpx's transport over a free list of httpcore connections.
+
+httpx's default transport sends every request through ``httpcore.AsyncConnectionPool``, whose
+``_assign_requests_to_connections`` runs on every request start and every response close and
+scans every connection for each idle one and for each queued request: O(connections x requests)
+per pool event. At 1,000 concurrent streams that scan was 39% of the client's CPU, at 1,500
+99%; past ``max_connections`` requests queue behind it, and the router at 40% hangs livelocked
+(every clock hundreds of seconds late, a healthy fallback's breaker opened).
+
+:class:`FreeListTransport` keeps httpx (its requests, responses, exceptions and the
+``MockTransport``/``ASGITransport`` seam tests use) and httpcore's
+:class:`~httpcore.AsyncHTTPConnection` (h11, connect, TLS, keep-alive state), and replaces only
+the pool with a last-in-first-out list of idle connections per origin:
+
+* taking a connection pops the most recently returned one (checked with its own
+  ``is_available``/``has_expired``, one connection, not all) or opens a new one: O(1);
+* closing a response pushes the connection back when it is idle, else drops it: O(1);
+* nothing queues: a request never waits for another request's connection, so no clock ever
+  waits on the pool. Concurrency is bounded by the caller (the probe's ``--concurrency``, the
+  router's hedges), and the file-descriptor limit by :func:`raise_fd_limit`;
+* idle connections past ``max_idle`` per origin, or idle longer than ``keepalive_expiry``, are
+  closed from the cold end of the list, O(1) amortised per return.
+
+The probe's workers are fixed and sequential, so in a probe each worker in effect keeps its own
+connection: the "connection per worker" design, without a pool object shared by all of them.
+
+Why this design (bench/probe.py, ``--designs``, runs alternated on a shared 2-core machine, CPU
+per attempt with ``time.process_time``; figures are in the bench's output and the README):
+it was measured against httpx over aiohttp's connector (an adapter behind the same httpx
+seam, :func:`bench.probe`'s ``aiohttp`` design) and against the httpcore pool it replaces. The
+free list keeps every error mapping and stream semantic the ~1,000 client tests pin, with no new
+dependency; see the bench output for the CPU ratios that decided it.
+"""
+
+from __future__ import annotations
+
+import resource
+import ssl
+import time
+import typing
+from collections import deque
+
+import httpcore
+import httpx
+
+__all__ = [
+    "DEFAULT_KEEPALIVE_EXPIRY_S",
+    "DEFAULT_MAX_IDLE",
+    "FreeListPool",
+    "FreeListTransport",
+    "make_transport",
+    "raise_fd_limit",
+]
+
+#: Idle keep-alive connections kept per origin (more are closed when they come back).
+DEFAULT_MAX_IDLE = 4096
+#: An idle connection older than this is closed rather than reused (httpx's default is 5 s).
+DEFAULT_KEEPALIVE_EXPIRY_S = 5.0
+
+_Key = tuple[bytes, bytes, int | None]
+
+
+class FreeListPool(httpcore.AsyncConnectionPool):
+    """An httpcore pool whose every operation is O(1): a LIFO free list of idle HTTP/1.1
+    connections per origin, no request queue, no limit on connections in use.
+
+    It subclasses :class:`httpcore.AsyncConnectionPool` for its connection factory
+    (``create_connection``: TLS context, socket options, network backend) and its interface;
+    ``handle_async_request`` and ``aclose`` are its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_idle: int = DEFAULT_MAX_IDLE,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY_S,
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        super().__init__(
+            ssl_context=ssl_context,
+            max_connections=None,
+            max_keepalive_connections=max_idle,
+            keepalive_expiry=keepalive_expiry,
+            network_backend=network_backend,
+        )
+        self._max_idle = max_idle
+        self._expiry = keepalive_expiry
+        self._idle: dict[_Key, deque[tuple[float, httpcore.AsyncConnectionInterface]]] = {}
+        self._busy: set[httpcore.AsyncConnectionInterface] = set()
+        self._shut = False
+
+    @property
+    def connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        """Every open connection: in use, then idle."""
+        idle = [conn for queue in self._idle.values() for _, conn in queue]
+        return [*self._busy, *idle]
+
+    @property
+    def in_use(self) -> int:
+        """Connections serving a request now."""
+        return len(self._busy)
+
+    @property
+    def idle(self) -> int:
+        """Idle keep-alive connections."""
+        return sum(len(queue) for queue in self._idle.values())
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        scheme = request.url.scheme
+        if scheme not in (b"http", b"https"):
+            raise httpcore.UnsupportedProtocol(
+                f"Request URL has an unsupported protocol '{scheme.decode() or '?'}://'."
+            )
+        if self._shut:
+            raise httpcore.ConnectError("the HTTP client is closed")
+        origin = request.url.origin
+        key: _Key = (origin.scheme, origin.host, origin.port)
+        while True:
+            connection = await self._checkout(key, origin)
+            self._busy.add(connection)
+            try:
+                response = await connection.handle_async_request(request)
+            except httpcore.ConnectionNotAvailable:
+                # It was idle when taken, then was not (a race with its own close): a new one.
+                self._busy.discard(connection)
+                continue
+            except BaseException:
+                # httpcore closed the connection already if it cannot be reused.
+                self._busy.discard(connection)
+                raise
+            break
+        return httpcore.Response(
+            status=response.status,
+            headers=response.headers,
+            content=_ReturningStream(response.stream, self, key, connection),
+            extensions=response.extensions,
+        )
+
+    async def _checkout(
+        self, key: _Key, origin: httpcore.Origin
+    ) -> httpcore.AsyncConnectionInterface:
+        idle = self._idle.get(key)
+        while idle:
+            _, connection = idle.pop()
+            if connection.is_available() and not connection.has_expired():
+                return connection
+            await connection.aclose()
+        return self.create_connection(origin)
+
+    async def _checkin(self, key: _Key, connection: httpcore.AsyncConnectionInterface) -> None:
+        self._busy.discard(connection)
+        if self._shut or not connection.is_idle():
+            if not connection.is_closed():
+                await connection.aclose()
+            return
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = deque()
+        now = time.monotonic()
+        idle.append((now, connection))
+        # Trim from the cold end: over the cap, or idle past the keep-alive expiry.
+        while idle and (len(idle) > self._max_idle or idle[0][0] + self._expiry < now):
+            _, stale = idle.popleft()
+            await stale.aclose()
+
+    async def aclose(self) -> None:
+        self._shut = True
+        closing = [*self._busy, *(conn for queue in self._idle.values() for _, conn in queue)]
+        self._busy.clear()
+        self._idle.clear()
+        for connection in closing:
+            await connection.aclose()
+
+    def __repr__(self) -> str:
+        return f"<FreeListPool [in use: {self.in_use}, idle: {self.idle}]>"
+
+
+class _ReturningStream:
+    """A response body that gives its connection back to the free list when closed. Iterating
+    it is iterating httpcore's own body stream: no layer is added per chunk."""
+
+    def __init__(
+        self,
+        stream: typing.AsyncIterable[bytes] | typing.Iterable[bytes],
+        pool: FreeListPool,
+        key: _Key,
+        connection: httpcore.AsyncConnectionInterface,
+    ) -> None:
+        assert isinstance(stream, typing.AsyncIterable)
+        self._stream = stream
+        self._pool = pool
+        self._key = key
+        self._connection = connection
+        self._closed = False
+
+    def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._stream, "aclose", None)
+            if close is not None:
+                await close()
+        finally:
+            await self._pool._checkin(self._key, self._connection)
+
+
+class FreeListTransport(httpx.AsyncHTTPTransport):
+    """httpx's own :class:`~httpx.AsyncHTTPTransport` (request conversion, exception mapping,
+    response streams) over a :class:`FreeListPool` instead of httpcore's pool."""
+
+    def __init__(  # the parent's __init__ only builds the pool this replaces
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        max_idle: int = DEFAULT_MAX_IDLE,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY_S,
+    ) -> None:
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
+        self._pool = FreeListPool(
+            ssl_context=context, max_idle=max_idle, keepalive_expiry=keepalive_expiry
+        )
+
+    @property
+    def pool(self) -> FreeListPool:
+        """The free list (its ``in_use`` and ``idle`` counts)."""
+        assert isinstance(self._pool, FreeListPool)
+        return self._pool
+
+
+def make_transport(verify: ssl.SSLContext | bool = True) -> httpx.AsyncBaseTransport:
+    """The transport :class:`~callproof.client.Client` sends real requests through."""
+    return FreeListTransport(verify=verify)
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft open-file limit towards ``wanted`` (never above the hard
+    limit, never lowered); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
