@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from callproof.resilience.policy import WatchdogPolicy
@@ -46,6 +47,16 @@ class LatencyWindow:
             self._values.append(seconds)
             self._sorted = None
 
+    def load(self, values: Iterable[float]) -> None:
+        """Replace the window's contents, newest last (samples shared by other replicas)."""
+        self._values.clear()
+        self._values.extend(v for v in values if v >= 0 and math.isfinite(v))
+        self._sorted = None
+
+    def values(self) -> list[float]:
+        """The latencies in the window, oldest first."""
+        return list(self._values)
+
     def __len__(self) -> int:
         return len(self._values)
 
@@ -68,6 +79,8 @@ class AdaptiveWatchdog:
     def __init__(self, policy: WatchdogPolicy) -> None:
         self.policy = policy
         self._windows: dict[str, LatencyWindow] = {}
+        #: Hook for a shared-state backend: called with each healthy latency observed.
+        self.on_observe: Callable[[str, float], None] | None = None
 
     def window(self, target_name: str) -> LatencyWindow:
         """The latency window of one target (created on first use)."""
@@ -79,6 +92,8 @@ class AdaptiveWatchdog:
         """Record the first-event latency of a successful attempt."""
         if first_event_s is not None:
             self.window(target_name).add(first_event_s)
+            if self.on_observe is not None:
+                self.on_observe(target_name, first_event_s)
 
     def first_event_timeout(self, target: Target) -> float | None:
         """The first-event timeout to use for the next attempt on ``target``."""
