@@ -13,7 +13,7 @@ UV := $(shell if command -v uv >/dev/null 2>&1; then echo uv; \
 endif
 PYTEST_ARGS ?=
 
-.PHONY: setup node-deps run test lint typecheck pytest bench bench-quick fmt docs
+.PHONY: setup node-deps run test lint typecheck pytest bench bench-quick fmt docs interop
 
 ## setup: the locked environment into .venv (uv from PATH, or bootstrapped into .tools/uv-venv)
 setup:
@@ -42,6 +42,10 @@ node-deps:
 	@if command -v npm >/dev/null 2>&1; then \
 	  test -d tests/node/node_modules || npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "node-deps: npm not found; the Node client tests will say so"; fi
+
+## interop: only the interop suite (real Node and Python clients against the emulator; pinned)
+interop: setup node-deps
+	$(UV) run --frozen pytest -q -p no:cacheprovider -m interop tests/interop
 
 lint:
 	$(UV) run --frozen ruff check src tests bench

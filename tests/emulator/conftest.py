@@ -1,4 +1,4 @@
-"""Fixtures for the emulator tests: a real uvicorn emulator on loopback and boto3 clients."""
+"""Fixtures for the emulator tests: a real emulator (hypercorn) on loopback and boto3 clients."""
 
 from __future__ import annotations
 

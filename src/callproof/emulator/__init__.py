@@ -1,8 +1,8 @@
 """The emulator: a local Bedrock Runtime and OpenAI-compatible server with seeded faults.
 
 * :func:`create_app` - the ASGI app (for ``httpx.ASGITransport`` or any ASGI server).
-* :class:`EmulatorServer` - the real uvicorn server on a background thread (``with
-  EmulatorServer() as server: server.url``).
+* :class:`EmulatorServer` - the real server (hypercorn: HTTP/1.1 and HTTP/2) on a background
+  thread (``with EmulatorServer() as server: server.url``).
 
 Shared internals: :mod:`.models` (scripted models), :mod:`.faults` (faults and plans),
 :mod:`.presets`, :mod:`.state`, :mod:`.streaming`. See ``docs/emulator.md`` and ``docs/faults.md``.
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # lazy, so importing the shared modules does not pull in uvicorn and Starlette routing
+    # lazy, so importing the shared modules does not pull in hypercorn and Starlette routing
     if name == "create_app":
         from callproof.emulator.app import create_app
 

@@ -2,7 +2,7 @@
 
 ``create_app(preset="seed", faults=None, seed=None)`` gives a Starlette app for
 ``httpx.ASGITransport`` or any ASGI server (:class:`~callproof.emulator.server.EmulatorServer`
-runs it with uvicorn). Unknown routes answer as the service the path belongs to: OpenAI-style
+runs it with hypercorn). Unknown routes answer as the service the path belongs to: OpenAI-style
 ``{"error": {...}}`` under ``/v1``, Bedrock's ``UnknownOperationException`` elsewhere.
 """
 
@@ -24,6 +24,7 @@ from callproof.emulator.bedrock import bedrock_error_response, bedrock_routes
 from callproof.emulator.bedrock_auth import BedrockAuth
 from callproof.emulator.bedrock_validation import BedrockError
 from callproof.emulator.faults import FaultPlan
+from callproof.emulator.schedule import FaultSchedule
 from callproof.emulator.state import EmulatorState, Limits
 
 __all__ = ["create_app"]
@@ -89,19 +90,24 @@ def create_app(
     seed: int | None = None,
     limits: Limits | None = None,
     bedrock_auth: BedrockAuth | None = None,
+    schedule: FaultSchedule | None = None,
 ) -> Starlette:
     """The emulator as an ASGI app.
 
     ``preset`` names the models and default faults (``seed``, ``healthy``, ``fast``); ``faults``
     is a TOML fault plan (docs/faults.md) replacing the preset's rules; ``seed`` makes the fault
     draws reproducible (random when None, unless the plan sets one). ``limits`` bounds body size
-    and concurrent streams; ``bedrock_auth`` turns on credential checks. Raises ``ConfigError``
-    on a bad preset or plan.
+    and concurrent streams; ``bedrock_auth`` turns on credential checks. ``schedule`` (a
+    :class:`~callproof.emulator.schedule.FaultSchedule`, used by the pytest plugin) picks faults
+    per request before the plan does and logs every model request. Raises ``ConfigError`` on a
+    bad preset or plan.
     """
-    state = EmulatorState(preset=preset, faults=faults, seed=seed, limits=limits)
+    options: dict[str, Any] = {"preset": preset, "faults": faults, "seed": seed, "limits": limits}
+    state = EmulatorState(**options) if schedule is None else schedule.new_state(**options)
     routes: list[BaseRoute] = [*bedrock_routes(), *_openai_routes(state)]
     handlers: dict[Any, Any] = {404: _not_found, 405: _not_found, Exception: _server_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    middleware = [] if schedule is None else [schedule.middleware()]
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.emulator = state
     app.state.bedrock_auth = bedrock_auth or BedrockAuth()
     return app

@@ -1,0 +1,73 @@
+"""Fixtures for the interop suite: the real emulator on loopback (HTTP/1.1 + HTTP/2, cleartext
+and TLS) and a runner for the Node scripts in ``tests/interop/node`` (their packages are locked
+in ``tests/node``; ``make test`` and ``make interop`` run ``npm ci`` there)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callproof.emulator import EmulatorServer
+
+NODE_DIR = Path(__file__).parent / "node"
+NODE_MODULES = Path(__file__).parent.parent / "node" / "node_modules"
+
+NodeRunner = Callable[..., dict[str, Any]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.interop)
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    """The seed's models, no latency; faults only where a request forces one."""
+    with EmulatorServer(preset="fast", seed=3) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(preset="fast", seed=3, tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def node() -> NodeRunner:
+    """``node(script, url, spec, ca=None) -> dict``: run one Node script, parse its JSON line."""
+    binary = shutil.which("node")
+    if binary is None or not NODE_MODULES.is_dir():
+        pytest.fail(
+            "the interop suite needs Node 20+ and the locked packages: "
+            "npm ci --prefix tests/node (make interop does it)"
+        )
+
+    def run(script: str, url: str, spec: dict[str, Any], ca: Path | None = None) -> dict[str, Any]:
+        env = {**os.environ, "NODE_NO_WARNINGS": "1"}
+        if ca is not None:
+            env["NODE_EXTRA_CA_CERTS"] = str(ca)
+        done = subprocess.run(
+            [binary, str(NODE_DIR / script), url, json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=env,
+            check=False,
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        failed = f"{script} failed:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0, failed
+        assert lines, failed
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+    return run
