@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import time
 import uuid
@@ -33,6 +34,7 @@ import httpx
 from callproof.conversation import Conversation
 from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.events import Response
+from callproof.looplag import LoopLagMonitor
 from callproof.outcomes import Outcome
 from callproof.probe.config import Config
 from callproof.probe.rundir import (
@@ -49,6 +51,7 @@ from callproof.probe.rundir import (
     write_json,
 )
 from callproof.probe.scenarios import ProbeScenario, drive_loop
+from callproof.transport import raise_fd_limit
 
 __all__ = [
     "RunOptions",
@@ -247,15 +250,13 @@ class _Runner:
         for unit in self.units:
             self.unit_limits[unit.name] = asyncio.Semaphore(limit or self.options.concurrency)
         workers: list[asyncio.Task[None]] = []
+        n_workers = _fd_capped(max(1, min(self.options.concurrency, max(todo, 1))))
         with (self.run_dir / RESULTS).open("a", encoding="utf-8") as results:
             self.results = results
-            async with Client(transport=self.options.transport) as client:
+            async with Client(transport=self.options.transport) as client, LoopLagMonitor():
                 self.client = client
                 self._make_routers(client)
-                workers = [
-                    asyncio.create_task(self._worker(jobs))
-                    for _ in range(max(1, min(self.options.concurrency, max(todo, 1))))
-                ]
+                workers = [asyncio.create_task(self._worker(jobs)) for _ in range(n_workers)]
                 try:
                     await asyncio.gather(*workers)
                 except asyncio.CancelledError:
@@ -420,6 +421,25 @@ class _Runner:
         self.written += 1
         if self.options.on_record is not None:
             self.options.on_record(record)
+
+
+def _fd_capped(workers: int) -> int:
+    """``workers``, or fewer when this process cannot open a socket for each: every worker
+    holds one connection (two with the emulator in this process), so the open-file limit is
+    raised to fit, and past the hard limit the concurrency is capped with a warning."""
+    need = 2 * workers + 256
+    soft = raise_fd_limit(need)
+    if soft >= need:
+        return workers
+    capped = max(1, (soft - 256) // 2)
+    logging.getLogger(__name__).warning(
+        "concurrency %d needs about %d open files but the limit is %d: running %d workers",
+        workers,
+        need,
+        soft,
+        capped,
+    )
+    return capped
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
