@@ -166,7 +166,8 @@ def format_pct(rate: float | None) -> str:
     pct = rate * 100
     whole = round(pct)
     if whole == 0 and pct > 0:
-        return f"{pct:.2g}%"
+        # never a float repr (``1.7e-05%``) nor a long tail of digits (``0.00017%``)
+        return "<0.1%" if pct < 0.1 else f"{pct:.1f}%"
     if whole == 100 and pct < 100:
         text = f"{pct:.1f}%"
         return ">99.9%" if text == "100.0%" else text

@@ -18,6 +18,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from callproof.probe import stats
 
 __all__ = [
     "EXACT_CAP",
+    "UNREACHABLE_STATUSES",
     "Aggregator",
+    "CorruptLine",
     "LatencySketch",
     "read_records",
     "summarize_records",
@@ -33,6 +36,9 @@ __all__ = [
 
 #: Samples kept exactly per cell before switching to the histogram.
 EXACT_CAP = 2048
+#: HTTP statuses that mean a target was never reached (wrong key, no access, wrong path).
+UNREACHABLE_STATUSES = frozenset({401, 403, 404})
+_NEVER_REACHED = frozenset({"transport_error", "stall_before_headers"})
 _HIST_MIN_S = 1e-4
 _HIST_GROWTH = 1.01
 _LOG_GROWTH = math.log(_HIST_GROWTH)
@@ -134,6 +140,7 @@ class _Cell:
         "calls_with_fallback",
         "details",
         "first_event",
+        "http_statuses",
         "model",
         "n",
         "outcomes",
@@ -145,6 +152,7 @@ class _Cell:
         "served_by",
         "target",
         "total",
+        "unreached",
     )
 
     def __init__(self, target: str, scenario: str) -> None:
@@ -163,6 +171,8 @@ class _Cell:
         self.route_attempts: dict[str, Counter[str]] = {}
         self.served_by: Counter[str] = Counter()
         self.calls_with_fallback = 0
+        self.http_statuses: Counter[str] = Counter()
+        self.unreached = 0
 
 
 class Aggregator:
@@ -216,7 +226,16 @@ class Aggregator:
                 if isinstance(total, (int, float)):
                     cell.total.add(float(total))
         elif outcome not in cell.details and record.get("detail"):
-            cell.details[outcome] = str(record["detail"])[:200]
+            cell.details[outcome] = str(record["detail"])
+        if not passed:
+            error = record.get("error")
+            status = error.get("status") if isinstance(error, dict) else None
+            if outcome == "http_error" and type(status) is int:
+                cell.http_statuses[str(status)] += 1
+            if outcome in _NEVER_REACHED or (
+                outcome == "http_error" and status in UNREACHABLE_STATUSES
+            ):
+                cell.unreached += 1
         route_attempts = record.get("route_attempts") or []
         if route_attempts:
             self._add_route(cell, route_attempts, passed=passed)
@@ -282,6 +301,9 @@ class Aggregator:
             "provider": cell.provider,
             "worst_failure": worst,
             "failure_details": dict(cell.details),
+            "http_statuses": dict(cell.http_statuses.most_common()),
+            # every attempt a transport error, no headers, or HTTP 401/403/404
+            "unreachable": cell.n > 0 and cell.unreached == cell.n,
         }
         if cell.target.startswith("route:") or cell.route_attempts:
             entry["route"] = {
@@ -330,24 +352,43 @@ class Aggregator:
         }
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class CorruptLine:
+    """A ``results.jsonl`` line that is not a record: its 1-based number and what is wrong."""
+
+    line: int
+    problem: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "problem": self.problem}
+
+
+def read_records(path: Path, corrupt: list[CorruptLine] | None = None) -> Iterator[dict[str, Any]]:
     """Stream the records of a ``results.jsonl`` (or a run directory holding one).
 
-    A torn last line (a crash mid-write) and blank lines are skipped, never fatal.
+    Blank lines are skipped. A line that is not a JSON object is never fatal, and never silently
+    lost: it is appended to ``corrupt`` (when given) with its line number, so the caller can warn
+    (``callproof report`` does, and fails under ``--strict``).
     """
     if path.is_dir():
         path = path / "results.jsonl"
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            torn = not line.endswith("\n")
             line = line.strip()
             if not line:
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError) as exc:
+                if corrupt is not None:
+                    what = "a torn last line (an interrupted write)" if torn else "not JSON"
+                    corrupt.append(CorruptLine(number, f"{what}: {exc}"))
                 continue
             if isinstance(record, dict):
                 yield record
+            elif corrupt is not None:
+                corrupt.append(CorruptLine(number, f"a JSON {type(record).__name__}, not a record"))
 
 
 def summarize_records(records: Iterable[dict[str, Any]], **options: Any) -> dict[str, Any]:

@@ -7,22 +7,27 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
-from callproof.probe.stats import format_p, format_pct
-from callproof.probe.summary import read_records
+from callproof.probe.stats import format_pct
+from callproof.probe.summary import CorruptLine, read_records
+from callproof.report.evidence import headline, headline_entry, mode_of, mode_rates
 
 __all__ = [
     "ATTEMPT_LINE_CAP",
+    "FAILURE_COLUMNS",
+    "FAILURE_ROWS_CAP",
     "OUTCOME_MEANINGS",
+    "TIMELINE_CAP",
     "AttemptLines",
     "Evidence",
     "attempt_line",
     "collect_attempt_lines",
     "executive_summary",
     "failed_line",
+    "failure_row",
+    "file_lines",
     "find_failing_record",
     "gather_evidence",
     "passed_line",
@@ -32,6 +37,11 @@ __all__ = [
 
 #: Attempt lines shown per (target, scenario) in reports; the rest are counted ("... N more").
 ATTEMPT_LINE_CAP = 200
+
+#: Failing attempts listed in the reports' table (the rest are counted).
+FAILURE_ROWS_CAP = 1000
+#: Attempts drawn on the timeline chart (past it, every k-th attempt is kept).
+TIMELINE_CAP = 5000
 
 #: One line per outcome: what a reader of the report needs to know it means.
 OUTCOME_MEANINGS: dict[str, str] = {
@@ -70,7 +80,7 @@ def snippet(record: dict[str, Any], width: int = 60) -> str:
     return text
 
 
-def attempt_line(record: dict[str, Any], *, detail_width: int = 70) -> str:
+def attempt_line(record: dict[str, Any], *, detail_width: int | None = None) -> str:
     """``Test  1: ✅ OK       Tokyo's temperature is: 22°C`` / ``Test  2: ❌ STALL_NO_EVENTS``."""
     number = record.get("attempt") or record.get("seq") or 0
     outcome = str(record.get("outcome") or "unknown")
@@ -79,8 +89,8 @@ def attempt_line(record: dict[str, Any], *, detail_width: int = 70) -> str:
         return f"Test {number:>2}: ✅ {'OK':<9}{snippet(record)}".rstrip()
     line = f"Test {number:>2}: ❌ {outcome.upper()}"
     detail = _SPACES.sub(" ", str(record.get("detail") or "")).strip()
-    if detail and detail_width > 0:
-        if len(detail) > detail_width:
+    if detail and detail_width != 0:
+        if detail_width is not None and len(detail) > detail_width:
             detail = detail[: detail_width - 1] + "…"
         line += f"  ({detail})"
     return line
@@ -106,83 +116,14 @@ def failed_line(entry: dict[str, Any]) -> str:
 
 
 def worst_entry(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The entry with the lowest pass rate that failed at least once (most attempts on ties)."""
-    results: list[dict[str, Any]] = summary.get("results", [])
-    failing = [e for e in results if e["n"] and e["passed"] < e["n"]]
-    if not failing:
-        return None
-    return min(failing, key=lambda e: (e["pass_rate"], -e["n"]))
-
-
-def _best_peer(summary: dict[str, Any], worst: dict[str, Any]) -> dict[str, Any] | None:
-    results: list[dict[str, Any]] = summary.get("results", [])
-    peers = [
-        e
-        for e in results
-        if e["scenario"] == worst["scenario"] and e["target"] != worst["target"] and e["n"]
-    ]
-    if not peers:
-        return None
-    # Among the best peers, prefer the same model served elsewhere (the fair comparison).
-    mine = _model_key(worst)
-    return max(
-        peers,
-        key=lambda e: (e["pass_rate"], SequenceMatcher(None, mine, _model_key(e)).ratio(), e["n"]),
-    )
-
-
-def _model_key(entry: dict[str, Any]) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", str(entry.get("model") or entry["target"]).lower())
-
-
-def _comparison(summary: dict[str, Any], a: str, b: str, scenario: str) -> dict[str, Any] | None:
-    comparisons: list[dict[str, Any]] = summary.get("comparisons", [])
-    for c in comparisons:
-        if c["scenario"] == scenario and {c["a"], c["b"]} == {a, b}:
-            return c
-    return None
+    """The entry the report is about (see :func:`callproof.report.evidence.headline_entry`)."""
+    return headline_entry(summary)
 
 
 def executive_summary(summary: dict[str, Any]) -> list[str]:
-    """Sentences for the top of a report: the worst target, its failure mode, what it costs."""
-    results = summary.get("results", [])
-    if not results:
-        return ["No attempts were recorded."]
-    worst = worst_entry(summary)
-    if worst is None:
-        total = sum(e["n"] for e in results)
-        return [f"Every target passed every attempt ({total} attempts): no failure observed."]
-    failed = worst["n"] - worst["passed"]
-    mode = worst["worst_failure"] or "unknown"
-    meaning = OUTCOME_MEANINGS.get(mode, worst.get("failure_details", {}).get(mode, ""))
-    first = (
-        f"{worst['target']} fails {failed}/{worst['n']} ({format_pct(failed / worst['n'])}) "
-        f"of {worst['scenario']} requests: {mode}" + (f" ({meaning})" if meaning else "") + "."
-    )
-    sentences = [first]
-    peer = _best_peer(summary, worst)
-    if peer is not None:
-        line = (
-            f"{peer['target']} passed {peer['passed']}/{peer['n']} "
-            f"({format_pct(peer['pass_rate'])}) of the same requests"
-        )
-        comparison = _comparison(summary, worst["target"], peer["target"], worst["scenario"])
-        if comparison is not None:
-            significance = (
-                "a significant difference"
-                if comparison["significant"]
-                else "not a significant difference at this n"
-            )
-            line += f" (Fisher's exact test {format_p(comparison['p_value'])}: {significance})"
-        sentences.append(line + ".")
-    steps = worst["compound"][-1] if worst["compound"] else None
-    if steps is not None:
-        sentences.append(
-            f"At {format_pct(worst['pass_rate'])} per call, an agent that needs "
-            f"{steps['steps']} sequential tool uses succeeds {format_pct(steps['success'])} "
-            f"of the time (95% CI {format_pct(steps['ci95'][0])}–{format_pct(steps['ci95'][1])})."
-        )
-    return sentences
+    """Sentences for the top of a report: the worst target, each failure mode with its own
+    rate, the same model on another provider, the fix, what it costs an agent."""
+    return headline(summary, summary.get("compare_with"))
 
 
 @dataclass
@@ -198,7 +139,24 @@ class AttemptLines:
 
 
 def _slim(record: dict[str, Any]) -> dict[str, Any]:
-    keep = ("attempt", "seq", "outcome", "passed", "detail", "text", "tool_calls", "timings")
+    keep = (
+        "target",
+        "scenario",
+        "attempt",
+        "seq",
+        "outcome",
+        "passed",
+        "detail",
+        "text",
+        "tool_calls",
+        "timings",
+        "started_at",
+        "request_id",
+        "capture",
+        "error",
+        "stop_reason",
+        "raw_stop_reason",
+    )
     slim = {k: record.get(k) for k in keep}
     slim["text"] = str(slim["text"] or "")[:200]
     return slim
@@ -228,19 +186,23 @@ def collect_attempt_lines(
 
 
 class _FailingPicker:
-    """Watches records go by and keeps the best failing one to show raw."""
+    """Watches records go by and keeps the failing one to show raw: of the preferred (target,
+    scenario), in its dominant failure mode, with a capture, in that order of weight."""
 
-    def __init__(self, prefer: tuple[str, str] | None) -> None:
+    def __init__(self, prefer: tuple[str, str] | None, mode: str | None = None) -> None:
         self.prefer = prefer
+        self.mode = mode
         self.best: dict[str, Any] | None = None
         self._score = -1
 
     def watch(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for record in records:
-            if self._score < 3 and not record.get("passed"):
+            if self._score < 7 and not record.get("passed"):
                 key = (record.get("target"), record.get("scenario"))
-                score = (2 if self.prefer and key == self.prefer else 0) + (
-                    1 if record.get("capture") else 0
+                score = (
+                    (4 if self.prefer and key == self.prefer else 0)
+                    + (2 if self.mode and mode_of(record) == self.mode else 0)
+                    + (1 if record.get("capture") else 0)
                 )
                 if score > self._score:
                     self.best, self._score = record, score
@@ -266,16 +228,116 @@ class Evidence:
 
     lines: dict[tuple[str, str], AttemptLines]
     failing: dict[str, Any] | None
+    #: Every failing attempt (slim records, in file order; at most FAILURE_ROWS_CAP).
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures_total: int = 0
+    #: (started_at, target, scenario, outcome, passed) of attempts, for the timeline chart.
+    timeline: list[tuple[str, str, str, str, bool]] = field(default_factory=list)
+    #: Lines of results.jsonl that are not records (reported, never dropped silently).
+    corrupt: list[CorruptLine] = field(default_factory=list)
+
+
+def _picker(summary: dict[str, Any]) -> _FailingPicker:
+    worst = worst_entry(summary)
+    if worst is None:
+        return _FailingPicker(None)
+    modes = mode_rates(worst)
+    return _FailingPicker((worst["target"], worst["scenario"]), modes[0].name if modes else None)
 
 
 def gather_evidence(
     run_dir: Path, summary: dict[str, Any], cap: int = ATTEMPT_LINE_CAP
 ) -> Evidence:
-    """Attempt lines per (target, scenario) and one failing record (of the worst target)."""
+    """Attempt lines per (target, scenario), every failing attempt, the timeline points and
+    the representative failure (the worst target's dominant failure mode), in one pass."""
     results = run_dir / "results.jsonl"
     if not results.exists():
         return Evidence(lines={}, failing=None)
-    worst = worst_entry(summary)
-    picker = _FailingPicker((worst["target"], worst["scenario"]) if worst else None)
-    lines = collect_attempt_lines(picker.watch(read_records(results)), cap)
-    return Evidence(lines=lines, failing=picker.best)
+    evidence = Evidence(lines={}, failing=None)
+    picker = _picker(summary)
+    total = int((summary.get("totals") or {}).get("attempts") or 0)
+    every = max(1, -(-total // TIMELINE_CAP)) if total else 1
+
+    def tap(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for i, record in enumerate(records):
+            passed = bool(record.get("passed"))
+            if not passed:
+                evidence.failures_total += 1
+                if len(evidence.failures) < FAILURE_ROWS_CAP:
+                    evidence.failures.append(_slim(record))
+            if record.get("started_at") and (not passed or i % every == 0):
+                evidence.timeline.append(
+                    (
+                        str(record["started_at"]),
+                        str(record.get("target")),
+                        str(record.get("scenario")),
+                        str(record.get("outcome")),
+                        passed,
+                    )
+                )
+            yield record
+
+    stream = read_records(results, evidence.corrupt)
+    evidence.lines = collect_attempt_lines(tap(picker.watch(stream)), cap)
+    evidence.failing = picker.best
+    evidence.failures.sort(key=lambda r: str(r.get("started_at") or ""))
+    return evidence
+
+
+#: Columns of the failing-attempts table (markdown and HTML).
+FAILURE_COLUMNS = (
+    "Target",
+    "Attempt",
+    "Start (UTC)",
+    "Request id",
+    "Outcome",
+    "Headers",
+    "First event",
+    "Ended",
+    "Capture",
+    "Detail",
+)
+
+
+def _secs(value: Any) -> str:
+    return f"{value:.3f} s" if isinstance(value, (int, float)) else "-"
+
+
+def failure_row(record: dict[str, Any]) -> list[str]:
+    """One failing attempt as table cells (see :data:`FAILURE_COLUMNS`); the detail is whole."""
+    timings = record.get("timings") or {}
+    started = str(record.get("started_at") or "-").replace("T", " ").removesuffix("Z")
+    return [
+        f"{record.get('target')} · {record.get('scenario')}",
+        str(record.get("attempt") or "-"),
+        started,
+        str(record.get("request_id") or "-"),
+        mode_of(record),
+        _secs(timings.get("headers_s")),
+        _secs(timings.get("first_event_s")),
+        _secs(timings.get("total_s")),
+        str(record.get("capture") or "-"),
+        _SPACES.sub(" ", str(record.get("detail") or "")).strip() or "-",
+    ]
+
+
+def file_lines(run_dir: Path, evidence: Evidence) -> list[str]:
+    """The run directory's files, one line each, with the captures counted and checked."""
+    out = [
+        f"{run_dir}/results.jsonl: one JSON record per attempt",
+        f"{run_dir}/summary.json: the statistics of this report",
+        f"{run_dir}/run.json: the plan, targets, exact request bodies and environment",
+        f"{run_dir}/report.md, report.html: this report",
+    ]
+    captures = run_dir / "captures"
+    if captures.is_dir():
+        count = sum(1 for _ in captures.glob("*.jsonl"))
+        named = [str(r["capture"]) for r in evidence.failures if r.get("capture")]
+        missing = [c for c in named if not (run_dir / c).is_file()]
+        line = f"{run_dir}/captures/: {count} raw wire captures of failing attempts"
+        if missing:
+            line += f"; {len(missing)} named in results.jsonl are missing: {', '.join(missing)}"
+        elif named:
+            line += "; every capture named in results.jsonl is present"
+        out.append(line)
+    return out

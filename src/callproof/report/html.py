@@ -1,7 +1,9 @@
 """``report.html``: one self-contained page (inline CSS, inline SVG, no script, no network).
 
-It carries what ``report.md`` carries, plus three charts drawn in Python
-(:mod:`callproof.report.svg`): outcomes per target, latency distributions, compound curves.
+It carries what ``report.md`` carries, plus four charts drawn in Python
+(:mod:`callproof.report.svg`): outcomes per target, attempts over time (the timeline), latency
+distributions, compound curves. Nothing is collapsed: request bodies and captures are plain
+blocks, so the page prints (``@media print``) exactly as it reads.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from typing import Any
 
 from callproof.probe.stats import format_pct
 from callproof.report.common import (
+    FAILURE_COLUMNS,
     OUTCOME_MEANINGS,
     Evidence,
     attempt_line,
     executive_summary,
     failed_line,
+    failure_row,
+    file_lines,
     gather_evidence,
     passed_line,
     worst_entry,
 )
-from callproof.report.markdown import raw_attempt_text
+from callproof.report.evidence import mode_rates, recommendations, root_cause
+from callproof.report.markdown import environment_rows, raw_attempt_text
 from callproof.report.meta import (
     grouped_requests,
     meta_scenarios,
@@ -29,7 +35,13 @@ from callproof.report.meta import (
     pretty_json,
     target_row,
 )
-from callproof.report.svg import LatencySeries, compound_chart, latency_chart, outcomes_chart
+from callproof.report.svg import (
+    LatencySeries,
+    compound_chart,
+    latency_chart,
+    outcomes_chart,
+    timeline_chart,
+)
 
 __all__ = ["render_html", "write_html"]
 
@@ -51,7 +63,18 @@ font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace,"Noto Color
 line-height:1.35;border-radius:4px}
 .pass{color:#2e9d57;font-weight:600}.fail{color:#d62828;font-weight:600}
 .chart{background:#fff;border:1px solid #e3e3e3;padding:8px;margin:8px 0 18px;overflow-x:auto}
-.sig{font-weight:600;color:#d62828}details summary{cursor:pointer}
+.sig{font-weight:600;color:#d62828}
+pre.wrap{white-space:pre-wrap;overflow-wrap:anywhere}
+table.failures td{font-size:.8rem;vertical-align:top}table.failures td.detail{min-width:16em}
+.warn{background:#fff4e5;border-left:4px solid #f77f00;padding:8px 14px}
+ul.causes li{margin:.3em 0}.yes{color:#d62828;font-weight:600}.no{color:#2e9d57;font-weight:600}
+@media print{
+body{background:#fff}main{max-width:none;padding:0}
+pre{background:#f6f6f6;color:#111;white-space:pre-wrap;overflow-wrap:anywhere;
+border:1px solid #ccc}
+.chart{overflow:visible;border:none}svg{max-width:100%;height:auto}
+table{page-break-inside:auto}tr{page-break-inside:avoid}h2,h3{page-break-after:avoid}
+}
 """
 
 
@@ -131,18 +154,70 @@ def _methodology(meta: dict[str, Any]) -> list[str]:
             label = (
                 f"Exact request body sent to {', '.join(names)}" if names else "Exact request body"
             )
-            out.append(
-                f"<details><summary>{_e(label)}</summary><pre>{_e(pretty_json(body))}</pre></details>"
-            )
-    env = meta.get("environment")
-    if isinstance(env, dict) and env:
-        out.append(_table(["Environment", ""], [[_e(k), _e(v)] for k, v in env.items()]))
+            # never collapsed: a printed report shows the body too
+            out.append(f'<p>{_e(label)}:</p><pre class="wrap">{_e(pretty_json(body))}</pre>')
+    env = environment_rows(meta)
+    if env:
+        out.append(_table(["Environment", ""], [[_e(k), _e(v)] for k, v in env]))
     out.append(
         _table(
             ["Outcome", "Meaning"],
             [[f"<code>{_e(k)}</code>", _e(v)] for k, v in OUTCOME_MEANINGS.items()],
         )
     )
+    return out
+
+
+def _evidence_sections(
+    run_dir: Path, summary: dict[str, Any], meta: dict[str, Any], evidence: Evidence
+) -> list[str]:
+    """Recommendations, root cause, the representative failure and every failing attempt."""
+    out: list[str] = []
+    compare_with = summary.get("compare_with")
+    items = recommendations(summary, compare_with)
+    if items:
+        out.append("<h2>Recommendations</h2><ol>")
+        out += [f"<li>{_e(item)}</li>" for item in items]
+        out.append("</ol>")
+    hypotheses = root_cause(summary, meta, evidence.failures, compare_with)
+    if hypotheses:
+        out.append("<h2>Root cause</h2><p>What the outcome mix supports and rules out:</p>")
+        out.append('<ul class="causes">')
+        for h in hypotheses:
+            mark = (
+                '<span class="yes">Supported</span>'
+                if h.supported
+                else ('<span class="no">Ruled out</span>')
+            )
+            out.append(f"<li>{mark}: {_e(h.cause)}. {_e(h.evidence)}.</li>")
+        out.append("</ul>")
+    record = evidence.failing
+    if record is not None:
+        source, text = raw_attempt_text(run_dir, record)
+        started = str(record.get("started_at") or "").replace("T", " ").removesuffix("Z")
+        out.append("<h2>Representative failure</h2>")
+        out.append(
+            f"<p>{_e(record.get('target'))} · {_e(record.get('scenario'))}, attempt "
+            f"{_e(record.get('attempt'))}"
+            + (f", started {_e(started)} UTC" if started else "")
+            + f": <code>{_e(record.get('outcome'))}</code>: "
+            f"{_e(record.get('detail') or 'no detail')} (request id "
+            f"<code>{_e(record.get('request_id') or 'not sent by the server')}</code>; from the "
+            f"{_e(source)}). Times are seconds since the request was sent.</p>"
+        )
+        out.append(f'<pre class="wrap">{_e(text)}</pre>')
+    if evidence.failures:
+        out.append(
+            f'<h2 id="failing-attempts">Failing attempts ({evidence.failures_total})</h2>'
+            "<p>Every failing attempt, by start time; times are seconds from sending "
+            "the request.</p>"
+        )
+        rows = [[_e(c) for c in failure_row(r)] for r in evidence.failures]
+        table = _table(list(FAILURE_COLUMNS), rows, numeric={1, 5, 6, 7})
+        out.append(table.replace("<table>", '<table class="failures">', 1))
+        if evidence.failures_total > len(evidence.failures):
+            more = evidence.failures_total - len(evidence.failures)
+            out.append(f"<p>... {more} more in results.jsonl</p>")
     return out
 
 
@@ -160,7 +235,7 @@ def render_html(
     worst = worst_entry(summary)
     title = (
         f"{worst['target']} fails {format_pct(1 - worst['pass_rate'])} of {worst['scenario']} "
-        "requests"
+        "requests (" + ", ".join(f"{m.name} {format_pct(m.rate)}" for m in mode_rates(worst)) + ")"
         if worst
         else "no failures observed"
     )
@@ -173,6 +248,14 @@ def render_html(
         + "".join(f"<p>{_e(s)}</p>" for s in executive_summary(summary))
         + "</div>",
     ]
+    if evidence.corrupt:
+        body.append(
+            '<div class="warn"><p><b>Warning:</b> '
+            f"{len(evidence.corrupt)} line(s) of results.jsonl are not records and are not "
+            "counted in this report:</p><ul>"
+            + "".join(f"<li>line {c.line}: {_e(c.problem)}</li>" for c in evidence.corrupt)
+            + "</ul></div>"
+        )
     if results:
         rows = [
             [
@@ -182,7 +265,12 @@ def render_html(
                 f'<span class="{"pass" if e["passed"] == e["n"] else "fail"}">'
                 f"{format_pct(e['pass_rate'])}</span>",
                 f"{format_pct(e['ci95'][0])}–{format_pct(e['ci95'][1])}",
-                _e(", ".join(f"{k} {v}" for k, v in e["outcomes"].items())),
+                _e(
+                    ", ".join(
+                        [f"ok {e['outcomes'].get('ok', 0)}"]
+                        + [f"{m.name} {m.count}" for m in mode_rates(e)]
+                    )
+                ),
                 _seconds(e["latency_s"]["first_event"]["p50"]),
                 _seconds(e["latency_s"]["total"]["p50"]),
                 f"{e['requests_per_call']:.2f}" if e.get("requests_per_call") else "-",
@@ -206,10 +294,13 @@ def render_html(
                 numeric={2, 3, 4, 6, 7, 8},
             )
         )
+        body += _evidence_sections(run_dir, summary, meta, evidence)
         body += [
             "<h2>Charts</h2>",
             "<h3>Outcomes per target</h3>",
             f'<div class="chart">{outcomes_chart(results)}</div>',
+            "<h3>Attempts over time (start time; failures as bars, coloured by outcome)</h3>",
+            f'<div class="chart">{timeline_chart(evidence.timeline)}</div>',
             "<h3>Latency (total seconds; box = passing attempts, red = failed attempts)</h3>",
             f'<div class="chart">{latency_chart(_latency_series(summary, lines_by_key))}</div>',
             "<h3>Success probability over sequential tool uses (95% band)</h3>",
@@ -291,16 +382,9 @@ def render_html(
             )
         )
     body += _methodology(meta)
-    record = evidence.failing
-    if record is not None:
-        source, text = raw_attempt_text(run_dir, record)
-        body.append("<h2>Raw events of one failing attempt</h2>")
-        body.append(
-            f"<p>{_e(record.get('target'))} · {_e(record.get('scenario'))}, attempt "
-            f"{_e(record.get('attempt'))}: <code>{_e(record.get('outcome'))}</code> "
-            f"{_e(record.get('detail') or '')} (from the {_e(source)})</p>"
-        )
-        body.append(f"<pre>{_e(text)}</pre>")
+    body.append("<h2>Files</h2><ul>")
+    body += [f"<li><code>{_e(line)}</code></li>" for line in file_lines(run_dir, evidence)]
+    body.append("</ul>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -1,9 +1,13 @@
 """``report.md``: an evidence report in the seeds' own form.
 
-Title and date, an executive summary naming the worst target and its failure mode, every attempt
-of every target as ``Test  N: ✅ OK <text>`` lines with ``Passed:``/``Failed:`` totals, the compound
-table, comparisons with Fisher's exact test, routes, latency, the methodology (the exact request
-sent, timeouts, environment, what each outcome means) and the raw events of one failing attempt.
+Title and date; an executive summary naming the worst target with each failure mode's own rate,
+the same model on another provider, and the route that fixes it; Recommendations and a Root
+Cause section derived from the data; the representative failure (the worst target's dominant
+failure mode) with its capture decoded into timed events; a table of every failing attempt
+(UTC start, request id, outcome, header and first-event times, capture file); every attempt of
+every target as ``Test  N: ✅ OK <text>`` lines with ``Passed:``/``Failed:`` totals; the compound
+table, comparisons with Fisher's exact test, routes, latency; the methodology (the exact request
+sent, timeouts, environment, what each outcome means) and the run's Files.
 """
 
 from __future__ import annotations
@@ -11,18 +15,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from callproof.errors import ConfigError
 from callproof.probe.stats import format_pct
 from callproof.report.common import (
+    FAILURE_COLUMNS,
     OUTCOME_MEANINGS,
     AttemptLines,
     Evidence,
     attempt_line,
     executive_summary,
     failed_line,
+    failure_row,
+    file_lines,
     gather_evidence,
     passed_line,
     worst_entry,
 )
+from callproof.report.decode import decode_capture_events, format_events
+from callproof.report.evidence import mode_rates, recommendations, root_cause
 from callproof.report.meta import (
     grouped_requests,
     meta_scenarios,
@@ -31,7 +41,7 @@ from callproof.report.meta import (
     target_row,
 )
 
-__all__ = ["raw_attempt_text", "render_markdown", "write_markdown"]
+__all__ = ["environment_rows", "raw_attempt_text", "render_markdown", "write_markdown"]
 
 _RAW_LINES_CAP = 80
 _RAW_LINE_WIDTH = 4000
@@ -52,10 +62,10 @@ def _title(summary: dict[str, Any]) -> str:
     if worst is None:
         return "callproof evidence: no failures observed"
     failed = worst["n"] - worst["passed"]
-    mode = worst["worst_failure"] or "failures"
+    modes = ", ".join(f"{m.name} {format_pct(m.rate)}" for m in mode_rates(worst))
     return (
         f"callproof evidence: {worst['target']} fails {format_pct(failed / worst['n'])} "
-        f"of {worst['scenario']} requests ({mode})"
+        f"of {worst['scenario']} requests ({modes})"
     )
 
 
@@ -261,10 +271,10 @@ def _methodology(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             out += [label, "", "```json", pretty_json(body), "```", ""]
         if len(requests) > 8:
             out += [f"... and {len(requests) - 8} more request bodies in run.json", ""]
-    env = meta.get("environment")
-    if isinstance(env, dict) and env:
+    env = environment_rows(meta)
+    if env:
         out += ["Environment:", ""]
-        out += [f"- {key}: {value}" for key, value in env.items()]
+        out += [f"- {key}: {value}" for key, value in env]
         out.append("")
     out += [
         "Outcomes (each attempt ends in exactly one; only `ok` passes):",
@@ -284,13 +294,40 @@ def _methodology(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     return out
 
 
+def environment_rows(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """``run.json``'s environment as (name, text) pairs: no ``None``, no dict reprs."""
+    env = meta.get("environment")
+    if not isinstance(env, dict):
+        return []
+    rows: list[tuple[str, str]] = []
+    for key, value in env.items():
+        if value is None or value == "":
+            text = "not installed" if key != "emulator" else "not used (real endpoints)"
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k} {v}" for k, v in value.items() if v not in (None, "")) or "-"
+        elif isinstance(value, (list, tuple)):
+            text = ", ".join(str(v) for v in value) or "-"
+        else:
+            text = str(value)
+        rows.append((str(key), text))
+    return rows
+
+
 def raw_attempt_text(run_dir: Path, record: dict[str, Any]) -> tuple[str, str]:
-    """The raw evidence of one attempt: (where it came from, text) -- its capture if present."""
+    """The evidence of one attempt: (where it came from, text). Its capture decoded into timed
+    events (eventstream headers and JSON payloads, SSE events) when there is one, else the
+    results record."""
     capture = record.get("capture")
     if capture:
         path = (run_dir / str(capture)).resolve()
         # results.jsonl is data: a capture is only ever read from inside the run directory
         if path.is_relative_to(run_dir.resolve()) and path.is_file():
+            try:
+                events = decode_capture_events(path)
+            except ConfigError:
+                events = []
+            if events:
+                return (f"capture `{capture}`, decoded", format_events(events))
             lines: list[str] = []
             with path.open(encoding="utf-8", errors="replace") as fh:
                 for number, line in enumerate(fh):
@@ -307,18 +344,82 @@ def _raw_failure(run_dir: Path, record: dict[str, Any] | None) -> list[str]:
     if record is None:
         return []
     source, text = raw_attempt_text(run_dir, record)
+    started = str(record.get("started_at") or "").replace("T", " ").removesuffix("Z")
     return [
-        "## Raw Events of One Failing Attempt",
+        "## Representative Failure",
         "",
-        f"{record.get('target')} · {record.get('scenario')}, attempt {record.get('attempt')}: "
-        f"`{record.get('outcome')}` — {record.get('detail') or ''} (from the {source}; "
-        f"request id {record.get('request_id') or 'none'}).",
+        f"{record.get('target')} · {record.get('scenario')}, attempt {record.get('attempt')}"
+        + (f", started {started} UTC" if started else "")
+        + f": `{record.get('outcome')}`: {record.get('detail') or 'no detail'} "
+        f"(request id {record.get('request_id') or 'not sent by the server'}; from the "
+        f"{source}). Times are seconds since the request was sent.",
         "",
         "```",
         text,
         "```",
         "",
     ]
+
+
+def _recommendations(summary: dict[str, Any]) -> list[str]:
+    items = recommendations(summary, summary.get("compare_with"))
+    if not items:
+        return []
+    return ["## Recommendations", "", *(f"{i}. {item}" for i, item in enumerate(items, 1)), ""]
+
+
+def _root_cause(summary: dict[str, Any], meta: dict[str, Any], evidence: Evidence) -> list[str]:
+    hypotheses = root_cause(summary, meta, evidence.failures, summary.get("compare_with"))
+    if not hypotheses:
+        return []
+    out = ["## Root Cause", "", "What the outcome mix supports and rules out:", ""]
+    for h in hypotheses:
+        mark = "**Supported**" if h.supported else "**Ruled out**"
+        out.append(f"- {mark}: {h.cause}. {h.evidence[:1].upper()}{h.evidence[1:]}.")
+    out.append("")
+    return out
+
+
+def _failing_table(evidence: Evidence) -> list[str]:
+    if not evidence.failures:
+        return []
+    out = [
+        "## Failing Attempts",
+        "",
+        f"Every failing attempt ({evidence.failures_total}), by start time; times are "
+        "seconds from sending the request.",
+        "",
+        "| " + " | ".join(FAILURE_COLUMNS) + " |",
+        "|" + "---|" * len(FAILURE_COLUMNS),
+    ]
+    out.extend(
+        "| " + " | ".join(_cell(c) for c in failure_row(r)) + " |" for r in evidence.failures
+    )
+    if evidence.failures_total > len(evidence.failures):
+        out.append(
+            f"\n... {evidence.failures_total - len(evidence.failures)} more in results.jsonl"
+        )
+    out.append("")
+    return out
+
+
+def _corrupt(evidence: Evidence) -> list[str]:
+    if not evidence.corrupt:
+        return []
+    out = [
+        "## Warning: Unreadable Records",
+        "",
+        f"{len(evidence.corrupt)} line(s) of results.jsonl are not records and are not counted "
+        "in this report:",
+        "",
+    ]
+    out += [f"- line {c.line}: {c.problem}" for c in evidence.corrupt]
+    out.append("")
+    return out
+
+
+def _files(run_dir: Path, evidence: Evidence) -> list[str]:
+    return ["## Files", "", *(f"- {line}" for line in file_lines(run_dir, evidence)), ""]
 
 
 def render_markdown(
@@ -343,22 +444,28 @@ def render_markdown(
         else None
     )
     out.append(f"**Tested By:** callproof{f' {version}' if version else ''} (`callproof run`)  ")
-    out += ["", "## Executive Summary", ""]
+    out += ["", *_corrupt(evidence), "## Executive Summary", ""]
     out += executive_summary(summary)
     out.append("")
     results = summary.get("results", [])
     if results:
         out += [
-            "| Target | Scenario | Passed | Pass rate | 95% CI | Main failure |",
+            "| Target | Scenario | Passed | Pass rate | 95% CI | Failures by mode |",
             "|---|---|---|---|---|---|",
         ]
         for e in results:
             out.append(
                 f"| {_cell(e['target'])} | {_cell(e['scenario'])} | {e['passed']}/{e['n']} | "
                 f"{format_pct(e['pass_rate'])} | {format_pct(e['ci95'][0])}–"
-                f"{format_pct(e['ci95'][1])} | {e['worst_failure'] or '-'} |"
+                f"{format_pct(e['ci95'][1])} | "
+                + (_cell(", ".join(f"{m.name} {m.count}" for m in mode_rates(e))) or "-")
+                + " |"
             )
         out.append("")
+    out += _recommendations(summary)
+    out += _root_cause(summary, meta, evidence)
+    out += _raw_failure(run_dir, evidence.failing)
+    out += _failing_table(evidence)
     out += ["## Proof: Consistency Test Results", ""]
     for e in results:
         out.append(_target_heading(e))
@@ -370,12 +477,12 @@ def render_markdown(
         out += _routes(summary)
         out += _latency(summary)
     out += _methodology(summary, meta)
-    out += _raw_failure(run_dir, evidence.failing)
     significant = [c for c in summary.get("comparisons", []) if c["significant"]]
     if significant:
         out += ["## Verdicts", ""]
         out += [f"- {c['verdict']}" for c in significant]
         out.append("")
+    out += _files(run_dir, evidence)
     attempts = summary.get("totals", {}).get("attempts", 0)
     out += [
         "---",

@@ -9,12 +9,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from html import escape
 from typing import Any
 
 from callproof.probe.stats import format_pct, percentile
 
-__all__ = ["OUTCOME_COLORS", "LatencySeries", "compound_chart", "latency_chart", "outcomes_chart"]
+__all__ = [
+    "OUTCOME_COLORS",
+    "LatencySeries",
+    "compound_chart",
+    "latency_chart",
+    "outcomes_chart",
+    "timeline_chart",
+]
 
 #: A stable colour per outcome: green for ok, warm colours for stalls, cool for protocol trouble.
 OUTCOME_COLORS: dict[str, str] = {
@@ -244,6 +252,86 @@ def compound_chart(results: Sequence[dict[str, Any]]) -> str:
             f'<rect x="{left + plot_w + 20}" y="{ly - 9}" width="14" height="4" fill="{color}"/>'
             f'<text x="{left + plot_w + 40}" y="{ly}">{escape(_label(entry))} '
             f"({format_pct(entry['pass_rate'])})</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _when(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def timeline_chart(points: Sequence[tuple[str, str, str, str, bool]]) -> str:
+    """Attempts against their UTC start time: one row per target · scenario, one mark per
+    attempt coloured by outcome (passing ones small and green, failing ones large), so clusters
+    of hangs, or hangs that follow throttling bursts, show at a glance."""
+    label_w, plot_w, row_h = 260, 560, 26
+    parsed = [
+        (t, f"{target} · {scenario}", o, p)
+        for s, target, scenario, o, p in points
+        if (t := _when(s)) is not None
+    ]
+    rows: list[str] = []
+    for _, label, _, _ in parsed:
+        if label not in rows:
+            rows.append(label)
+    outcomes = sorted({o for _, _, o, _ in parsed}, key=lambda n: (n != "ok", n))
+    legend_rows = math.ceil(len(outcomes) / 4) if outcomes else 0
+    height = 30 + row_h * max(1, len(rows)) + 24 + 22 * legend_rows + 10
+    width = label_w + plot_w + 40
+    parts = [
+        f'<svg data-chart="timeline" role="img" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" {_FONT}>',
+        "<title>Attempts over time (start time, coloured by outcome)</title>",
+    ]
+    if not parsed:
+        parts.append('<text x="10" y="20">no attempt start times recorded</text></svg>')
+        return "".join(parts)
+    t0 = min(t for t, _, _, _ in parsed)
+    span = max(t for t, _, _, _ in parsed) - t0
+    ticks = _ticks(span * 1.02 or 1.0)
+    top = ticks[-1] or 1.0
+
+    def x_of(value: float) -> float:
+        return label_w + plot_w * (value - t0) / top
+
+    axis_y = 20 + row_h * len(rows)
+    for tick in ticks:
+        x = label_w + plot_w * tick / top
+        parts.append(
+            f'<line x1="{x:.1f}" y1="15" x2="{x:.1f}" y2="{axis_y}" stroke="#eee"/>'
+            f'<text x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle">+{tick:g}s</text>'
+        )
+    for row, label in enumerate(rows):
+        y = 20 + row * row_h + row_h / 2
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>'
+            f'<line x1="{label_w}" y1="{y:.1f}" x2="{label_w + plot_w}" y2="{y:.1f}" '
+            f'stroke="#ccc"/>'
+        )
+    for t, label, outcome, passed in sorted(parsed, key=lambda p: p[3]):  # failures on top
+        y = 20 + rows.index(label) * row_h + row_h / 2
+        color = _color(outcome, outcomes.index(outcome))
+        if passed:
+            parts.append(
+                f'<circle class="pass" cx="{x_of(t):.1f}" cy="{y:.1f}" r="2.5" '
+                f'fill="{color}" fill-opacity="0.5"/>'
+            )
+        else:
+            parts.append(
+                f'<rect class="fail" x="{x_of(t) - 4:.1f}" y="{y - 7:.1f}" width="8" height="14" '
+                f'fill="{color}"><title>{escape(outcome)} at +{t - t0:.2f}s</title></rect>'
+            )
+    legend_y = axis_y + 30
+    for i, name in enumerate(outcomes):
+        lx = 10 + (i % 4) * 220
+        ly = legend_y + (i // 4) * 22
+        parts.append(
+            f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{_color(name, i)}"/>'
+            f'<text x="{lx + 18}" y="{ly + 11}">{escape(name)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
