@@ -13,8 +13,10 @@ monotonic clock since the request was sent)::
 
 ``chunk`` lines carry the bytes and their arrival times, so :func:`replay_app` reproduces the
 stream byte for byte with its original timing (and holds the connection open where the
-original hung); ``raw`` lines are for people. Credentials never reach the file: see
-:class:`Redactor`.
+original hung); ``raw`` lines are for people. Credentials never reach the file: headers and URLs
+go through :class:`~callproof.redact.Redactor`, every line is scrubbed of the secrets the process
+knows, and body bytes are scrubbed in whole frames or lines by :class:`BodyScrubber`, so a
+scrubbed capture replays to the same outcome as the call.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
+import struct
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -44,10 +46,13 @@ from callproof.errors import (
     TransportError,
 )
 from callproof.events import Event, Response
+from callproof.redact import REDACTED, Redactor, redact_url, scrub, scrub_bytes
 from callproof.targets import Target, Timeouts
+from callproof.wire.eventstream import EventStreamDecoder, HeaderValue, encode_message
 
 __all__ = [
     "REDACTED",
+    "BodyScrubber",
     "Capture",
     "CaptureWriter",
     "Redactor",
@@ -57,100 +62,106 @@ __all__ = [
     "replay_app",
 ]
 
-REDACTED = "[REDACTED]"
 FORMAT = "callproof-capture"
-
-#: Header and query-parameter names whose values are credentials.
-_SECRET_NAME = re.compile(
-    r"(?i)(auth|token|secret|passw|api[-_]?key|^key$|signature|credential|cookie|session)"
-)
-#: A bearer (or other scheme) token inside any header value.
-_BEARER = re.compile(r"(?i)\b(bearer|basic|token)\s+([A-Za-z0-9._~+/=:-]{4,})")
-#: An auth scheme word (``Bearer``, ``AWS4-HMAC-SHA256``), kept so a reader sees the kind.
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,31}")
-#: Header names that carry no secret despite matching the pattern above.
-_SAFE_NAMES = frozenset({"x-amz-content-sha256", "content-length"})
+#: The eventstream content type: such bodies are scrubbed frame by frame and re-encoded.
+_EVENTSTREAM = "application/vnd.amazon.eventstream"
 
 
-class Redactor:
-    """Removes credentials from headers and URLs, and remembers every secret it removed so
-    that no later line (bodies, frames) can carry one into the file either."""
+class BodyScrubber:
+    """Scrubs a response body for the capture in whole units, so that a secret split across
+    two reads is still found and a scrubbed capture decodes to the same outcome.
 
-    def __init__(self) -> None:
-        self.secrets: set[str] = set()
-        # What scrub() looks for, prepared once per secret rather than per line: each secret
-        # and its JSON-escaped form, longest first so that a secret containing another is
-        # replaced whole, not around the shorter one.
-        self._forms: list[str] = []
-        self._byte_forms: list[bytes] = []
+    An eventstream body is cut into frames; a frame holding a secret is decoded, its string
+    headers and payload scrubbed, and re-encoded with :func:`~callproof.wire.eventstream.
+    encode_message` (lengths and CRCs recomputed; a frame whose CRC was already wrong is left
+    as it came, so a ``corrupt_crc`` stays one). Any other body is cut at line ends (SSE lines,
+    NDJSON); what is left at the end (a JSON document, a cut frame) is scrubbed whole.
 
-    def _remember(self, value: str) -> None:
-        added = False
-        for piece in {value, *value.replace(",", " ").split()}:
-            if len(piece) >= 8 and piece not in self.secrets:
-                self.secrets.add(piece)
-                added = True
-        if added:
-            forms = set(self.secrets) | {json.dumps(s)[1:-1] for s in self.secrets}
-            self._forms = sorted(forms, key=len, reverse=True)
-            self._byte_forms = sorted((s.encode() for s in self.secrets), key=len, reverse=True)
+    Reads keep their times and sizes: a unit with no secret comes out in exactly the pieces
+    it came in; one whose length changed gives or takes the difference in its last piece.
+    """
 
-    def header(self, name: str, value: str) -> str:
-        """The value to record for header ``name``."""
-        if name.lower() not in _SAFE_NAMES and _SECRET_NAME.search(name):
-            scheme, sep, rest = value.partition(" ")
-            if sep and _SCHEME.fullmatch(scheme):
-                self._remember(rest)
-                return f"{scheme} {REDACTED}"
-            self._remember(value)
-            return REDACTED
+    def __init__(self, *, eventstream: bool) -> None:
+        self.eventstream = eventstream
+        self._buf = bytearray()
+        self._pieces: list[tuple[float, int]] = []  # (time, size) of the reads in _buf
+        self._raw = False  # framing lost (a bad prelude): the rest is scrubbed as bytes
 
-        def sub(m: re.Match[str]) -> str:
-            self._remember(m.group(2))
-            return f"{m.group(1)} {REDACTED}"
+    def feed(self, t: float, data: bytes) -> list[tuple[float, bytes]]:
+        """Add the bytes of one read at ``t``; return the (time, bytes) pieces of every unit
+        they completed, scrubbed."""
+        if not data:
+            return []
+        self._buf += data
+        self._pieces.append((t, len(data)))
+        out: list[tuple[float, bytes]] = []
+        if not self.eventstream:
+            cut = self._buf.rfind(b"\n") + 1
+            if cut:
+                self._emit(cut, scrub_bytes(bytes(self._buf[:cut])), out)
+            return out
+        while not self._raw and len(self._buf) >= 12:
+            total, headers_len, prelude_crc = struct.unpack_from("!III", self._buf)
+            if zlib.crc32(self._buf[:8]) != prelude_crc or total < 16 or headers_len > total:
+                self._raw = True
+                break
+            if len(self._buf) < total:
+                break
+            self._emit(total, _scrub_frame(bytes(self._buf[:total])), out)
+        return out
 
-        return _BEARER.sub(sub, value)
+    def flush(self) -> list[tuple[float, bytes]]:
+        """The rest of the body (an unfinished unit), scrubbed as bytes."""
+        out: list[tuple[float, bytes]] = []
+        if self._buf:
+            self._emit(len(self._buf), scrub_bytes(bytes(self._buf)), out)
+        return out
 
-    def headers(self, items: Iterable[tuple[str, str]]) -> list[list[str]]:
-        return [[k, self.header(k, v)] for k, v in items]
-
-    def url(self, url: str) -> str:
-        """``url`` with credentials in the query string and user info replaced."""
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, host = netloc.rpartition("@")
-            self._remember(userinfo)
-            netloc = f"{REDACTED}@{host}"
-        query = parts.query
-        if query:
-            pairs = []
-            for key, value in parse_qsl(query, keep_blank_values=True):
-                if _SECRET_NAME.search(key) or key.lower().startswith("x-amz-"):
-                    self._remember(value)
-                    value = REDACTED
-                pairs.append((key, value))
-            query = urlencode(pairs, safe="[]")
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every remembered secret replaced."""
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
-        return text
-
-    def scrub_bytes(self, data: bytes) -> bytes:
-        """``data`` with every remembered secret replaced."""
-        for form in self._byte_forms:
-            if form in data:
-                data = data.replace(form, REDACTED.encode())
-        return data
+    def _emit(self, size: int, scrubbed: bytes, out: list[tuple[float, bytes]]) -> None:
+        """Replace the first ``size`` buffered bytes by ``scrubbed``, in the reads' pieces."""
+        del self._buf[:size]
+        sizes: list[tuple[float, int]] = []
+        left = size
+        while left:
+            t, n = self._pieces[0]
+            take = min(n, left)
+            sizes.append((t, take))
+            left -= take
+            if take == n:
+                self._pieces.pop(0)
+            else:
+                self._pieces[0] = (t, n - take)
+        extra = len(scrubbed) - size
+        if extra > 0:
+            t, n = sizes[-1]
+            sizes[-1] = (t, n + extra)
+        i = len(sizes) - 1
+        while extra < 0 and i >= 0:
+            t, n = sizes[i]
+            cut = min(n, -extra)
+            sizes[i] = (t, n - cut)
+            extra += cut
+            i -= 1
+        pos = 0
+        for t, n in sizes:
+            if n:
+                out.append((t, scrubbed[pos : pos + n]))
+                pos += n
 
 
-def redact_url(url: str) -> str:
-    """``url`` with keys in its query string and user info replaced, for logs and messages."""
-    return Redactor().url(url)
+def _scrub_frame(frame: bytes) -> bytes:
+    scrubbed = scrub_bytes(frame)
+    if scrubbed == frame:
+        return frame
+    try:
+        (message,) = EventStreamDecoder().feed(frame)
+    except (CallError, ValueError):
+        return frame if zlib.crc32(frame[:-4]) != int.from_bytes(frame[-4:]) else scrubbed
+    headers: dict[str, HeaderValue] = {
+        name: scrub(value) if isinstance(value, str) else value
+        for name, value in message.headers.items()
+    }
+    return encode_message(headers, scrub_bytes(message.payload))
 
 
 def _jsonable(value: Any) -> Any:
@@ -186,6 +197,8 @@ class CaptureWriter:
         self.path = Path(path)
         self.redactor = Redactor()
         self._t0 = 0.0
+        self._body = BodyScrubber(eventstream=False)
+        self._last_chunk: tuple[float, bytearray] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
@@ -238,6 +251,9 @@ class CaptureWriter:
         self._write(record)
 
     def response(self, now: float, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        headers = list(headers)
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        self._body = BodyScrubber(eventstream=content_type.lower().startswith(_EVENTSTREAM))
         self._write(
             {
                 "type": "response",
@@ -248,10 +264,33 @@ class CaptureWriter:
         )
 
     def chunk(self, now: float, data: bytes) -> None:
-        data = self.redactor.scrub_bytes(data)
-        b64 = base64.b64encode(data).decode()
+        """Body bytes as read at ``now``. Bytes of a unit still open (a frame, a line) wait
+        for the read that completes it, then are written with their own read times."""
+        for t, piece in self._body.feed(now, data):
+            self._chunk(t, piece)
+
+    def _chunk(self, t: float, data: bytes) -> None:
+        # Pieces of one read that straddled two units come out separately: join them, so
+        # that a capture with no secret keeps the reads exactly as they came.
+        last = self._last_chunk
+        if last is not None and last[0] == t:
+            last[1].extend(data)
+            return
+        self._write_chunk()
+        self._last_chunk = (t, bytearray(data))
+
+    def _write_chunk(self) -> None:
+        last, self._last_chunk = self._last_chunk, None
+        if last is None:
+            return
+        b64 = base64.b64encode(last[1]).decode()
         # Scrubbed as bytes already; the base64 text of the line cannot spell a secret.
-        self._write({"type": "chunk", "t": self._t(now), "b64": b64}, scrub=False)
+        self._write({"type": "chunk", "t": self._t(last[0]), "b64": b64}, scrub=False)
+
+    def _flush_body(self) -> None:
+        for t, piece in self._body.flush():
+            self._chunk(t, piece)
+        self._write_chunk()
 
     def raw_items(self, now: float, items: Iterable[RawItem]) -> None:
         t = self._t(now)
@@ -261,6 +300,7 @@ class CaptureWriter:
     def end(
         self, now: float, *, error: CallError | None, eof: bool, note: str | None = None
     ) -> None:
+        self._flush_body()
         err = None
         if error is not None:
             err = {**error.to_dict(), "outcome": error.outcome}
@@ -268,6 +308,7 @@ class CaptureWriter:
 
     def close(self) -> None:
         if self._file is not None:
+            self._flush_body()
             self._file.close()
             self._file = None
 

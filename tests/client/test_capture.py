@@ -94,7 +94,7 @@ def test_sigv4_authorization_is_redacted() -> None:
     assert r.header("content-type", "application/json") == "application/json"
     assert (
         r.url("https://u:p4ssword@h/x?api_key=abcdefg&a=1")
-        == "https://[REDACTED]@h/x?api_key=[REDACTED]&a=1"
+        == "https://REDACTED@h/x?api_key=[REDACTED]&a=1"
     )
 
 
