@@ -318,6 +318,12 @@ class ResponseStream:
     def status_code(self) -> int:
         return self._http.status_code
 
+    @property
+    def warnings(self) -> list[str]:
+        """The decoder's warnings about a stream that still counts as complete (an OpenAI
+        chat stream without ``data: [DONE]``)."""
+        return list(getattr(self._state.decoder, "warnings", ()))
+
     def __aiter__(self) -> ResponseStream:
         return self
 

@@ -25,6 +25,7 @@ from callproof.conversation import (
 )
 from callproof.dialects import get_dialect
 from callproof.dialects.openai_chat import (
+    NO_DONE_WARNING,
     ChatBodyDecoder,
     ChatStreamDecoder,
     OpenAIChat,
@@ -285,8 +286,6 @@ def test_reasoning_fields() -> None:
         (b"", "no finish_reason"),
         (chunk({"content": "Hi"}), "no finish_reason"),
         (chunk({"content": "Hi"}) + DONE, r"\[DONE\] but no finish_reason"),
-        (chunk({"content": "Hi"}) + chunk({}, "stop"), "without data: \\[DONE\\]"),
-        (chunk({"content": "Hi"}) + chunk({}, "stop") + b"data: [DO", "without data: \\[DONE\\]"),
     ],
 )
 def test_truncation_is_incomplete(body: bytes, match: str) -> None:
@@ -294,13 +293,42 @@ def test_truncation_is_incomplete(body: bytes, match: str) -> None:
         decode(ChatStreamDecoder(), body)
 
 
+@pytest.mark.parametrize("tail", [b"", b"data: [DO"], ids=["clean-close", "half-a-done-line"])
+def test_finish_reason_then_a_clean_close_without_done_is_complete(tail: bytes) -> None:
+    usage = encode_event(
+        json.dumps(
+            {"id": "c1", "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
+        )
+    )
+    decoder = ChatStreamDecoder()
+    events = decode(decoder, chunk({"content": "Hi"}) + chunk({}, "stop") + usage + tail)
+    stop = events[-1]
+    assert isinstance(stop, StreamStop)
+    assert (stop.stop_reason, stop.raw_stop_reason) == ("end_turn", "stop")
+    assert stop.usage is not None
+    assert (stop.usage.input_tokens, stop.usage.output_tokens) == (7, 2)
+    assert decoder.warnings == [NO_DONE_WARNING]
+    with_done = ChatStreamDecoder()
+    decode(with_done, chunk({"content": "Hi"}) + chunk({}, "stop") + DONE)
+    assert with_done.warnings == []
+
+
 @pytest.mark.parametrize("sizes", CHUNKINGS.values(), ids=CHUNKINGS.keys())
-def test_recorded_stream_cut_anywhere_is_incomplete(sizes: list[int]) -> None:
+def test_recorded_stream_cut_anywhere_is_incomplete_until_its_finish_reason(
+    sizes: list[int],
+) -> None:
     body = sse_bodies("llmor_tool_calls_chat_603cd08.yaml")[-1]
-    cuts = range(0, len(body) - len(b"data: [DONE]\n\n"), 97)
-    for cut in cuts:
+    finish_at = body.index(b'"finish_reason":"')  # the first non-null finish_reason
+    finish_end = body.index(b"\n\n", finish_at) + 2
+    for cut in range(0, finish_end, 97):
         with pytest.raises(IncompleteStreamError):
             decode(ChatStreamDecoder(), body[:cut], sizes)
+    # cut after the finish chunk but before [DONE]: what a clean close looks like to a
+    # sans-IO decoder (the client tells a broken connection apart and never closes it)
+    for cut in range(finish_end, len(body) - len(b"data: [DONE]\n\n"), 97):
+        decoder = ChatStreamDecoder()
+        assert isinstance(decode(decoder, body[:cut], sizes)[-1], StreamStop)
+        assert decoder.warnings == [NO_DONE_WARNING]
 
 
 def test_invalid_json_is_a_protocol_error() -> None:

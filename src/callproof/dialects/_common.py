@@ -203,6 +203,9 @@ class DecoderBase:
         self._raw: deque[tuple[str, Any]] = deque(maxlen=RAW_ITEMS_KEPT)
         #: False: nothing is kept for :meth:`raw_items` (nobody records them).
         self.record_raw = True
+        #: Things worth knowing about a stream that still counts as complete (e.g. an OpenAI
+        #: stream that ended cleanly after its finish_reason without ``data: [DONE]``).
+        self.warnings: list[str] = []
         self._failed: CallError | None = None
 
     def raw_items(self) -> list[RawItem]:

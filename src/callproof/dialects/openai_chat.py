@@ -12,10 +12,13 @@ Streaming decoding (wire-facts.md §4, recordings in tests/fixtures/recorded):
   fallback when the normalised value is unknown); the first one wins, since OpenRouter repeats
   it in the usage chunk;
 * the terminal :class:`~callproof.events.StreamStop` is emitted at ``data: [DONE]``, with the
-  usage chunk's counts. A stream is complete only with both a finish_reason and ``[DONE]``:
-  a body that ends after finish_reason without ``[DONE]`` raises
-  :class:`~callproof.errors.IncompleteStreamError`, as the issue asks (the openai SDK ends such
-  a stream silently);
+  usage chunk's counts. A body that ends cleanly after its finish_reason without ``[DONE]``
+  is complete too (every public client and gateway accepts it; Kimi's API omits it): the stop
+  is emitted at the end of the body, usage kept, and the decoder's ``warnings`` say
+  ``no [DONE] sentinel``. A stream with no finish_reason raises
+  :class:`~callproof.errors.IncompleteStreamError` (the openai SDK ends such a stream
+  silently), and so does a connection cut after the finish_reason (the client never calls
+  ``close`` on a broken body);
 * a chunk with a top-level ``error`` (OpenRouter mid-stream, on HTTP 200) raises
   :class:`~callproof.errors.StreamExceptionError`.
 """
@@ -72,6 +75,7 @@ from callproof.wire.sse import SSEEvent
 
 __all__ = [
     "FINISH_REASONS",
+    "NO_DONE_WARNING",
     "ChatBodyDecoder",
     "ChatStreamDecoder",
     "OpenAIChat",
@@ -83,6 +87,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The warning a complete chat stream (finish_reason seen, clean close) without ``[DONE]`` has.
+NO_DONE_WARNING = "no [DONE] sentinel"
 
 #: OpenAI finish reasons in Bedrock's vocabulary.
 FINISH_REASONS: dict[str, StopReason] = {
@@ -388,9 +395,9 @@ class ChatStreamDecoder(SSEStreamDecoder):
         if self._state.finish is None:
             seen = "[DONE] but" if self._done else f"{self.data_events} data events and"
             raise IncompleteStreamError(f"chat stream ended with {seen} no finish_reason")
-        raise IncompleteStreamError(
-            f"chat stream ended after finish_reason {self._state.finish!r} without data: [DONE]"
-        )
+        self.warnings.append(NO_DONE_WARNING)
+        self._stopped = True
+        out.append(self._state.stop(self._usage))
 
 
 class ChatBodyDecoder(JSONBodyDecoder):

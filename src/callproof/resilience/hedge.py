@@ -118,6 +118,8 @@ class AttemptRun:
         self.task: asyncio.Task[None] | None = None
         self.ended: float | None = None
         self.stream: Any = None
+        #: The client's warnings about a stream that still counted as complete.
+        self.warnings: list[str] = []
 
     def start(
         self,
@@ -150,6 +152,7 @@ class AttemptRun:
                         self.first_event = True
                         notify(self, "event")
                 self.response = s.response
+                self.warnings = list(getattr(s, "warnings", ()))
         except CallError as err:
             self.error = err.with_context(target=self.target.name, model=self.target.model)
             self.events.put_nowait(_End(failed=True))

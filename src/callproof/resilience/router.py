@@ -545,6 +545,7 @@ class RouteStream:
             "error": err.to_dict(),
             "request_id": None,
             "breaker": self.router.breakers[target.name].state,
+            "warnings": [],
         }
 
     def _record(
@@ -566,6 +567,7 @@ class RouteStream:
             "request_id": partial.request_id if partial is not None else None,
             "breaker": run.breaker_state,
             "capture": str(run.capture) if run.capture is not None else None,
+            "warnings": list(run.warnings),
         }
 
     def _all_failed(self, why: str | None = None) -> AllAttemptsFailed:
