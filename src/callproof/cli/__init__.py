@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "run": "callproof.cli.run:run",
     "call": "callproof.cli.call:call",
     "emulate": "callproof.cli.emulate:emulate",
+    "serve": "callproof.cli.serve:serve",
     "replay": "callproof.cli.replay:replay",
     "init": "callproof.cli.init:init",
     "history": "callproof.cli.history:history",

@@ -252,6 +252,8 @@ class _FileModel(BaseModel):
     targets: dict[str, _TargetModel] = Field(default_factory=dict)
     routes: dict[str, _RouteModel] = Field(default_factory=dict)
     scenarios: dict[str, ScenarioModel] = Field(default_factory=dict)
+    #: ``[serve]``: read and validated by :mod:`callproof.gateway.config`.
+    serve: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- locating keys in the source text ----------------------------------------------------------
