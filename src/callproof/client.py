@@ -64,6 +64,7 @@ from callproof.events import (
     ToolCallStart,
 )
 from callproof.targets import Target, Timeouts
+from callproof.telemetry.tracing import client_trace
 from callproof.transforms import TransformPolicy, prepare
 
 if TYPE_CHECKING:
@@ -565,11 +566,23 @@ class Client:
         non-2xx answer, a :class:`~callproof.errors.TransportError` when the connection failed,
         and :class:`~callproof.errors.ConfigError` for bad configuration (no credentials).
         """
-        stream = await self._open(target, conversation, timeouts or target.timeouts, capture)
+        span = client_trace(target, conversation)  # None unless tracing is on (opt-in)
+        try:
+            stream = await self._open(target, conversation, timeouts or target.timeouts, capture)
+        except BaseException as exc:
+            if span is not None:
+                span.end(None, exc)
+            raise
         try:
             yield stream
+        except BaseException as exc:
+            if span is not None:
+                span.end(stream.response, exc)
+            raise
         finally:
             await stream.aclose()
+        if span is not None:
+            span.end(stream.response, None)
 
     async def complete(
         self,
