@@ -116,30 +116,41 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), ``retry-after-ms`` or
-    ``x-amz-retry-after`` (milliseconds); None when absent or unreadable."""
+def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait according to response headers, or ``None``: the one Retry-After parser
+    (the dialects' errors and the router both use it).
+
+    Reads, in this order, ``retry-after-ms`` (milliseconds; OpenAI's), ``x-amz-retry-after``
+    (milliseconds; AWS's) and ``Retry-After`` (delay-seconds, or an HTTP date relative to
+    ``now``, Unix seconds, default the current time; a date in the past is 0). A value that is
+    not a finite, non-negative number is ignored and the next header is read. Header names are
+    matched case-insensitively.
+    """
     for name, scale in (("retry-after-ms", 0.001), ("x-amz-retry-after", 0.001)):
         value = header(headers, name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                pass
+        if value is not None and (seconds := _seconds(value)) is not None:
+            return seconds * scale
     value = header(headers, "retry-after")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if (seconds := _seconds(value)) is not None:
+        return seconds
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    base = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    return max(0.0, (when - base).total_seconds())
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def json_truncated(exc: json.JSONDecodeError) -> bool:

@@ -2,10 +2,10 @@
 
 Exponential backoff with full jitter (AWS's "full jitter": a uniform draw in
 ``[0, min(max, initial x multiplier^(n-1))]``) spreads the retries of many callers. When the
-server says how long to wait (``Retry-After`` in seconds or as an HTTP date,
-``retry-after-ms``, or AWS's ``x-amz-retry-after`` in milliseconds, as botocore reads it) its
-value wins over the formula, up to a cap so a hostile or buggy header cannot park a caller for
-an hour.
+server says how long to wait (``retry-after-ms`` or AWS's ``x-amz-retry-after`` in
+milliseconds, or ``Retry-After`` in seconds or as an HTTP date; one parser,
+:func:`parse_retry_after`, which is the dialects' own) its value wins over the formula, up
+to a cap so a hostile or buggy header cannot park a caller for an hour.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 
+from callproof.dialects._common import retry_after_s
 from callproof.resilience.policy import BackoffPolicy
 
 __all__ = ["VirtualClock", "backoff_delay", "parse_retry_after", "retry_wait"]
@@ -67,34 +67,10 @@ def retry_wait(
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait according to response headers, or ``None``.
-
-    Reads ``x-amz-retry-after`` (milliseconds), ``retry-after-ms`` (milliseconds) and
-    ``Retry-After`` (seconds or an HTTP date), in that order; invalid values are ignored.
-    Header names are matched case-insensitively.
-    """
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, divisor in (("x-amz-retry-after", 1000.0), ("retry-after-ms", 1000.0)):
-        if (raw := lowered.get(name)) is not None:
-            try:
-                value = float(raw) / divisor
-            except ValueError:
-                continue
-            if value >= 0:
-                return value
-    raw = lowered.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return None
-        value = when.timestamp() - (time.time() if now is None else now)
-        return max(value, 0.0)
-    return value if value >= 0 else None
+    """Seconds to wait according to response headers, or ``None``: the project's one parser,
+    :func:`callproof.dialects._common.retry_after_s` (``retry-after-ms``, then
+    ``x-amz-retry-after``, then ``Retry-After`` as seconds or an HTTP date)."""
+    return retry_after_s(headers, now=now)
 
 
 @dataclass

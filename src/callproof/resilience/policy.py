@@ -7,7 +7,8 @@ group the mechanisms; unknown keys are a :class:`~callproof.errors.ConfigError` 
     [routes.kimi]
     targets = ["bedrock-kimi-k2.5", "openrouter-kimi-k2.5"]
     buffered = false                       # stream(): hold events until an attempt finished
-    retry = { max_attempts = 4, max_total_s = 120, empty_after_tool_result = true }
+    retry = { max_attempts = 4, max_total_s = 120, empty_after_tool_result = true,
+              wait_retry_after_max_s = 2 }
     backoff = { initial_s = 0.2, max_s = 10, multiplier = 2, jitter = true, retry_after_cap_s = 30 }
     hedge = { mode = "quantile", quantile = 0.9, delay_s = 2.0, max_extra = 1, target = "next" }
     breaker = { failures = 5, stall_rate = 0.3, window = 20, min_calls = 10, open_s = 30,
@@ -68,6 +69,10 @@ class RetryPolicy:
     on: frozenset[str] = DEFAULT_RETRY_ON
     #: Treat an empty answer (no text, no tool call) to a tool result as a retryable failure.
     empty_after_tool_result: bool = True
+    #: A 429 or 503 whose Retry-After is at most this many seconds is waited out and retried
+    #: on the same target once, before falling over; a longer one falls over at once (and the
+    #: target is not tried again before its Retry-After passed). 0 turns the wait off.
+    wait_retry_after_max_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +215,11 @@ class RoutePolicy:
                 self.retry.max_total_s is None or self.retry.max_total_s > 0,
                 "retry.max_total_s",
                 "must be positive",
+            ),
+            (
+                self.retry.wait_retry_after_max_s >= 0,
+                "retry.wait_retry_after_max_s",
+                "must not be negative",
             ),
             (
                 self.retry.on <= _RETRYABLE_CHOICES,

@@ -188,6 +188,10 @@ class RouteStream:
         self._skipped: set[str] = set()
         self._not_before: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        #: Targets whose short Retry-After this call waited out once (never twice).
+        self._waited_out: set[str] = set()
+        #: A target to retry before falling over (it sent a short Retry-After).
+        self._prefer: str | None = None
         self._seq = 0
         self._primaries = 0
         self._hedges = 0
@@ -340,6 +344,11 @@ class RouteStream:
             return None
         targets = self.router.targets
         now = self.router.clock()
+        if self._prefer is not None:
+            name, self._prefer = self._prefer, None
+            preferred = next(t for t in targets if t.name == name)
+            if name not in self._dead and self.router.breakers[name].would_allow():
+                return preferred, max(0.0, self._not_before.get(name, now) - now)
         best: tuple[Target, float] | None = None
         for k in range(len(targets)):
             target = targets[(self._cursor + k) % len(targets)]
@@ -473,10 +482,27 @@ class RouteStream:
                 rng=router.rng,
             )
             self._not_before[name] = router.clock() + wait
+            if self._waits_out(err):
+                self._waited_out.add(name)
+                self._prefer = name
         else:
             self._dead.add(name)
         log.info(
             "route %s: attempt %d on %s failed: %s", router.name, run.number, name, err.outcome
+        )
+
+    def _waits_out(self, err: CallError) -> bool:
+        """Whether ``err`` is a 429/503 whose Retry-After is short enough to wait out on the
+        same target (once per target and call) before falling over."""
+        after = getattr(err, "retry_after_s", None)
+        limit = self.router.policy.retry.wait_retry_after_max_s
+        return (
+            limit > 0
+            and err.status in (429, 503)
+            and after is not None
+            and after <= limit
+            and err.target not in self._waited_out
+            and not self.output_reached
         )
 
     async def _abandon(
