@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["regenerate", "report"]
 
-_SUMMARY_KEYS = frozenset({"results", "comparisons", "totals"})
+_SUMMARY_KEYS = frozenset({"results", "comparisons", "totals", "corrupt_lines"})
 
 
 def _aggregator(meta: dict[str, Any]) -> Aggregator:
@@ -42,17 +43,20 @@ def regenerate(
 
     Keys the runner added to the previous summary (``run``, ``gate``) are kept.
     """
-    from callproof.probe.summary import read_records
+    from callproof.probe.rundir import write_json
+    from callproof.probe.summary import CorruptLine, read_records
     from callproof.report import write_reports
 
     aggregator = _aggregator(meta)
-    summary = aggregator.add_all(read_records(run_dir / "results.jsonl")).summary()
+    corrupt: list[CorruptLine] = []
+    summary = aggregator.add_all(read_records(run_dir / "results.jsonl", corrupt)).summary()
     for key, value in (previous or {}).items():
         if key not in _SUMMARY_KEYS:
             summary[key] = value
-    (run_dir / "summary.json").write_text(
-        json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
-    )
+    if corrupt:
+        # never silently dropped: named in summary.json, the reports and on stderr
+        summary["corrupt_lines"] = [c.to_dict() for c in corrupt]
+    write_json(run_dir / "summary.json", summary)
     write_reports(run_dir, summary, meta)
     return summary
 
@@ -120,12 +124,28 @@ def _copy_captures(summary: dict[str, Any] | None, run_dir: Path) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the report paths.")
-def report(source: str, db_url: str | None, out: Path | None, as_json: bool, quiet: bool) -> None:
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 when results.jsonl holds a line that is not a record (it is always reported).",
+)
+def report(
+    source: str, db_url: str | None, out: Path | None, as_json: bool, quiet: bool, strict: bool
+) -> None:
     """Render report.md and report.html again, from a run directory or a recorded RUN_ID.
 
     \b
     SOURCE is a run directory (holding results.jsonl), or a run id (or a unique prefix of one)
     recorded in the history database.
+
+    \b
+    A line of results.jsonl that is not a record (a torn or edited line) is never dropped
+    silently: each is named with its line number on stderr, in summary.json (corrupt_lines)
+    and at the top of both reports.
+
+    \b
+    Exit codes: 0 reports written; 1 --strict and results.jsonl holds unreadable lines;
+    2 usage error, not a run, or a path that cannot be written.
     """
     path = Path(source)
     if path.is_dir():
@@ -135,8 +155,17 @@ def report(source: str, db_url: str | None, out: Path | None, as_json: bool, qui
     else:
         run_dir, meta, previous = _from_db(source, db_url, out)
     summary = regenerate(run_dir, meta, previous)
+    corrupt = summary.get("corrupt_lines") or []
+    for item in corrupt:
+        click.echo(
+            f"warning: results.jsonl line {item['line']} is not a record and is not counted: "
+            f"{item['problem']}",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+        if strict and corrupt:
+            sys.exit(1)
         return
     from rich.console import Console
     from rich.markup import escape
@@ -147,3 +176,5 @@ def report(source: str, db_url: str | None, out: Path | None, as_json: bool, qui
 
         print_summary(console, summary)
     console.print(escape(f"{run_dir / 'report.md'}\n{run_dir / 'report.html'}"), soft_wrap=True)
+    if strict and corrupt:
+        sys.exit(1)

@@ -8,9 +8,11 @@ environment written to ``run.json`` (endpoint URLs with their credentials remove
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +28,7 @@ from callproof.targets import Target
 __all__ = [
     "RESULTS",
     "Unit",
+    "capture_name",
     "environment",
     "load_plan",
     "new_run_dir",
@@ -35,6 +38,7 @@ __all__ = [
     "scenario_meta",
     "target_meta",
     "write_json",
+    "write_text_atomic",
 ]
 
 #: The results file's name inside a run directory.
@@ -61,6 +65,19 @@ class Unit:
     @property
     def provider(self) -> str | None:
         return self.target.provider if self.target else None
+
+
+def _safe(name: str, limit: int = 48) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:limit].strip("._") or "x"
+
+
+def capture_name(target: str, scenario: str, attempt: int) -> str:
+    """The capture file name of one attempt: readable, and unique per exact (target, scenario,
+    attempt). Names that sanitise alike (``kimi@bedrock`` and ``kimi_bedrock``, or non-Latin
+    names) differ in the short hash of the exact pair, so one target's file is never another's:
+    ``kimi_bedrock__tool-result__00007-3f2a9c1b0e.jsonl``."""
+    digest = hashlib.sha256(f"{target}\0{scenario}".encode()).hexdigest()[:10]
+    return f"{_safe(target)}__{_safe(scenario)}__{attempt:05d}-{digest}.jsonl"
 
 
 def new_run_dir(base: Path) -> Path:
@@ -241,7 +258,22 @@ def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename, so a reader
+    (or a crash, or a full disk) sees the old file or the new one, never half of one. The
+    temporary file is removed when the write fails; the ``OSError`` propagates."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
-    tmp.replace(path)
+    """Write ``data`` as indented JSON, atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

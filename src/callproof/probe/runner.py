@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from callproof import redact
 from callproof.conversation import Conversation
 from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.events import Response
@@ -40,6 +40,7 @@ from callproof.probe.config import Config
 from callproof.probe.rundir import (
     RESULTS,
     Unit,
+    capture_name,
     environment,
     load_plan,
     new_run_dir,
@@ -190,10 +191,6 @@ class _RateLimiter:
             await asyncio.sleep(at - now)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 def _finish_single(record: dict[str, Any], scenario: ProbeScenario) -> None:
     """Checks a single request cannot express in an ``Expectation`` (parallel calls)."""
     if record.get("passed") and scenario.min_tool_calls:
@@ -298,11 +295,7 @@ class _Runner:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         capture: Path | None = None
         if self.options.capture_failures and (unit.target is not None or scenario.loop is None):
-            capture = (
-                self.run_dir
-                / "captures"
-                / f"{_safe(unit.name)}__{_safe(scenario.name)}__{number:05d}.jsonl"
-            )
+            capture = self.run_dir / "captures" / capture_name(unit.name, scenario.name, number)
             capture.parent.mkdir(exist_ok=True)
         t0 = time.perf_counter()
         record = await self._execute(unit, scenario, capture)
@@ -415,6 +408,9 @@ class _Runner:
     def _write(self, record: dict[str, Any]) -> None:
         self.seq += 1
         record["seq"] = self.seq
+        # Secrets a server reflected (a key in an error body, a tool argument) stop here: the
+        # results, the summary, the reports and the history are all built from this record.
+        record = redact.scrub_obj(record)
         self.results.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self.results.flush()
         self.aggregator.add(record)

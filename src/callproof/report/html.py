@@ -12,7 +12,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from callproof.probe.rundir import write_text_atomic
 from callproof.probe.stats import format_pct
+from callproof.redact import redact_argv
 from callproof.report.common import (
     FAILURE_COLUMNS,
     OUTCOME_MEANINGS,
@@ -140,8 +142,8 @@ def _methodology(meta: dict[str, Any]) -> list[str]:
         "a measured attempt.</p>"
     )
     if meta.get("argv"):
-        argv = meta["argv"]
-        out.append(f"<pre>{_e(' '.join(argv) if isinstance(argv, list) else argv)}</pre>")
+        argv = redact_argv(meta["argv"] if isinstance(meta["argv"], list) else [meta["argv"]])
+        out.append(f"<pre>{_e(' '.join(argv))}</pre>")
     targets = meta_targets(meta)
     if targets:
         rows = [[_e(v) for v in target_row(t, meta)] for t in targets]
@@ -401,5 +403,5 @@ def write_html(
 ) -> Path:
     """Write ``run_dir/report.html`` and return its path."""
     path = run_dir / "report.html"
-    path.write_text(render_html(run_dir, summary, meta, evidence), encoding="utf-8")
+    write_text_atomic(path, render_html(run_dir, summary, meta, evidence))
     return path

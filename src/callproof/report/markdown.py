@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from callproof.errors import ConfigError
+from callproof.probe.rundir import write_text_atomic
 from callproof.probe.stats import format_pct
+from callproof.redact import redact_argv
 from callproof.report.common import (
     FAILURE_COLUMNS,
     OUTCOME_MEANINGS,
@@ -244,7 +246,7 @@ def _methodology(summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     out.append("")
     if meta.get("argv"):
         argv = meta["argv"]
-        command = " ".join(argv) if isinstance(argv, list) else str(argv)
+        command = " ".join(redact_argv(argv if isinstance(argv, list) else [str(argv)]))
         out += ["Command:", "", "```", command, "```", ""]
     targets = meta_targets(meta)
     if targets:
@@ -500,5 +502,5 @@ def write_markdown(
 ) -> Path:
     """Write ``run_dir/report.md`` and return its path."""
     path = run_dir / "report.md"
-    path.write_text(render_markdown(run_dir, summary, meta, evidence), encoding="utf-8")
+    write_text_atomic(path, render_markdown(run_dir, summary, meta, evidence))
     return path
