@@ -179,6 +179,7 @@ class RoutePolicy:
             raise ConfigError("a route policy must be a table", where=where)
         sections: dict[str, Any] = {}
         known = {"retry", "backoff", "hedge", "breaker", "watchdog", "buffered", "targets"}
+        known |= {"order", "measured"}  # target order: callproof.resilience.measured
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(
@@ -187,6 +188,10 @@ class RoutePolicy:
             )
         if "buffered" in data:
             sections["buffered"] = _bool(data["buffered"], f"{where}.buffered")
+        if "order" in data or "measured" in data:
+            from callproof.resilience.measured import MeasuredSettings
+
+            MeasuredSettings.from_route(data, where=where)  # validated here, applied there
         hedge_raw = data.get("hedge")
         if isinstance(hedge_raw, str) and hedge_raw == "off":
             hedge_raw = {"mode": "off"}
