@@ -4,8 +4,11 @@
 The dialect knows the path and body; the endpoint adds the base URL, default headers and
 credentials. Four kinds of auth (see :class:`~callproof.targets.Auth`):
 
-* ``sigv4``: botocore's credential chain (env, profile, SSO, IMDS) and botocore's own
-  :class:`botocore.auth.SigV4Auth`, signing name ``bedrock``. We never hand-write SigV4.
+* ``sigv4``: botocore's credential chain (env, profile, SSO, container) and botocore's own
+  :class:`botocore.auth.SigV4Auth`, signing name ``bedrock``. We never hand-write SigV4. The
+  EC2 instance-metadata provider (a network call to 169.254.169.254) is left out of the chain
+  unless ``CALLPROOF_AWS_IMDS=1`` asks for it: "no credentials" must never mean a probe of a
+  link-local address.
 * ``bedrock-api-key``: ``Authorization: Bearer $AWS_BEARER_TOKEN_BEDROCK`` (or a named variable),
   refused over plain HTTP exactly as botocore refuses it.
 * ``bearer``: ``Authorization: Bearer $NAME`` for OpenAI-compatible APIs.
@@ -26,12 +29,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from callproof import redact
 from callproof.dialects.base import WireRequest
 from callproof.errors import ConfigError
 from callproof.targets import Endpoint
 
 __all__ = [
     "BEDROCK_API_KEY_ENV",
+    "IMDS_ENV",
     "SIGNING_NAME",
     "USER_AGENT",
     "Signer",
@@ -45,6 +50,8 @@ __all__ = [
 SIGNING_NAME = "bedrock"
 #: The variable botocore reads a Bedrock API key from.
 BEDROCK_API_KEY_ENV = "AWS_BEARER_TOKEN_BEDROCK"
+#: Set to ``1`` to let SigV4 credentials come from the EC2 instance-metadata service.
+IMDS_ENV = "CALLPROOF_AWS_IMDS"
 
 
 def _version() -> str:
@@ -104,9 +111,15 @@ class Signer:
     profile is kept; refreshable credentials are frozen at each signing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, imds: bool | None = None) -> None:
         self._sessions: dict[str | None, Any] = {}
         self._lock = threading.Lock()
+        #: Whether the instance-metadata provider stays in the chain (default: ``$IMDS_ENV``).
+        self.imds = (
+            os.environ.get(IMDS_ENV, "").strip().lower() in ("1", "true", "yes")
+            if imds is None
+            else imds
+        )
 
     def _session(self, profile: str | None) -> Any:
         import botocore.session  # imported lazily: botocore costs ~100 ms to import
@@ -116,6 +129,9 @@ class Signer:
             if session is None:
                 try:
                     session = botocore.session.Session(profile=profile)
+                    if not self.imds:
+                        # botocore's provider named "iam-role" is the EC2 instance-metadata one.
+                        session.get_component("credential_provider").remove("iam-role")
                 except Exception as exc:  # ProfileNotFound and friends
                     raise ConfigError(f"AWS profile {profile!r}: {exc}") from exc
                 self._sessions[profile] = session
@@ -168,6 +184,8 @@ class Signer:
                 f"key ({BEDROCK_API_KEY_ENV}) with auth kind 'bedrock-api-key'"
             )
         frozen = credentials.get_frozen_credentials()
+        for secret in (frozen.access_key, frozen.secret_key, frozen.token):
+            redact.remember(secret)  # a server that reflects one must not get it printed
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
         SigV4Auth(frozen, SIGNING_NAME, region).add_auth(request)
         return {str(k): str(v) for k, v in request.headers.items()}
@@ -180,14 +198,13 @@ def _env_secret(name: str, env: Mapping[str, str], what: str) -> str:
     value = env.get(name, "")
     if not value.strip():
         raise ConfigError(f"{what}: environment variable {name} is not set")
+    redact.remember(value.strip())
     return value.strip()
 
 
 def _redacted(url: str) -> str:
     # Error messages reach terminals and logs: keys in a URL must not.
-    from callproof.capture import redact_url
-
-    return redact_url(url)
+    return redact.redact_url(url)
 
 
 def build_request(
@@ -216,6 +233,10 @@ def build_request(
     for source in (wire.headers, endpoint.headers):
         for key, value in source.items():
             headers[key.lower()] = value
+    if "@" in url or "?" in url:
+        redact.Redactor().url(url)  # remember user info and query keys of the URL
+    for key, value in endpoint.headers.items():
+        redact.Redactor().header(key, value)  # remember credential headers (X-Api-Key...)
     auth = endpoint.auth
     match auth.kind:
         case "none":

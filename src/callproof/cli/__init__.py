@@ -10,12 +10,12 @@ rate under ``--fail-under``); 2 usage or configuration error; 130 interrupted.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from typing import Any
 
 import click
 
+from callproof import redact
 from callproof.errors import CallproofError, ConfigError
 
 __all__ = [
@@ -69,12 +69,16 @@ class LazyGroup(click.Group):
     envvar="CALLPROOF_LOG_LEVEL",
     default="WARNING",
     show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Logging level (transforms and circuit-breaker changes log at DEBUG/INFO).",
+    type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Logging level (transforms and circuit-breaker changes log at DEBUG/INFO). Every line "
+    "is redacted; httpx, httpcore and botocore stay at WARNING unless TRACE.",
 )
 def cli(log_level: str) -> None:
     """callproof: prove which LLM provider fails your tool-use flows, and route around it."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Everything printed goes through the redactor: a secret a server reflects (a key in an
+    # error message, a tool argument) never reaches the terminal or a log.
+    redact.install_stdio()
+    redact.configure_logging(log_level)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from callproof import redact
 from callproof.cli.options import db_option
 from callproof.errors import ConfigError
 
@@ -201,7 +202,7 @@ def run(
             seed=seed,
         )
         check_selection(config, options)
-    options.argv = ["callproof", *sys.argv[1:]]
+    options.argv = redact.redact_argv(["callproof", *sys.argv[1:]])
     options.fail_under = fail_under if fail_under is not None else config.defaults.fail_under
     options.gate = gate or config.defaults.gate
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from callproof.capture import Redactor
+from callproof import redact
 from callproof.errors import ConfigError
 from callproof.probe import migrations
+from callproof.redact import Redactor
 
 __all__ = ["DB_FILENAME", "HistoryStore", "data_dir", "default_db_url"]
 
@@ -223,7 +224,11 @@ class HistoryStore:
         run_id = str(meta.get("run_id") or "")
         if not run_id:
             raise ValueError("meta has no run_id")
+        # The history is shared: no password from --db, no secret a server reflected.
+        meta, summary = redact.scrub_obj(meta), redact.scrub_obj(summary)
         argv = meta.get("argv")
+        if isinstance(argv, list):
+            argv = meta["argv"] = redact.redact_argv(argv)
         n = meta.get("n")
         self._db.begin()
         try:
@@ -334,7 +339,7 @@ class HistoryStore:
         try:
             for record in records:
                 count += 1
-                batch.append(self._attempt_row(run_id, count, record))
+                batch.append(self._attempt_row(run_id, count, redact.scrub_obj(record)))
                 if len(batch) >= _BATCH:
                     self._db.executemany(sql, batch)
                     batch = []
