@@ -77,3 +77,70 @@ def test_all_attempts_failed_is_an_exception_group() -> None:
     assert len(matched.exceptions) == 1
     assert rest is not None
     assert isinstance(rest.exceptions[0], CallError)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "message", "body", "category"),
+    [
+        (
+            400,
+            "context_length_exceeded",
+            "maximum context length is 128000 tokens",
+            {},
+            "context_length",
+        ),
+        (
+            400,
+            "ValidationException",
+            "Input is too long for requested model.",
+            {},
+            "context_length",
+        ),
+        (
+            400,
+            "ValidationException",
+            "The model returned the following errors: prompt is too long: 210000 tokens",
+            {},
+            "context_length",
+        ),
+        (400, "content_filter", "filtered", {"innererror": {"code": "x"}}, "content_filter"),
+        (
+            400,
+            None,
+            "filtered",
+            {"innererror": {"code": "ResponsibleAIPolicyViolation"}},
+            "content_filter",
+        ),
+        (400, "content_policy_violation", "Your request was rejected", {}, "content_filter"),
+        (403, None, "Input was flagged", {"metadata": {"reasons": ["hate"]}}, "content_filter"),
+        (403, "AccessDeniedException", "You don't have access to the model", {}, "auth"),
+        (401, "invalid_api_key", "Incorrect API key provided", {}, "auth"),
+        (None, "UnrecognizedClientException", "The security token is invalid", {}, "auth"),
+        (400, "ValidationException", "Malformed input request", {}, "validation"),
+        (None, "validationException", "in-stream validation error", {}, "validation"),
+        (422, None, "Unprocessable", {}, "validation"),
+        (400, "ServiceQuotaExceededException", "Too many tokens per day", {}, None),
+        (404, "ResourceNotFoundException", "model not found", {}, None),
+        (424, "ModelErrorException", "the model failed", {}, None),
+        (429, "ThrottlingException", "Too many requests", {}, None),
+        (500, "InternalServerException", "context length", {}, None),
+    ],
+)
+def test_provider_refusals_have_a_category(
+    status: int | None,
+    error_type: str | None,
+    message: str,
+    body: dict[str, object],
+    category: str | None,
+) -> None:
+    cls = HTTPStatusError if status is not None else StreamExceptionError
+    err = cls(message, status=status, error_type=error_type, body=body)
+    assert err.category == category
+    if category is not None:
+        assert category in errors.STOP_CATEGORIES
+        assert not err.retryable
+
+
+def test_errors_without_a_provider_have_no_category() -> None:
+    assert StallNoEvents("x").category is None
+    assert CallError("x").category is None

@@ -27,6 +27,13 @@ name follows from the class (see :mod:`callproof.outcomes`)::
 ``AllAttemptsFailed`` is an :class:`ExceptionGroup` of :class:`CallError` raised by a route when
 every candidate failed; it is also a :class:`CallproofError`.
 
+A provider's refusal also has a ``category`` (:attr:`CallError.category`), read from its
+status, its error type (Bedrock's ``x-amzn-ErrorType``, OpenAI's ``error.code``/``type``) and
+its words: ``context_length`` (the input does not fit the model), ``content_filter`` (a
+content policy refused it), ``auth`` (401/403, access denied), ``validation`` (any other
+400/422 the request itself caused). None of the four is cured by asking again
+(:data:`STOP_CATEGORIES`); a route falls over on them only when it says so (``fallback_on``).
+
 Lower-layer errors (httpx, botocore, json) are translated at one boundary with ``raise ... from``.
 """
 
@@ -117,6 +124,12 @@ class CallError(CallproofError):
     @property
     def status(self) -> int | None:
         """The HTTP status, where one exists."""
+        return None
+
+    @property
+    def category(self) -> str | None:
+        """What kind of refusal a provider error is (``context_length``, ``content_filter``,
+        ``auth``, ``validation``), or ``None`` (see the module docstring)."""
         return None
 
     def with_context(self, **context: Any) -> CallError:
@@ -265,6 +278,81 @@ class ProviderError(CallError):
     @property
     def status(self) -> int | None:
         return self._status
+
+    @property
+    def category(self) -> str | None:
+        if self.retryable:
+            return None
+        return _error_category(self.status, self.error_type, self.message, self.body)
+
+
+#: The error categories a retry does not cure, and a route falls over on only when its
+#: ``fallback_on`` names them.
+STOP_CATEGORIES = ("context_length", "content_filter", "validation", "auth")
+
+_CONTENT_FILTER_TYPES = frozenset(
+    {"content_filter", "content_policy_violation", "responsibleaipolicyviolation"}
+)
+_CONTEXT_TYPES = frozenset(
+    {"context_length_exceeded", "model_context_window_exceeded", "string_above_max_length"}
+)
+_AUTH_TYPES = frozenset(
+    {
+        "accessdeniedexception",
+        "unrecognizedclientexception",
+        "expiredtokenexception",
+        "invalidsignatureexception",
+        "incompletesignatureexception",
+        "missingauthenticationtokenexception",
+        "invalid_api_key",
+        "authentication_error",
+        "permission_error",
+        "permission_denied",
+        "unauthorized",
+    }
+)
+_VALIDATION_TYPES = frozenset(
+    {"validationexception", "invalid_request_error", "invalid_request", "bad_request"}
+)
+_CONTEXT_WORDS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "context limit",
+    "input is too long",
+    "prompt is too long",
+    "too many input tokens",
+    "reduce the length of the messages",
+)
+_FILTER_WORDS = ("content management policy", "content policy", "content filter", "flagged")
+
+
+def _error_category(
+    status: int | None, error_type: str | None, message: str, body: Any
+) -> str | None:
+    """The category of a provider's refusal (see the module docstring), from its HTTP status
+    (``None`` in a stream), its error type, its message and its body."""
+    et = (error_type or "").lower()
+    text = message.lower()
+    inner = body.get("innererror") if isinstance(body, dict) else None
+    inner_code = str(inner.get("code") or "").lower() if isinstance(inner, dict) else ""
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    flagged = isinstance(meta, dict) and ("flagged_input" in meta or "reasons" in meta)
+    client_side = status is None or 400 <= status < 500
+    if not client_side or "quota" in et:  # ServiceQuotaExceededException is no refusal
+        return None
+    if et in _CONTENT_FILTER_TYPES or inner_code in _CONTENT_FILTER_TYPES or flagged:
+        return "content_filter"
+    if et in _CONTEXT_TYPES or any(w in text for w in _CONTEXT_WORDS):
+        return "context_length"
+    if status in (401, 403) or et in _AUTH_TYPES:
+        return "auth"
+    if any(w in text for w in _FILTER_WORDS) and (status in (400, 403) or status is None):
+        return "content_filter"
+    if status in (400, 413, 422) or et in _VALIDATION_TYPES:
+        return "validation"
+    return None
 
 
 #: Provider error types (Bedrock and OpenAI vocabularies, any case) that a retry may cure.

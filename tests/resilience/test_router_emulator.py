@@ -131,7 +131,7 @@ async def test_fallback_follows_the_route_order(make_target: MakeTarget) -> None
 
 async def test_all_attempts_failed_carries_every_error(make_target: MakeTarget) -> None:
     targets = [
-        make_target("a", fault="http_error:403"),
+        make_target("a", fault="http_error:404"),
         make_target("b", fault="stream_exception:modelStreamErrorException"),
     ]
     vc = VirtualClock(follow_real_time=True)
@@ -142,11 +142,11 @@ async def test_all_attempts_failed_carries_every_error(make_target: MakeTarget) 
             await router.complete(CONV)
     errors = info.value.exceptions
     assert [(e.target, e.outcome) for e in errors] == [
-        ("a", "http_error"),  # 403: not retryable, a is done
+        ("a", "http_error"),  # 404: not retryable (and no refusal), a is done
         ("b", "stream_exception"),  # retryable: b again after its backoff
         ("b", "stream_exception"),
     ]
-    assert errors[0].status == 403
+    assert errors[0].status == 404
     assert errors[1].error_type is not None
     assert "modelstreamerror" in errors[1].error_type.lower()
     assert len(vc.sleeps) == 1

@@ -75,7 +75,7 @@ async def test_all_attempts_failed_carries_every_error() -> None:
     client = FakeClient(
         {
             "a": [Play("hang")],
-            "b": [Play("raise", error=http_error(400, "ValidationException"))],
+            "b": [Play("raise", error=http_error(404, "ResourceNotFoundException"))],
         }
     )
     vc = VirtualClock()
@@ -91,7 +91,7 @@ async def test_all_attempts_failed_carries_every_error() -> None:
         await router.complete(CONV)
     group = info.value
     kinds = [type(e).__name__ for e in group.exceptions]
-    # a stalls, b refuses (not retryable: b is done), a stalls again after its backoff
+    # a stalls, b is not found (not retryable: b is done), a stalls again after its backoff
     assert kinds == ["StallNoEvents", "HTTPStatusError", "StallNoEvents"]
     assert [e.target for e in group.exceptions] == ["a", "b", "a"]
     assert [e.attempt for e in group.exceptions] == [1, 2, 3]
@@ -143,7 +143,7 @@ async def test_max_total_time_stops_the_waiting() -> None:
 
 
 async def test_non_retryable_error_on_single_target_is_final() -> None:
-    client = FakeClient({"a": [Play("raise", error=http_error(403, "AccessDeniedException"))]})
+    client = FakeClient({"a": [Play("raise", error=http_error(424, "ModelErrorException"))]})
     router = Router("r", [target("a")], client=client, policy=NO_HEDGE)
     with pytest.raises(AllAttemptsFailed) as info:
         await router.complete(CONV)

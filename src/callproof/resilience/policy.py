@@ -7,6 +7,7 @@ group the mechanisms; unknown keys are a :class:`~callproof.errors.ConfigError` 
     [routes.kimi]
     targets = ["bedrock-kimi-k2.5", "openrouter-kimi-k2.5"]
     buffered = false                       # stream(): hold events until an attempt finished
+    fallback_on = []                       # refusals that fall over: "context_length", ...
     retry = { max_attempts = 4, max_total_s = 120, empty_after_tool_result = true,
               wait_retry_after_max_s = 2 }
     backoff = { initial_s = 0.2, max_s = 10, multiplier = 2, jitter = true, retry_after_cap_s = 30 }
@@ -24,10 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from callproof.errors import ConfigError
+from callproof.errors import STOP_CATEGORIES, ConfigError
 
 __all__ = [
     "DEFAULT_RETRY_ON",
+    "FALLBACK_ON_CHOICES",
     "BackoffPolicy",
     "BreakerPolicy",
     "HedgePolicy",
@@ -55,6 +57,15 @@ DEFAULT_RETRY_ON: frozenset[str] = frozenset(
 )
 
 _RETRYABLE_CHOICES = DEFAULT_RETRY_ON | {"protocol_error"}
+
+#: The names ``fallback_on`` accepts: the error categories a route does not fall over on by
+#: default (:data:`callproof.errors.STOP_CATEGORIES`), and the outcome names of the errors
+#: that carry them (``http_error``: every such HTTP error; ``stream_exception``: every such
+#: in-stream error).
+FALLBACK_ON_CHOICES: frozenset[str] = frozenset(STOP_CATEGORIES) | {
+    "http_error",
+    "stream_exception",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +181,10 @@ class RoutePolicy:
     #: mid-stream failure (``complete()`` always works this way: its caller sees nothing until
     #: the end).
     buffered: bool = False
+    #: Refusals (context length, content filter, validation, authentication) end the call with
+    #: the provider's own error unless named here (a category, or ``http_error`` /
+    #: ``stream_exception`` for all of that kind): then they fall over to the next target.
+    fallback_on: frozenset[str] = frozenset()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str = "route") -> RoutePolicy:
@@ -178,7 +193,16 @@ class RoutePolicy:
         if not isinstance(data, Mapping):
             raise ConfigError("a route policy must be a table", where=where)
         sections: dict[str, Any] = {}
-        known = {"retry", "backoff", "hedge", "breaker", "watchdog", "buffered", "targets"}
+        known = {
+            "retry",
+            "backoff",
+            "hedge",
+            "breaker",
+            "watchdog",
+            "buffered",
+            "fallback_on",
+            "targets",
+        }
         known |= {"order", "measured"}  # target order: callproof.resilience.measured
         unknown = sorted(set(data) - known)
         if unknown:
@@ -188,6 +212,8 @@ class RoutePolicy:
             )
         if "buffered" in data:
             sections["buffered"] = _bool(data["buffered"], f"{where}.buffered")
+        if "fallback_on" in data:
+            sections["fallback_on"] = _names(data["fallback_on"], f"{where}.fallback_on")
         if "order" in data or "measured" in data:
             from callproof.resilience.measured import MeasuredSettings
 
@@ -225,6 +251,12 @@ class RoutePolicy:
                 self.retry.wait_retry_after_max_s >= 0,
                 "retry.wait_retry_after_max_s",
                 "must not be negative",
+            ),
+            (
+                self.fallback_on <= FALLBACK_ON_CHOICES,
+                "fallback_on",
+                f"unknown name(s) {', '.join(sorted(self.fallback_on - FALLBACK_ON_CHOICES))}; "
+                f"expected some of {', '.join(sorted(FALLBACK_ON_CHOICES))}",
             ),
             (
                 self.retry.on <= _RETRYABLE_CHOICES,
@@ -276,7 +308,7 @@ class RoutePolicy:
 
     def to_dict(self) -> dict[str, Any]:
         """The policy as plain data (for ``run.json``)."""
-        out: dict[str, Any] = {"buffered": self.buffered}
+        out: dict[str, Any] = {"buffered": self.buffered, "fallback_on": sorted(self.fallback_on)}
         for name in ("retry", "backoff", "hedge", "breaker", "watchdog"):
             section = getattr(self, name)
             out[name] = {
@@ -284,6 +316,12 @@ class RoutePolicy:
                 for f in fields(section)
             }
         return out
+
+
+def _names(value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"expected a list of names, got {value!r}", where=where)
+    return frozenset(value)
 
 
 def _bool(value: Any, where: str) -> bool:

@@ -37,7 +37,13 @@ from types import TracebackType
 from typing import Any
 
 from callproof.conversation import Conversation, ToolResult, UserMessage
-from callproof.errors import AllAttemptsFailed, CallError, ConfigError, StallError
+from callproof.errors import (
+    STOP_CATEGORIES,
+    AllAttemptsFailed,
+    CallError,
+    ConfigError,
+    StallError,
+)
 from callproof.events import Event, Response, StreamStart, StreamStop
 from callproof.outcomes import Outcome, classify
 from callproof.resilience.backoff import retry_wait
@@ -192,6 +198,8 @@ class RouteStream:
         self._waited_out: set[str] = set()
         #: A target to retry before falling over (it sent a short Retry-After).
         self._prefer: str | None = None
+        #: A refusal the route does not fall over on: the call ends with it.
+        self._stop: CallError | None = None
         self._seq = 0
         self._primaries = 0
         self._hedges = 0
@@ -321,6 +329,8 @@ class RouteStream:
 
     async def _launch_primary(self) -> None:
         retry = self.router.policy.retry
+        if self._stop is not None:
+            raise self._stopped(self._stop)
         while True:
             choice = self._choose()
             if choice is None:
@@ -366,7 +376,7 @@ class RouteStream:
 
     def _launch_hedge(self) -> bool:
         last = self._last_launch
-        if last is None:
+        if last is None or self._stop is not None:
             return False
         targets = self.router.targets
         idx = targets.index(last.target)
@@ -473,7 +483,10 @@ class RouteStream:
             breaker.record_failure()
         else:
             breaker.release()
-        if err.outcome in router.policy.retry.on and err.retryable:
+        if self._stops(err):
+            self._dead.add(name)
+            self._stop = self._stop or err
+        elif err.outcome in router.policy.retry.on and err.retryable:
             self._failures[name] = self._failures.get(name, 0) + 1
             wait = retry_wait(
                 self._failures[name],
@@ -490,6 +503,29 @@ class RouteStream:
         log.info(
             "route %s: attempt %d on %s failed: %s", router.name, run.number, name, err.outcome
         )
+
+    def _stops(self, err: CallError) -> bool:
+        """Whether ``err`` is a refusal (context length, content filter, validation,
+        authentication) that ends the call: the route's ``fallback_on`` does not name its
+        category or its outcome."""
+        category = err.category
+        if category not in STOP_CATEGORIES:
+            return False
+        fallback_on = self.router.policy.fallback_on
+        return category not in fallback_on and err.outcome not in fallback_on
+
+    def _stopped(self, err: CallError) -> CallError:
+        """The refusal that ends the call, as the provider gave it, carrying the records."""
+        if err.response is None:
+            err.response = Response()
+        err.response.attempts = self.attempts
+        log.info(
+            "route %s: %s refused the call (%s); fallback_on does not name it",
+            self.router.name,
+            err.target,
+            err.category,
+        )
+        return err
 
     def _waits_out(self, err: CallError) -> bool:
         """Whether ``err`` is a 429/503 whose Retry-After is short enough to wait out on the

@@ -74,6 +74,22 @@ async def run_route_attempt(
     label = router.label
     try:
         response = await router.complete(scenario.conversation, capture=capture)
+    except CallError as refusal:  # a refusal the route does not fall over on (fallback_on)
+        verdict = classify(refusal, scenario.expectation, scenario.conversation)
+        refused = refusal.response.attempts if refusal.response is not None else []
+        return RouteAttempt(
+            outcome=verdict.outcome,
+            detail=(
+                f"route {router.name}: {refusal.target} refused the call "
+                f"({refusal.category}): {refusal.message}"
+            ),
+            response=refusal.response,
+            error=refusal,
+            verdict=verdict,
+            target=label,
+            requests=_sent(refused),
+            route_attempts=refused,
+        )
     except AllAttemptsFailed as group:
         last = final_error(group)
         verdict = classify(last, scenario.expectation, scenario.conversation)
