@@ -37,7 +37,7 @@ def test_after():
 """
 
 
-def _run(pytester: pytest.Pytester, k: int, rate: float, gate: str, *args: str):  # noqa: ANN202
+def _run(pytester: pytest.Pytester, k: int, rate: float, gate: str, *args: str):
     pytester.makeini(INI)
     pytester.makepyfile(test_inner=BODY.format(k=k, rate=rate, gate=gate))
     return pytester.runpytest("-p", "no:cacheprovider", *args)

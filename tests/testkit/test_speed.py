@@ -92,7 +92,7 @@ def test_hundred_tests_share_one_server(
     record_property("shared_server_s", round(shared_s, 2))
     record_property("server_per_test_s", round(baseline_s, 2))
     record_property("servers_started", started)
-    print(  # noqa: T201 - the figures of the issue's proof
+    print(
         f"\n100 tests with their own schedules: {shared_s:.2f} s with {started} shared server; "
         f"{baseline_s:.2f} s with a server per test (ratio {shared_s / baseline_s:.2f})"
     )

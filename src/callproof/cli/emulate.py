@@ -40,6 +40,18 @@ def _replay_app(path: Path) -> Any:
     return replay_app(path)
 
 
+def _write_env_file(path: Path, url: str, ca_path: Path | None) -> None:
+    """The test kit's variables, written atomically (a reader never sees half a file)."""
+    from callproof.probe.rundir import write_text_atomic
+    from callproof.testkit.env import emulator_env, env_file_text
+
+    try:
+        write_text_atomic(path, env_file_text(emulator_env(url, ca_path=ca_path)))
+    except OSError as exc:
+        problem = f"cannot write: {exc.strerror or exc}"
+        raise ConfigError(problem, where=f"--env-file {path}") from None
+
+
 @click.command()
 @click.option(
     "--preset",
@@ -73,6 +85,13 @@ def _replay_app(path: Path) -> Any:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Serve a capture back with its original timing instead of the scripted models.",
 )
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Once listening, write KEY=value lines (AWS_ENDPOINT_URL_BEDROCK_RUNTIME, placeholder "
+    "AWS credentials, AWS_REGION, OPENAI_BASE_URL, OPENAI_API_KEY) that point SDKs here.",
+)
 def emulate(
     preset: str,
     faults_file: Path | None,
@@ -81,6 +100,7 @@ def emulate(
     seed: int | None,
     tls: bool,
     replay: Path | None,
+    env_file: Path | None,
 ) -> None:
     """Run the local Bedrock Runtime + OpenAI-compatible emulator.
 
@@ -108,6 +128,8 @@ def emulate(
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        if env_file is not None:
+            _write_env_file(env_file, server.url, server.ca_path)
         click.echo(server.url)
         sys.stdout.flush()
         state = server.state

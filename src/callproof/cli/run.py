@@ -111,6 +111,22 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option(
     "--json", "as_json", is_flag=True, help="Print summary.json on stdout, and nothing else."
 )
+@click.option(
+    "--junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Write JUnit XML: one test case per target and scenario, failing when it fails the "
+    "gate (every attempt passing, without --fail-under). Also appends a Markdown summary to "
+    "$GITHUB_STEP_SUMMARY whenever that is set.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "github"]),
+    default="text",
+    show_default=True,
+    help="github: also print ::error annotations for the targets that fail the gate.",
+)
 @db_option
 @click.option("--no-history", is_flag=True, help="Do not record the run in the history database.")
 @click.option(
@@ -133,6 +149,8 @@ def run(
     fail_under: float | None,
     gate: str | None,
     as_json: bool,
+    junit: Path | None,
+    output_format: str,
     db_url: str | None,
     no_history: bool,
     capture_failures: bool,
@@ -233,6 +251,16 @@ def run(
         click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False, default=str))
     else:
         _print_terminal(out_console, result)
+    from callproof.report.ci import Gate, emit_ci_outputs
+
+    emit_ci_outputs(
+        result.summary,
+        Gate(fail_under, gate_mode),
+        junit=junit,
+        annotations=output_format == "github",
+        meta=result.meta,
+        echo=lambda line: click.echo(line, err=as_json),
+    )
     err = Console(stderr=True, highlight=False)
     for e in failing:
         value = e["ci95"][0] if gate_mode == "lower" else e["pass_rate"]

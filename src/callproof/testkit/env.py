@@ -10,7 +10,9 @@ secret, so the fixture removes them. :func:`env_file_text` writes them as ``KEY=
 
 from __future__ import annotations
 
-__all__ = ["CLEARED", "ENV_VARS", "PLACEHOLDER", "emulator_env", "env_file_text"]
+from pathlib import Path
+
+__all__ = ["CLEARED", "ENV_VARS", "PLACEHOLDER", "TLS_VARS", "emulator_env", "env_file_text"]
 
 #: The variables :func:`emulator_env` sets, in the order written to an env file.
 ENV_VARS: tuple[str, ...] = (
@@ -22,6 +24,9 @@ ENV_VARS: tuple[str, ...] = (
     "OPENAI_BASE_URL",
     "OPENAI_API_KEY",
 )
+
+#: Added when the emulator serves TLS: its CA bundle.
+TLS_VARS: tuple[str, ...] = ("AWS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE")
 
 #: Variables removed while a test runs against the emulator: a session token or bearer token
 #: would be a real secret sent to it, a profile could name other credentials or an endpoint.
@@ -37,10 +42,16 @@ CLEARED: tuple[str, ...] = (
 PLACEHOLDER = "callproof-emulator"
 
 
-def emulator_env(url: str, *, region: str = "us-east-1") -> dict[str, str]:
-    """The variables for an emulator listening at ``url`` (its Bedrock ``endpoint_url``)."""
+def emulator_env(
+    url: str, *, region: str = "us-east-1", ca_path: str | Path | None = None
+) -> dict[str, str]:
+    """The variables for an emulator listening at ``url`` (its Bedrock ``endpoint_url``).
+
+    With ``ca_path`` (a TLS emulator's CA bundle) also ``AWS_CA_BUNDLE``, ``NODE_EXTRA_CA_CERTS``
+    and ``SSL_CERT_FILE``, so boto3, Node and httpx-based clients trust it."""
     base = url.rstrip("/")
-    return {
+    tls = {} if ca_path is None else dict.fromkeys(TLS_VARS, str(ca_path))
+    return tls | {
         "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": base,
         "AWS_ACCESS_KEY_ID": PLACEHOLDER,
         "AWS_SECRET_ACCESS_KEY": PLACEHOLDER,
@@ -53,4 +64,4 @@ def emulator_env(url: str, *, region: str = "us-east-1") -> dict[str, str]:
 
 def env_file_text(env: dict[str, str]) -> str:
     """``KEY=value`` lines (values here never need quoting: URLs, ids, a region)."""
-    return "".join(f"{name}={env[name]}\n" for name in ENV_VARS if name in env)
+    return "".join(f"{name}={env[name]}\n" for name in (*ENV_VARS, *TLS_VARS) if name in env)
