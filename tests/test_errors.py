@@ -144,3 +144,23 @@ def test_provider_refusals_have_a_category(
 def test_errors_without_a_provider_have_no_category() -> None:
     assert StallNoEvents("x").category is None
     assert CallError("x").category is None
+
+
+def test_route_errors_live_in_the_tree_and_the_old_imports_still_work() -> None:
+    from callproof.resilience import CircuitOpenError, EmptyResponseError
+    from callproof.resilience.breaker import CircuitOpenError as FromBreaker
+    from callproof.resilience.router import EmptyResponseError as FromRouter
+
+    assert CircuitOpenError is FromBreaker is errors.CircuitOpenError
+    assert EmptyResponseError is FromRouter is errors.EmptyResponseError
+    assert (errors.CircuitOpenError.outcome, errors.CircuitOpenError("x").retryable) == (
+        "transport_error",
+        False,
+    )
+    assert (errors.EmptyResponseError.outcome, errors.EmptyResponseError("x").retryable) == (
+        "empty_response",
+        True,
+    )
+    assert errors.ToolCallInTextError("x").outcome == "tool_call_in_text"
+    for cls in (errors.CircuitOpenError, errors.EmptyResponseError, errors.ToolCallInTextError):
+        assert cls.__name__ in errors.__doc__  # drawn in the tree

@@ -20,6 +20,12 @@ name follows from the class (see :mod:`callproof.outcomes`)::
         │   │   └── IncompleteFrame     the stream closed with a frame still open
         │   └── InvalidEventError       a frame we could not parse (bad JSON, bad shape)
         ├── IncompleteStreamError       no terminal event         -> incomplete_stream
+        ├── CircuitOpenError            a route skipped a target: circuit open, nothing sent
+        │                                                         -> transport_error
+        ├── EmptyResponseError          judged by a route: a normal stop, no text, no call
+        │                                                         -> empty_response
+        ├── ToolCallInTextError         judged by a buffered route: tool-call markup in text
+        │                                                         -> tool_call_in_text
         └── ProviderError               the provider said no (an abstract group)
             ├── HTTPStatusError         a non-2xx answer          -> http_error
             └── StreamExceptionError    in-stream exception/error -> stream_exception
@@ -49,9 +55,11 @@ __all__ = [
     "CallError",
     "CallproofError",
     "ChecksumMismatch",
+    "CircuitOpenError",
     "ConfigError",
     "DeadlineExceeded",
     "DuplicateHeader",
+    "EmptyResponseError",
     "FrameError",
     "HTTPStatusError",
     "IncompleteFrame",
@@ -65,6 +73,7 @@ __all__ = [
     "StallMidStream",
     "StallNoEvents",
     "StreamExceptionError",
+    "ToolCallInTextError",
     "TransportError",
 ]
 
@@ -249,6 +258,29 @@ class IncompleteStreamError(CallError):
     and ``[DONE]``). boto3 and the openai SDK end such a stream silently; we do not."""
 
     outcome = "incomplete_stream"
+    retryable = True
+
+
+class CircuitOpenError(CallError):
+    """A route skipped a target because its circuit is open; no request was sent."""
+
+    outcome = "transport_error"
+    retryable = False
+
+
+class EmptyResponseError(CallError):
+    """A normal stop with no text and no tool call, judged a failure by a route (after a tool
+    result, or on any turn when buffered); retried by policy (``retry.on``)."""
+
+    outcome = "empty_response"
+    retryable = True
+
+
+class ToolCallInTextError(CallError):
+    """A finished answer that wrote its tool call as markup in the text (Kimi's
+    ``<|tool_calls_section_begin|>``), judged a failure by a buffered route."""
+
+    outcome = "tool_call_in_text"
     retryable = True
 
 

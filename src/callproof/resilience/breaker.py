@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from callproof.errors import CallError
+from callproof.errors import CircuitOpenError
 from callproof.resilience.policy import BreakerPolicy
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitOpenError", "Transition"]
@@ -35,13 +35,6 @@ __all__ = ["BreakerState", "CircuitBreaker", "CircuitOpenError", "Transition"]
 log = logging.getLogger("callproof.resilience")
 
 BreakerState = Literal["closed", "open", "half_open"]
-
-
-class CircuitOpenError(CallError):
-    """A target was skipped because its circuit is open; no request was sent."""
-
-    outcome = "transport_error"
-    retryable = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,13 +41,15 @@ from callproof.errors import (
     STOP_CATEGORIES,
     AllAttemptsFailed,
     CallError,
+    CircuitOpenError,
     ConfigError,
+    EmptyResponseError,
     StallError,
 )
 from callproof.events import Event, Response, StreamStart, StreamStop
 from callproof.outcomes import Outcome, classify
 from callproof.resilience.backoff import retry_wait
-from callproof.resilience.breaker import CircuitBreaker, CircuitOpenError
+from callproof.resilience.breaker import CircuitBreaker
 from callproof.resilience.hedge import (
     AttemptRun,
     Signal,
@@ -67,13 +69,6 @@ log = logging.getLogger("callproof.resilience")
 #: While a target's latency is still unknown, how often a waiting call looks again at the
 #: hedge delay (other calls may have taught it meanwhile).
 _COLD_POLL_S = 0.05
-
-
-class EmptyResponseError(CallError):
-    """A normal stop with no text and no tool call after a tool result (retried by policy)."""
-
-    outcome = "empty_response"
-    retryable = True
 
 
 class Router:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from callproof.attempt import Attempt
-from callproof.errors import AllAttemptsFailed, CallError, ConfigError
+from callproof.errors import AllAttemptsFailed, CallError, CircuitOpenError, ConfigError
 from callproof.outcomes import classify
-from callproof.resilience.breaker import CircuitOpenError
 from callproof.resilience.hedge import StreamingClient
 from callproof.resilience.policy import RoutePolicy
 from callproof.resilience.router import Router
