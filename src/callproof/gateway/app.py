@@ -34,6 +34,7 @@ from callproof.gateway.config import ServeConfig
 from callproof.gateway.core import Gateway
 from callproof.gateway.evidence import EvidenceLog, default_evidence_dir
 from callproof.gateway.openai_front import openai_front_routes
+from callproof.telemetry.gateway import GatewayScale, scale_routes
 
 __all__ = ["create_gateway_app"]
 
@@ -74,6 +75,7 @@ def create_gateway_app(
     limits: Limits | None = None,
     client_options: dict[str, Any] | None = None,
     argv: list[str] | None = None,
+    scale_options: dict[str, Any] | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app (see the module docstring). ``keys`` defaults to those
     ``[serve] auth`` names, read from the environment now (ConfigError when missing)."""
@@ -91,10 +93,13 @@ def create_gateway_app(
         evidence = EvidenceLog(evidence_dir, serve.config, argv=argv) if evidence_dir else None
         client = Client(**(client_options or {}))
         gateway = Gateway(serve, client, evidence)
+        scale = GatewayScale(serve, **(scale_options or {}))
+        await scale.start(gateway)
         app.state.gateway = gateway
         try:
             yield
         finally:
+            await scale.aclose()
             await client.aclose()
             if evidence is not None:
                 evidence.close()
@@ -103,6 +108,7 @@ def create_gateway_app(
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/readyz", _readyz, methods=["GET"]),
         *routes,
+        *scale_routes(),
         *openai_front_routes(),
         *bedrock_front_routes(),
     ]

@@ -7,6 +7,8 @@
     # auth = { kind = "keys", env = "CALLPROOF_SERVE_KEYS" }
     evidence = "callproof-runs/serve"   # a run directory (default: <data dir>/serve/<stamp>)
     drain_s = 10                        # SIGTERM: seconds in-flight streams may still run
+    state = "redis://127.0.0.1:6379/0"  # replicas share breakers, latencies, cooldowns
+                                        # (default: in-process; see docs/scale.md)
 
     [serve.models]                      # the model id a client sends -> a route or a target
     "moonshotai.kimi-k2.5" = "route:kimi"
@@ -81,6 +83,8 @@ class ServeSettings:
     #: The evidence run directory; ``None``: the default location; ``False``: off.
     evidence: Path | Literal[False] | None = None
     drain_s: float = 10.0
+    #: ``redis://HOST:PORT/DB`` to share router state across replicas; ``None``: in-process.
+    state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,7 @@ class _ServeModel(BaseModel):
     models: dict[str, str] = Field(default_factory=dict)
     evidence: str | bool | None = None
     drain_s: float = Field(default=10.0, ge=0)
+    state: str | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -177,7 +182,16 @@ def _with_serve(config: Config, text: str, name: str, base: Path, *, embedded: b
         if isinstance(model.auth, str)
         else AuthSettings(kind=model.auth.kind, env=model.auth.env)
     )
-    settings = ServeSettings(auth=auth, models=models, evidence=evidence, drain_s=model.drain_s)
+    if model.state is not None:
+        from callproof.state import state_from_url
+
+        try:
+            state_from_url(model.state)
+        except ConfigError as exc:
+            raise source.error(("serve", "state"), exc.message) from None
+    settings = ServeSettings(
+        auth=auth, models=models, evidence=evidence, drain_s=model.drain_s, state=model.state
+    )
     return ServeConfig(config=config, serve=settings, name=name)
 
 

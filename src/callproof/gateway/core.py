@@ -154,6 +154,8 @@ class Gateway:
         #: Set when the drain deadline passed: streams still open end with an in-band error.
         self.drain_expired = asyncio.Event()
         self.active = 0
+        #: Shared state, metrics, traces, measured order (callproof.telemetry.gateway).
+        self.scale: Any = None
 
     def router(self, kind: str, name: str) -> Router:
         """The one router of ``route:NAME`` or ``target:NAME`` (made on first use)."""
@@ -165,6 +167,8 @@ class Gateway:
             else:
                 found = Router(name, [self.config.targets[name]], client=self.upstream)
             self.routers[key] = found
+            if self.scale is not None:
+                self.scale.router_created(found)
         return found
 
     def resolve(self, model_id: str) -> Resolved | None:
@@ -251,6 +255,8 @@ class GatewayCall:
         self._active = False
         self._recorded = False
         self.error: CallError | None = None
+        #: Seconds from the call's start to its first event ready for the caller.
+        self.first_chunk_s: float | None = None
 
     # -- what the fronts need ---------------------------------------------------------------
 
@@ -302,6 +308,8 @@ class GatewayCall:
         """Run until the commit point; raises AllAttemptsFailed (nothing was committed)."""
         self._active = True
         self.gateway.active += 1
+        if self.gateway.scale is not None:
+            self.gateway.scale.call_started(self)
         token = _FORWARD.set(list(self._faults))
         try:
             router = self.resolved.router
@@ -310,6 +318,7 @@ class GatewayCall:
                 self._first = await self._stream.__anext__()
             except StopAsyncIteration:
                 self._done = True
+            self.first_chunk_s = time.monotonic() - self.started
         except AllAttemptsFailed as group:
             self.record(group)
             self.close_sync()
@@ -357,6 +366,8 @@ class GatewayCall:
         if self._active:
             self._active = False
             self.gateway.active -= 1
+            if self.gateway.scale is not None:
+                self.gateway.scale.call_ended(self)
 
     def record(self, error: BaseException | None) -> None:
         """Append the call to the evidence log (once)."""
@@ -368,3 +379,5 @@ class GatewayCall:
         log = self.gateway.evidence
         if log is not None:
             log.append(self, error)
+        if self.gateway.scale is not None:
+            self.gateway.scale.call_recorded(self, error)

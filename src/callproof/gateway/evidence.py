@@ -144,6 +144,9 @@ class EvidenceLog:
         record["buffered"] = call.buffered
         record["committed"] = committed
         record["gateway_ms"] = call.elapsed_ms()
+        scale = getattr(call.gateway, "scale", None)
+        if scale is not None:  # the measured order in force (callproof.telemetry.gateway)
+            record.update(scale.evidence_fields(call))
         return record
 
     def close(self) -> None:

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BREAKER_VALUES",
+    "CONTENT_TYPE",
     "DURATION_BUCKETS",
     "TOKEN_BUCKETS",
     "BreakerStateCollector",
@@ -68,6 +69,8 @@ DURATION_BUCKETS = (
 TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
+#: The Prometheus text format's content type.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: ``callproof_breaker_state`` values.
 BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 

@@ -53,6 +53,7 @@ __all__ = [
     "current_tracing",
     "disable_tracing",
     "enable_tracing",
+    "mark_routed",
     "routed",
     "tracing_from_env",
 ]
@@ -293,6 +294,12 @@ def routed() -> Iterator[None]:
         yield
     finally:
         _ROUTED.reset(token)
+
+
+def mark_routed() -> None:
+    """Mark the current context (a gateway request's task) as a routed call: the client's
+    own spans stay quiet in it and in the attempt tasks it starts."""
+    _ROUTED.set(True)
 
 
 class ClientTrace:
