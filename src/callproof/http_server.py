@@ -259,6 +259,7 @@ class HTTPServer:
         limits = self.limits
         config = Config()
         config.accesslog = None
+        config.include_server_header = False  # the real services do not name their server
         error_log = logging.getLogger("callproof.http.hypercorn")
         error_log.setLevel(self.log_level.upper())
         config.errorlog = error_log

@@ -38,11 +38,17 @@ VALID = [
     "malformed_tool_args",
     "tool_call_in_text",
     "latency:0.5",
+    "reset_mid_body",
+    "reset_before_headers",
+    "slow_body:2000",
+    "reject_reasoning_replay",
 ]
 
 
-def test_the_thirteen_names_are_exactly_the_contract() -> None:
-    assert len(FAULT_NAMES) == 13
+def test_the_seventeen_names_are_exactly_the_contract() -> None:
+    # issue 9 "New faults": reset_mid_body, reset_before_headers, slow_body:BYTES_PER_S,
+    # reject_reasoning_replay join the thirteen
+    assert len(FAULT_NAMES) == 17
     assert [v.split(":")[0] for v in VALID] == [n.split(":")[0] for n in FAULT_NAMES]
 
 

@@ -550,8 +550,9 @@ def test_malformed_tool_args(server: EmulatorServer) -> None:
 
 
 def test_tool_call_in_text(server: EmulatorServer) -> None:
+    # the Kimi flavour writes Kimi's section tokens (vercel/ai#11409)
     _, text, calls, finishes = _collect(
-        _stream(server, OPENAI, QUESTION, fault="tool_call_in_text")
+        _stream(server, ROUTER, QUESTION, fault="tool_call_in_text")
     )
     assert "<|tool_calls_section_begin|>" in text
     assert "functions.get_weather:0" in text
@@ -594,11 +595,18 @@ def test_non_streamed_faults(server: EmulatorServer) -> None:
         model=OPENAI, messages=QUESTION, extra_headers={"x-callproof-fault": "close_without_stop"}
     )
     assert unfinished.choices[0].finish_reason is None
-    for damaged in ("truncate_frame", "corrupt_crc"):
-        with pytest.raises(json.JSONDecodeError):
-            client.chat.completions.create(
-                model=OPENAI, messages=QUESTION, extra_headers={"x-callproof-fault": damaged}
+    with pytest.raises(json.JSONDecodeError):
+        client.chat.completions.create(
+            model=OPENAI, messages=QUESTION, extra_headers={"x-callproof-fault": "corrupt_crc"}
+        )
+    # issue 9 G6: a truncated non-streamed answer is a cut connection (httpx RemoteProtocolError
+    # "incomplete body", which the openai SDK wraps as APIConnectionError), never broken JSON
+    for cut in ("truncate_frame", "reset_mid_body", "reset_before_headers"):
+        with pytest.raises(openai.APIConnectionError) as raised:
+            client.with_options(max_retries=0).chat.completions.create(
+                model=OPENAI, messages=QUESTION, extra_headers={"x-callproof-fault": cut}
             )
+        assert not isinstance(raised.value, openai.APITimeoutError)
 
 
 @pytest.mark.parametrize(

@@ -33,16 +33,22 @@ from callproof.emulator.bedrock_wire import (
     stream_steps,
 )
 from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
-from callproof.emulator.faults import FAULT_HEADER, InvalidFault, apply_to_turn
+from callproof.emulator.faults import FAULT_HEADER, InvalidFault, apply_to_turn, replay_rejection
 from callproof.emulator.models import script_turn
 from callproof.emulator.state import EmulatorState
-from callproof.emulator.streaming import Send, Sleep, Step, StepResponse
+from callproof.emulator.streaming import Hang, Send, Sleep, Step, StepResponse
 
 __all__ = ["bedrock_error_response", "bedrock_routes"]
 
 log = logging.getLogger(__name__)
 
 INVALID_MODEL = "The provided model identifier is invalid."
+#: Bedrock's answer to a reasoning block replayed to a model that does not take one (a real
+#: message: langchain-ai/langchain-aws#401, DeepSeek R1 on Converse).
+REASONING_REPLAY_REJECTED = (
+    "User messages cannot contain reasoning content. Please remove the reasoning content and "
+    "try again."
+)
 
 
 def bedrock_error_response(error: BedrockError, request_id: str) -> Response:
@@ -118,6 +124,14 @@ async def _serve(
         )
     except InvalidFault as exc:
         raise BedrockError(400, "ValidationException", f"{FAULT_HEADER}: {exc}") from None
+    rejection = replay_rejection(fault, profile, conversation)
+    if fault is not None and fault.name == "reject_reasoning_replay" and rejection is None:
+        fault = None  # nothing replayed: the request is answered as usual
+    if rejection is not None:
+        log.debug("request %s to %s: reasoning replay rejected", request_id, model_id)
+        if rejection.arg == "hang":
+            return _steps_response(state, [Hang()], {"x-amzn-requestid": request_id}, EVENTSTREAM)
+        raise BedrockError(400, "ValidationException", REASONING_REPLAY_REJECTED)
     if fault is not None:
         log.debug("request %s to %s: fault %s", request_id, model_id, fault)
         if fault.name == "http_error":
@@ -125,7 +139,7 @@ async def _serve(
         if fault.name == "stream_exception" and operation == "converse":
             raise stream_exception_as_http(fault.value)
     rng = state.request_rng(model_id)
-    turn = apply_to_turn(fault, script_turn(profile, conversation, rng), conversation)
+    turn = apply_to_turn(fault, script_turn(profile, conversation, rng), conversation, model_id)
     headers = {"x-amzn-requestid": request_id}
     steps: list[Step]
     if operation == "converse-stream":
@@ -144,10 +158,14 @@ async def _serve(
             delay += fault.added_latency
         payload = json.dumps(converse_body(turn, int(delay * 1000), profile)).encode()
         plain = converse_steps(payload, delay, fault)
-        if plain is None:
-            plain = [Sleep(delay), Send(payload)]
-            headers["content-length"] = str(len(payload))
-        steps = plain
+        steps = [Sleep(delay), Send(payload)] if plain is None else plain
+        headers["content-length"] = str(len(payload))
+    return _steps_response(state, steps, headers, media_type)
+
+
+def _steps_response(
+    state: EmulatorState, steps: list[Step], headers: dict[str, str], media_type: str
+) -> StepResponse:
     # the slot is taken last, once nothing can fail before StepResponse releases it
     if not state.open_stream():
         raise BedrockError(

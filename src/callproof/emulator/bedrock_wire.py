@@ -21,7 +21,7 @@ from typing import Any
 from callproof.emulator.bedrock_validation import BedrockError
 from callproof.emulator.faults import Fault
 from callproof.emulator.models import Latency, ModelProfile, Turn, split_tokens
-from callproof.emulator.streaming import Hang, Headers, Send, Sleep, Step
+from callproof.emulator.streaming import Cut, Hang, Headers, Reset, Send, Sleep, Step, Trickle
 from callproof.wire.eventstream import encode_message
 
 __all__ = [
@@ -252,10 +252,14 @@ def stream_steps(
     name = fault.name if fault else None
     if name == "hang_before_headers":
         return [Hang()]
+    if name == "reset_before_headers":
+        return [Reset()]
     if name == "hang_no_events":
         return [Headers(), Hang()]
     frames = [frame(e, rng) for e in events]
     steps: list[Step] = [Headers()]
+    if name == "slow_body" and fault is not None:
+        steps.append(Trickle(fault.bytes_per_s))
     if fault is not None and fault.added_latency:
         steps.append(Sleep(fault.added_latency))
     sends = [Send(data, delay) for data, delay in zip(frames, delays, strict=True)]
@@ -264,6 +268,9 @@ def stream_steps(
     if name == "close_without_stop":
         return [*steps, *sends[:-2]]
     middle = max(1, len(sends) // 2)
+    if name == "reset_mid_body":
+        # a pause lets the frames before the reset reach the client, as on a real network
+        return [*steps, *sends[:middle], Sleep(_BEFORE_RESET_S), Reset()]
     if name == "truncate_frame":
         cut = sends[middle]
         return [*steps, *sends[:middle], Send(cut.data[: len(cut.data) // 2], cut.delay)]
@@ -277,17 +284,34 @@ def stream_steps(
     return [*steps, *sends]
 
 
+#: Seconds between the last bytes and a ``reset_mid_body`` reset.
+_BEFORE_RESET_S = 0.05
+
+
 def converse_steps(body: bytes, delay: float, fault: Fault | None) -> list[Step] | None:
-    """Steps for a Converse (non-stream) body under a timing or framing fault; None = plain."""
+    """Steps for a Converse (non-stream) body under a timing or framing fault; None = plain.
+
+    The response declares the whole body's Content-Length, so the cuts are visible as cuts:
+    ``truncate_frame`` and ``close_without_stop`` send half the body and close the connection
+    (HTTP/2: RST_STREAM), ``reset_mid_body`` resets it (botocore raises ``ConnectionClosedError``
+    or ``IncompleteRead``, the JS SDK ``ECONNRESET``), never a complete body of broken JSON.
+    """
     name = fault.name if fault else None
+    half = body[: len(body) // 2]
     if name == "hang_before_headers":
         return [Hang()]
+    if name == "reset_before_headers":
+        return [Reset()]
     if name == "hang_no_events":
         return [Headers(), Hang()]
     if name == "stall_after":
-        return [Headers(), Send(body[: len(body) // 2], delay), Hang()]
+        return [Headers(), Send(half, delay), Hang()]
     if name in ("close_without_stop", "truncate_frame"):
-        return [Headers(), Send(body[: len(body) // 2], delay)]
+        return [Headers(), Send(half, delay), Cut()]
+    if name == "reset_mid_body":
+        return [Headers(), Send(half, delay), Sleep(_BEFORE_RESET_S), Reset()]
     if name == "corrupt_crc":
         return [Headers(), Send(body[:-1] + b"!", delay)]
+    if name == "slow_body" and fault is not None:
+        return [Headers(), Trickle(fault.bytes_per_s), Send(body, delay)]
     return None

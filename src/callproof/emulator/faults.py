@@ -2,17 +2,25 @@
 
 Public API (stable; the Bedrock and OpenAI routes both build on it):
 
-* :data:`FAULT_NAMES` - the 13 exact names. :class:`Fault` ``(name, arg)``;
+* :data:`FAULT_NAMES` - the 17 exact names. :class:`Fault` ``(name, arg)``;
   ``Fault.parse("stall_after:3")`` validates and raises :class:`InvalidFault` (both a
   ``ConfigError`` and a ``ValueError``) on an unknown name or a bad argument. Typed accessors:
   ``.count`` (``stall_after``), ``.status`` (``http_error``), ``.seconds`` (``latency``),
-  ``.value`` (``stream_exception`` type, ``stop_reason`` value). ``str(fault)`` gives the text back.
+  ``.value`` (``stream_exception`` type, ``stop_reason`` value), ``.bytes_per_s``
+  (``slow_body``). ``reject_reasoning_replay`` takes an optional ``:hang``.
+  ``str(fault)`` gives the text back.
   ``.added_latency`` is the delay any fault adds before the first event (only ``latency``).
   :data:`FAULT_HEADER` is the request header that forces a fault.
 * :func:`apply_to_turn(fault, turn, conversation) <apply_to_turn>`: the content faults
   (``empty_response``, ``stop_reason``, ``malformed_tool_args``, ``tool_call_in_text``) applied
   to a scripted :class:`~callproof.emulator.models.Turn`; other faults leave it unchanged.
 * :func:`turn_type(conversation) <turn_type>` -> ``"first"`` or ``"after_tool_result"``.
+* :func:`replays_reasoning(conversation) <replays_reasoning>`: an assistant turn carries
+  reasoning (``reasoningContent`` on Bedrock, ``reasoning_content``/reasoning items on OpenAI);
+  :func:`replay_rejection(fault, profile, conversation) <replay_rejection>` gives the
+  ``reject_reasoning_replay`` fault that applies (forced, drawn, or the model's own quirk).
+* :func:`tool_markup(model_id, calls) <tool_markup>`: tool calls as the model family writes them
+  in text (``tool_call_in_text``).
 * :class:`FaultRule` ``(model glob, api, turn, entries)`` and :class:`FaultPlan` ``(rules,
   models)``; ``FaultPlan.load(path)`` / ``FaultPlan.from_toml(text)`` read the TOML format of
   ``docs/faults.md``; ``plan.draw(api, model, turn, rng) -> Fault | None`` makes one seeded draw.
@@ -23,6 +31,7 @@ Public API (stable; the Bedrock and OpenAI routes both build on it):
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import random
 import re
@@ -31,8 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
-from callproof.conversation import Conversation, ToolResult, UserMessage
-from callproof.emulator.models import ScriptedCall, Turn
+from callproof.conversation import (
+    AssistantMessage,
+    Conversation,
+    ThinkingPart,
+    ToolResult,
+    UserMessage,
+)
+from callproof.emulator.models import ModelProfile, ScriptedCall, Turn
 from callproof.errors import ConfigError
 from callproof.events import STOP_REASONS
 
@@ -48,6 +63,9 @@ __all__ = [
     "InvalidFault",
     "TurnType",
     "apply_to_turn",
+    "replay_rejection",
+    "replays_reasoning",
+    "tool_markup",
     "turn_type",
 ]
 
@@ -69,9 +87,15 @@ FAULT_NAMES: tuple[str, ...] = (
     "malformed_tool_args",
     "tool_call_in_text",
     "latency:SECONDS",
+    "reset_mid_body",
+    "reset_before_headers",
+    "slow_body:BYTES_PER_S",
+    "reject_reasoning_replay",
 )
 _WITH_ARG = {n.split(":")[0] for n in FAULT_NAMES if ":" in n}
 _PLAIN = {n for n in FAULT_NAMES if ":" not in n}
+#: Plain faults that also take an optional argument, and the arguments they accept.
+_OPTIONAL_ARG = {"reject_reasoning_replay": ("error", "hang")}
 
 #: Stream exception types Bedrock models (other camelCase names are accepted too).
 KNOWN_STREAM_EXCEPTIONS = (
@@ -103,6 +127,11 @@ class Fault:
         """Parse ``"name"`` or ``"name:arg"``; :class:`InvalidFault` when unknown or malformed."""
         text = text.strip()
         name, sep, arg = text.partition(":")
+        if name in _OPTIONAL_ARG and sep:
+            if arg not in _OPTIONAL_ARG[name]:
+                choices = " or ".join(f"{name}:{a}" for a in _OPTIONAL_ARG[name])
+                raise InvalidFault(f"{name} takes {choices} (got {text!r})")
+            return cls(name, arg)
         if name in _PLAIN:
             if sep:
                 raise InvalidFault(f"fault {name!r} takes no argument (got {text!r})")
@@ -136,6 +165,9 @@ class Fault:
                     f"stream_exception needs an exception type such as "
                     f"{', '.join(KNOWN_STREAM_EXCEPTIONS)}; got {arg!r}"
                 )
+        elif self.name == "slow_body":
+            if not arg.isdigit() or not 1 <= int(arg) <= 1_000_000_000:
+                raise InvalidFault(f"slow_body needs bytes per second from 1 to 1e9, got {arg!r}")
         elif self.name == "stop_reason" and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", arg):
             raise InvalidFault(f"stop_reason needs a value such as end_turn, got {arg!r}")
 
@@ -163,6 +195,11 @@ class Fault:
         return self.seconds if self.name == "latency" else 0.0
 
     @property
+    def bytes_per_s(self) -> int:
+        """The rate of ``slow_body:BYTES_PER_S``."""
+        return int(self.arg or 1)
+
+    @property
     def value(self) -> str:
         """The argument as text (the exception type, the stop reason)."""
         return self.arg or ""
@@ -179,6 +216,29 @@ def turn_type(conversation: Conversation) -> TurnType:
         if isinstance(last, UserMessage) and any(isinstance(p, ToolResult) for p in last.content):
             return "after_tool_result"
     return "first"
+
+
+def replays_reasoning(conversation: Conversation) -> bool:
+    """True when an assistant turn of the history carries reasoning (a replayed thought)."""
+    return any(
+        isinstance(m, AssistantMessage) and any(isinstance(p, ThinkingPart) for p in m.content)
+        for m in conversation.messages
+    )
+
+
+def replay_rejection(
+    fault: Fault | None, profile: ModelProfile, conversation: Conversation
+) -> Fault | None:
+    """The ``reject_reasoning_replay`` fault that applies to this request, if any: the forced or
+    drawn one, else the model's own ``rejects_reasoning_replay`` habit; only when reasoning is
+    replayed (a first turn, or a history without reasoning, is answered as usual)."""
+    if not replays_reasoning(conversation):
+        return None
+    if fault is not None and fault.name == "reject_reasoning_replay":
+        return fault
+    if fault is None and profile.rejects_reasoning_replay is not None:
+        return Fault("reject_reasoning_replay", profile.rejects_reasoning_replay)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +394,9 @@ CONTENT_FAULTS = frozenset(
 )
 
 
-def apply_to_turn(fault: Fault | None, turn: Turn, conversation: Conversation) -> Turn:
+def apply_to_turn(
+    fault: Fault | None, turn: Turn, conversation: Conversation, model_id: str = ""
+) -> Turn:
     """The turn as ``fault`` bends it; unchanged for timing and framing faults.
 
     * ``empty_response``: no text, no reasoning, no tool calls, ``end_turn`` (Kimi K2.5's "stops
@@ -342,7 +404,8 @@ def apply_to_turn(fault: Fault | None, turn: Turn, conversation: Conversation) -
     * ``stop_reason:VALUE``: the same content with stop reason VALUE (any string).
     * ``malformed_tool_args``: tool arguments cut off mid-JSON; when the turn had no call and
       tools exist, a call to the first tool is made up so the fault still shows.
-    * ``tool_call_in_text``: the call written as Kimi's native markup in the text, ``end_turn``.
+    * ``tool_call_in_text``: the call written in the text as ``model_id``'s family writes it
+      (:func:`tool_markup`), ``end_turn``.
     """
     if fault is None or fault.name not in CONTENT_FAULTS:
         return turn
@@ -359,13 +422,50 @@ def apply_to_turn(fault: Fault | None, turn: Turn, conversation: Conversation) -
     if fault.name == "malformed_tool_args":
         broken = tuple(c._replace(arguments=_break_json(c.arguments)) for c in calls)
         return turn.replace(tool_calls=broken, stop_reason="tool_use")
-    markup = "".join(
-        f"<|tool_call_begin|> functions.{c.name}:{i} <|tool_call_argument_begin|> "
-        f"{c.arguments} <|tool_call_end|>"
-        for i, c in enumerate(calls)
-    )
-    text = f"{turn.text} <|tool_calls_section_begin|> {markup} <|tool_calls_section_end|>"
+    text = f"{turn.text} {tool_markup(model_id, calls)}"
     return turn.replace(text=text.strip(), tool_calls=(), stop_reason="end_turn")
+
+
+def _json_arguments(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
+
+
+def tool_markup(model_id: str, calls: tuple[ScriptedCall, ...]) -> str:
+    """``calls`` as the family of ``model_id`` writes them when they leak into the text."""
+    family = model_id.lower()
+    if "kimi" in family or "moonshot" in family:
+        # Kimi K2's native section tokens, as leaked on Bedrock with stopReason end_turn
+        # (vercel/ai#11409, opencode#14221; the K2 chat template in moonshotai/Kimi-K2-Instruct
+        # tokenizer_config.json)
+        markup = "".join(
+            f"<|tool_call_begin|> functions.{c.name}:{i} <|tool_call_argument_begin|> "
+            f"{c.arguments} <|tool_call_end|>"
+            for i, c in enumerate(calls)
+        )
+        return f"<|tool_calls_section_begin|> {markup} <|tool_calls_section_end|>"
+    if "mistral" in family or "mixtral" in family or "magistral" in family:
+        # Mistral's [TOOL_CALLS] control token followed by a JSON list of {name, arguments}
+        # (mistral-common's v3 tokenizer; vLLM's mistral_tool_parser.py parses exactly this)
+        listed = [{"name": c.name, "arguments": _json_arguments(c.arguments)} for c in calls]
+        return "[TOOL_CALLS] " + json.dumps(listed, ensure_ascii=False)
+    if "llama" in family:
+        # Llama 3.1's custom tool-call format `<function=NAME>{json}</function>` (Meta's Llama
+        # 3.1 model card, "custom tool calling"; vLLM's llama tool parsers)
+        return "".join(f"<function={c.name}>{c.arguments}</function>" for c in calls)
+    # Qwen 2.5 / QwQ and DeepSeek-R1-Distill-Qwen (Hermes format, the Qwen2.5 chat template):
+    # <tool_call>{"name": ..., "arguments": ...}</tool_call>; also the fallback for other
+    # families (Nova has no documented text form), since it is the most common leaked form
+    return "\n".join(
+        "<tool_call>\n"
+        + json.dumps(
+            {"name": c.name, "arguments": _json_arguments(c.arguments)}, ensure_ascii=False
+        )
+        + "\n</tool_call>"
+        for c in calls
+    )
 
 
 def _break_json(arguments: str) -> str:

@@ -5,7 +5,8 @@ Public API (stable; the Bedrock and OpenAI routes both build on it):
 * :class:`Latency` - time to first event and tokens per second, with jitter.
 * :class:`ModelProfile` - one emulated model: ``id``, ``flavour`` (``"bedrock"``, ``"openai"`` or
   ``"openrouter"``), ``thinking``, quirks (``kimi_tool_ids``, ``empty_text_blocks``,
-  ``inline_think``), ``latency``, ``provider`` (the OpenRouter ``provider`` field). ``.api`` is
+  ``inline_think``), ``latency``, ``provider`` (the OpenRouter ``provider`` field),
+  ``rejects_reasoning_replay`` (``"error"``, ``"hang"`` or None). ``.api`` is
   ``"bedrock"`` or ``"openai"``.
 * :func:`script_turn(profile, conversation, rng) <script_turn>` -> :class:`Turn` with
   ``reasoning``, ``text``, ``tool_calls`` (tuple of :class:`ScriptedCall` ``(id, name,
@@ -105,6 +106,9 @@ class ModelProfile:
     latency: Latency = field(default_factory=Latency)
     #: The ``provider`` an OpenRouter-flavoured model reports in its chunks.
     provider: str | None = None
+    #: How the model answers a replayed reasoning block: ``"error"`` (a ValidationException /
+    #: 400), ``"hang"``, or None (accepted). The seed's third suspect, opt-in per preset.
+    rejects_reasoning_replay: str | None = None
 
     @property
     def api(self) -> Literal["bedrock", "openai"]:

@@ -24,8 +24,9 @@ Faults on these routes (streamed / not streamed):
                              streamed: ``finish_reason: null`` (Responses: ``in_progress``).
 ``truncate_frame``           the stream is cut in the middle of a ``data:`` line (mid
                              JSON), then closed; the openai SDK drops the half line and
-                             ends silently. Not streamed: a complete HTTP body holding
-                             half the JSON (the SDK raises ``JSONDecodeError``).
+                             ends silently. Not streamed: half the body under a
+                             Content-Length for all of it, then the connection is cut
+                             (HTTP/2: RST_STREAM), so the client sees a cut, not JSON.
 ``corrupt_crc``              SSE has no checksum: one ``data:`` line in mid-stream carries
                              JSON whose closing brace is replaced by ``#``; the stream then
                              goes on. Not streamed: the body's closing brace likewise.
@@ -33,7 +34,8 @@ Faults on these routes (streamed / not streamed):
                              top-level ``error`` and ``finish_reason: "error"`` then
                              ``[DONE]``; OpenAI an ``{"error": {...}}`` event and close;
                              Responses ``response.failed``. Not streamed: OpenRouter a 200
-                             body with ``error``; OpenAI the HTTP error for TYPE.
+                             body with ``error`` (Responses: ``status: "failed"``); OpenAI
+                             the HTTP error for TYPE.
 ``http_error:STATUS``        the flavour's error body with STATUS; ``Retry-After`` on 429
                              and 503.
 ``empty_response``           a well-formed answer with no text, reasoning or tool call.
@@ -43,8 +45,15 @@ Faults on these routes (streamed / not streamed):
                              anything else raw); OpenRouter's ``native_finish_reason`` is
                              VALUE itself.
 ``malformed_tool_args``      a tool call whose arguments are not valid JSON.
-``tool_call_in_text``        the tool call written as Kimi markup in the text, finish stop.
+``tool_call_in_text``        the tool call written in the text in the model family's own
+                             markup (Kimi, Mistral, Llama, Qwen/Hermes), finish stop.
 ``latency:SECONDS``          SECONDS more before the first event (or the body).
+``reset_mid_body``           half the events (or half the body), then a reset: a TCP RST
+                             over HTTP/1.1, RST_STREAM over HTTP/2.
+``reset_before_headers``     the request is read, then reset before any header.
+``slow_body:BYTES_PER_S``    the answer trickles at BYTES_PER_S.
+``reject_reasoning_replay``  when the history replays reasoning, a 400 (``:hang``: a hang
+                             before headers); otherwise no effect.
 ============================ ===========================================================
 """
 
@@ -61,7 +70,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
-from callproof.emulator.faults import FAULT_HEADER, Fault, InvalidFault, apply_to_turn
+from callproof.emulator.faults import (
+    FAULT_HEADER,
+    Fault,
+    InvalidFault,
+    apply_to_turn,
+    replay_rejection,
+)
 from callproof.emulator.models import ModelProfile, Turn, script_turn
 from callproof.emulator.openai_chat import (
     KEEPALIVE,
@@ -73,12 +88,31 @@ from callproof.emulator.openai_chat import (
 from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
 from callproof.emulator.openai_responses import ResponsesEncoder, ResponsesRequest, decode_responses
 from callproof.emulator.state import EmulatorState, Limits
-from callproof.emulator.streaming import Hang, Headers, Send, Sleep, Step, StepResponse
+from callproof.emulator.streaming import (
+    Cut,
+    Hang,
+    Headers,
+    Reset,
+    Send,
+    Sleep,
+    Step,
+    StepResponse,
+    Trickle,
+)
 
 __all__ = ["KEEPALIVE_INTERVAL_S", "openai_routes"]
 
 #: Seconds between OpenRouter keep-alive comments while a stream is silent.
 KEEPALIVE_INTERVAL_S = 1.0
+#: Seconds between the last bytes and a ``reset_mid_body`` reset.
+_BEFORE_RESET_S = 0.05
+#: The 400 for replayed reasoning (``reject_reasoning_replay``), as strict OpenAI-compatible
+#: servers word it (DeepSeek's API for reasoning_content sent back: api-docs.deepseek.com,
+#: "reasoning_model": "the reasoning_content field ... will return a 400 error").
+REASONING_REPLAY_REJECTED = (
+    "The reasoning_content of a previous assistant message must not be sent back in the "
+    "input messages; remove it and try again."
+)
 
 _OPENAI_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Invalid request.", "invalid_request_error", None),
@@ -202,15 +236,24 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
             raise OpenAIRequestError(
                 f"Invalid {FAULT_HEADER} header: {exc}", param=FAULT_HEADER, code="invalid_fault"
             ) from None
+        rejection = replay_rejection(fault, profile, decoded.conversation)
+        if fault is not None and fault.name == "reject_reasoning_replay" and rejection is None:
+            fault = None  # nothing replayed: answered as usual
+        if rejection is not None and rejection.arg != "hang":
+            raise OpenAIRequestError(
+                REASONING_REPLAY_REJECTED, param="messages", code="invalid_request_message_order"
+            )
     except OpenAIRequestError as exc:
         return _error(exc)
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is left to read it
+    if rejection is not None:
+        fault = Fault("hang_before_headers")  # the hang variant
     rng = state.request_rng(decoded.model)
     turn = script_turn(profile, decoded.conversation, rng)
     if not decoded.parallel_tool_calls and len(turn.tool_calls) > 1:
         turn = turn.replace(tool_calls=turn.tool_calls[:1])
-    turn = apply_to_turn(fault, turn, decoded.conversation)
+    turn = apply_to_turn(fault, turn, decoded.conversation, decoded.model)
     if _reasoning_off(decoded):
         turn = turn.replace(reasoning="")
     if fault is not None and fault.name == "http_error":
@@ -316,7 +359,12 @@ def _stream_steps(
     if name == "hang_before_headers":
         yield Hang()
         return
+    if name == "reset_before_headers":
+        yield Reset()
+        return
     yield Headers()
+    if name == "slow_body" and fault is not None:
+        yield Trickle(fault.bytes_per_s)
     if name == "hang_no_events":
         yield from _silence(state, keepalive)
         return
@@ -352,10 +400,15 @@ def _stream_steps(
             count = fault.count if fault else 0
             pieces = pieces[: events[count]] if count < len(events) else pieces
             stall = True
+        case "reset_mid_body":
+            pieces = pieces[: events[len(events) // 2]]
     extra = fault.added_latency if fault is not None else 0.0
     yield from _paced(pieces, profile, rng, extra, keepalive)
     if stall:
         yield from _silence(state, keepalive)
+    if name == "reset_mid_body":
+        yield Sleep(_BEFORE_RESET_S)
+        yield Reset()
 
 
 def _paced(
@@ -421,19 +474,33 @@ def _body_steps(
         if name == "close_without_stop":
             body["status"] = "in_progress"
             body["completed_at"] = None
+        if name == "stream_exception" and fault is not None:
+            # OpenRouter reports a failed generation in the 200 body, as its chat flavour does
+            _, _, failed_code, failed_message = stream_error_for(fault.value)
+            error = {"code": failed_code or "server_error", "message": failed_message}
+            body = encoder.response(status="failed", output=[], error=error)
     data = json.dumps(body, ensure_ascii=False).encode()
     headers = {"content-type": "application/json"}
     wait = profile.latency.response_delay(rng, turn.output_tokens)
     if fault is not None:
         wait += fault.added_latency
+    headers["content-length"] = str(len(data))
+    half = data[: len(data) // 2]
     match name:
         case "hang_before_headers":
             return iter([Hang()]), headers
+        case "reset_before_headers":
+            return iter([Reset()]), headers
         case "hang_no_events" | "stall_after":
             return iter([Headers(), Hang()]), headers
         case "truncate_frame":
-            return iter([Sleep(wait), Send(data[: len(data) // 2])]), headers
+            # half the declared body, then the connection is cut: a cut, not broken JSON
+            return iter([Sleep(wait), Send(half), Cut()]), headers
+        case "reset_mid_body":
+            return iter([Sleep(wait), Send(half), Sleep(_BEFORE_RESET_S), Reset()]), headers
+        case "slow_body" if fault is not None:
+            return iter([Sleep(wait), Trickle(fault.bytes_per_s), Send(data)]), headers
         case "corrupt_crc":
             data = data.rstrip()[:-1] + b"#"
-    headers["content-length"] = str(len(data))
+            headers["content-length"] = str(len(data))
     return iter([Sleep(wait), Send(data)]), headers

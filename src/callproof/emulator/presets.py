@@ -8,6 +8,11 @@
 * ``healthy``: the same models, no faults.
 * ``fast``: the same models, no faults and no latency (tests, benchmarks).
 
+A preset takes options after a colon: ``seed:reject_reasoning_replay`` makes the seed's Bedrock
+Kimi answer a replayed ``reasoningContent`` block with a ValidationException (the seeds' third
+suspect, so ``thinking-replay`` tests it), ``seed:reject_reasoning_replay=hang`` with a hang
+before headers. Every preset takes it (the Kimi entries are shared).
+
 Public API: :data:`PRESETS`, :func:`get_preset(name) <get_preset>` -> :class:`Preset` ``(name,
 models, rules)``, and :func:`profile_from_mapping` (a ``[[models]]`` table of a fault plan ->
 :class:`~callproof.emulator.models.ModelProfile`).
@@ -16,14 +21,14 @@ models, rules)``, and :func:`profile_from_mapping` (a ``[[models]]`` table of a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from callproof.emulator.faults import Fault, FaultEntry, FaultRule
 from callproof.emulator.models import INSTANT, Latency, ModelProfile
 from callproof.errors import ConfigError
 
-__all__ = ["PRESETS", "Preset", "get_preset", "profile_from_mapping"]
+__all__ = ["PRESETS", "PRESET_OPTIONS", "Preset", "get_preset", "profile_from_mapping"]
 
 SEED_LATENCY = Latency(first_event_s=0.25, tokens_per_s=400.0, jitter=0.15)
 
@@ -82,14 +87,41 @@ def _fast() -> Preset:
 PRESETS: dict[str, Callable[[], Preset]] = {"seed": _seed, "healthy": _healthy, "fast": _fast}
 
 
+#: Preset options (``NAME:OPTION[=VALUE]``) and the values each takes (the first is the default).
+PRESET_OPTIONS: dict[str, tuple[str, ...]] = {"reject_reasoning_replay": ("error", "hang")}
+
+
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; ``ConfigError`` listing the known ones otherwise."""
+    """The preset called ``name`` (with options, e.g. ``seed:reject_reasoning_replay``);
+    ``ConfigError`` listing the known ones otherwise."""
+    base, _, options = name.partition(":")
     try:
-        return PRESETS[name]()
+        preset = PRESETS[base]()
     except KeyError:
         raise ConfigError(
-            f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}", where="--preset"
+            f"unknown preset {base!r}; known presets: {', '.join(PRESETS)}", where="--preset"
         ) from None
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        key, _, value = option.partition("=")
+        choices = PRESET_OPTIONS.get(key)
+        if choices is None:
+            raise ConfigError(
+                f"unknown preset option {key!r}; known options: {', '.join(PRESET_OPTIONS)}",
+                where="--preset",
+            )
+        value = value or choices[0]
+        if value not in choices:
+            raise ConfigError(
+                f"preset option {key} takes {' or '.join(choices)}, got {value!r}",
+                where="--preset",
+            )
+        # the Bedrock Kimi entry only: a non-Anthropic model on Bedrock, the seed's case
+        models = tuple(
+            replace(m, rejects_reasoning_replay=value) if m.id == "moonshotai.kimi-k2.5" else m
+            for m in preset.models
+        )
+        preset = Preset(name, models, preset.rules)
+    return preset
 
 
 _MODEL_KEYS = {
@@ -102,7 +134,7 @@ _MODEL_KEYS = {
     "jitter",
     "provider",
 }
-_QUIRKS = ("kimi_tool_ids", "empty_text_blocks", "inline_think")
+_QUIRKS = ("kimi_tool_ids", "empty_text_blocks", "inline_think", "rejects_reasoning_replay")
 
 
 def profile_from_mapping(raw: dict[str, Any], *, where: str) -> ModelProfile:
@@ -145,6 +177,7 @@ def profile_from_mapping(raw: dict[str, Any], *, where: str) -> ModelProfile:
         kimi_tool_ids="kimi_tool_ids" in quirks,
         empty_text_blocks="empty_text_blocks" in quirks,
         inline_think="inline_think" in quirks,
+        rejects_reasoning_replay="error" if "rejects_reasoning_replay" in quirks else None,
         latency=Latency(**numbers),
         provider=provider,
     )

@@ -5,7 +5,12 @@ Public API (stable; the Bedrock and OpenAI routes both build on it):
 * Steps: :class:`Headers` (send the status line and headers now), :class:`Send` ``(data,
   delay=0.0)`` (wait ``delay`` seconds, then send ``data``), :class:`Sleep` ``(seconds)``,
   :class:`Hang` (hold the connection open sending nothing until the client disconnects or the
-  server stops; the worker is free meanwhile, since it only awaits).
+  server stops; the worker is free meanwhile, since it only awaits), :class:`Cut` (end the
+  answer mid-body: HTTP/1.1 closes the connection, HTTP/2 resets the stream), :class:`Reset`
+  (HTTP/1.1 a real TCP reset, SO_LINGER 0; HTTP/2 RST_STREAM, or a TCP reset with
+  ``whole=True``), :class:`Trickle` ``(bytes_per_s)`` (later sends go out at that rate).
+  Cut and Reset use the server's :class:`~callproof.http_server.Connection` from the ASGI scope;
+  without one (``httpx.ASGITransport``) the body just stops without its end.
 * :class:`StepResponse` ``(steps, *, status=200, headers=None, media_type=None,
   closing=None, on_close=None)``: headers go out at the first :class:`Headers` or
   :class:`Send` step (so ``[Hang()]`` hangs *before* headers, ``[Headers(), Hang()]`` after);
@@ -27,7 +32,9 @@ import anyio
 from starlette.types import Message, Receive, Scope
 from starlette.types import Send as ASGISend
 
-__all__ = ["Hang", "Headers", "Send", "Sleep", "Step", "StepResponse"]
+from callproof.http_server import CONNECTION_EXTENSION
+
+__all__ = ["Cut", "Hang", "Headers", "Reset", "Send", "Sleep", "Step", "StepResponse", "Trickle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +60,26 @@ class Hang:
     """Send nothing more until the client goes away (or the server stops)."""
 
 
-Step: TypeAlias = Headers | Send | Sleep | Hang
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """End the answer here, mid-body (a FIN under HTTP/1.1, RST_STREAM under HTTP/2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """A reset: TCP RST under HTTP/1.1 (and under HTTP/2 with ``whole``), else RST_STREAM."""
+
+    whole: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Trickle:
+    """From here on, sends go out at ``bytes_per_s`` (in pieces of about a tenth of that)."""
+
+    bytes_per_s: int
+
+
+Step: TypeAlias = Headers | Send | Sleep | Hang | Cut | Reset | Trickle
 
 _POLL_S = 0.2
 
@@ -79,10 +105,13 @@ class StepResponse:
         self.closing = closing
         self.on_close = on_close
         self._started = False
+        self._scope: Scope = {}
+        self._rate = 0
         #: set when the client went away before the steps ran out
         self.disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: ASGISend) -> None:
+        self._scope = scope
         try:
             async with anyio.create_task_group() as tg:
 
@@ -117,6 +146,25 @@ class StepResponse:
         while self.closing is None or not self.closing.is_set():  # noqa: ASYNC110
             await anyio.sleep(_POLL_S if self.closing is not None else 3600)
 
+    async def _write(self, send: ASGISend, data: bytes) -> None:
+        if not self._rate:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            return
+        size = max(1, self._rate // 10)
+        for i in range(0, len(data), size):
+            piece = data[i : i + size]
+            await anyio.sleep(len(piece) / self._rate)  # before: the last byte is late too
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+
+    async def _end_abruptly(self, step: Cut | Reset) -> None:
+        connection = self._scope.get("extensions", {}).get(CONNECTION_EXTENSION)
+        if connection is None:
+            return
+        if isinstance(step, Reset):
+            await connection.reset(self._scope, whole=step.whole)
+        else:
+            await connection.cut(self._scope)
+
     async def _play(self, send: ASGISend) -> None:
         pending: list[bytes] = []
 
@@ -125,7 +173,7 @@ class StepResponse:
                 await self._start(send)
                 data = b"".join(pending)
                 pending.clear()
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+                await self._write(send, data)
 
         for step in self.steps:
             if isinstance(step, Send):
@@ -136,7 +184,14 @@ class StepResponse:
                 pending.append(step.data)
                 continue
             await flush()
-            if isinstance(step, Headers):
+            if isinstance(step, Cut | Reset):
+                if isinstance(step, Cut):
+                    await self._start(send)
+                await self._end_abruptly(step)
+                return  # no end of body: the answer is cut
+            if isinstance(step, Trickle):
+                self._rate = step.bytes_per_s
+            elif isinstance(step, Headers):
                 await self._start(send)
             elif isinstance(step, Sleep):
                 await anyio.sleep(step.seconds)
