@@ -204,11 +204,24 @@ def test_every_summary_statement_matches_the_records(
     assert "Route through route:kimi" in md
     assert "**Supported**: Throttling" in md
     assert "**Ruled out**: The network" in md
-    # the representative failure is the dominant mode (the hang), not the first failure
+    # the representative failure is the headline target's dominant mode, not the first failure
     rep = md.split("## Representative Failure", 1)[1].split("## Failing Attempts", 1)[0]
-    assert "`stall_no_events`" in rep
-    assert not re.search(r"s  event \w", rep.split("```", 2)[1])  # a hang: headers, then nothing
-    assert "HTTP 200 application/vnd.amazon.eventstream, request id " in rep
+    top = max(hangs, throttles, stops)
+    dominant = [
+        name
+        for name, count in (("stall_no_events", hangs), ("http_error", throttles))
+        if count == top
+    ]
+    shown = re.search(r"attempt (\d+), started [^:]+:\d\d:[\d.]+ UTC: `(\w+)`", rep)
+    assert shown is not None
+    assert shown.group(2) in dominant
+    assert rep.startswith("\n\nbedrock-kimi-k2.5 · tool-result")
+    events = rep.split("```", 2)[1]
+    if shown.group(2) == "stall_no_events":
+        assert not re.search(r"s  event \w", events)  # a hang: headers, then nothing
+        assert "HTTP 200 application/vnd.amazon.eventstream, request id " in events
+    else:
+        assert "HTTP 429 application/json, request id " in events
     # every failing attempt has a row: its request id (Bedrock's) and its capture file
     table = md.split("## Failing Attempts", 1)[1].split("## Proof", 1)[0]
     every_failure = [r for r in records if not r["passed"]]

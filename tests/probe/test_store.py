@@ -44,9 +44,9 @@ def test_migrations_applied_once_and_recorded(db_url: str) -> None:
         # Opening again applies nothing new and records nothing twice.
         assert migrations.migrate(store._db) == []
         store._db.commit() if store.dialect == "postgresql" else None
-        assert store.migrations_applied() == ["m001_initial"]
+        assert store.migrations_applied() == ["m001_initial", "m002_run_endpoints"]
         rows = store._db.query("SELECT count(*) AS c FROM _migrations")
-        assert int(rows[0]["c"]) == 1
+        assert int(rows[0]["c"]) == 2
 
 
 def test_record_and_query_runs(db_url: str) -> None:

@@ -6,8 +6,11 @@ With no configuration anywhere it starts the emulator in-process and probes the 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +163,10 @@ def run(
 
     \b
     Exit codes: 0 done (and every pass rate at or over --fail-under);
-    1 a pass rate under --fail-under; 2 usage or configuration error; 130 interrupted
-    (the reports of what finished are still written).
+    1 a pass rate under --fail-under; 2 usage or configuration error, or a path that cannot
+    be written (run directory, captures, history; a full disk says how to resume);
+    3 a target was never reached (every attempt a transport error, no response headers, or
+    HTTP 401/403/404); 130 interrupted (the reports of what finished are still written).
     """
     from rich.console import Console
     from rich.markup import escape
@@ -232,15 +237,22 @@ def run(
         options.on_record = progress.advance
     # opened first, so a bad --db is a usage error before anything runs or is made
     store = None if no_history else _open_history(db_url)
+    from callproof.probe.rundir import lock_run_dir
+
     try:
-        if resume is None and out is None:
-            options.out = new_run_dir(options.out)
-        try:
-            result = run_sync(config, options)
-        finally:
-            if progress is not None:
-                progress.stop()
-        _finish(result, store)
+        with _unwritable(options.out, resume=False):
+            if resume is None and out is None:
+                options.out = new_run_dir(options.out)
+            elif resume is None:
+                options.out.mkdir(parents=True, exist_ok=True)
+        # one writer per run: held across the attempts, the reports and the history write
+        with _unwritable(options.out, resume=True), lock_run_dir(options.out):
+            try:
+                result = run_sync(config, options)
+            finally:
+                if progress is not None:
+                    progress.stop()
+            _finish(result, store)
     finally:
         if store is not None:
             store.close()
@@ -276,8 +288,35 @@ def run(
             f"callproof run --resume {escape(str(result.run_dir))}"
         )
         sys.exit(130)
+    from callproof.report.evidence import unreachable_entries
+
+    unreached = unreachable_entries(result.summary)
+    for e in unreached:
+        err.print(
+            f"[red]unreachable:[/] {escape(e['target'])} · {escape(e['scenario'])}: no attempt "
+            f"got an answer ({escape(', '.join(f'{k} {v}' for k, v in e['outcomes'].items()))});"
+            " check its endpoint, credentials and model id",
+            soft_wrap=False,
+        )
+    if unreached:
+        sys.exit(3)
     if failing:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _unwritable(path: Path, *, resume: bool) -> Iterator[None]:
+    """An ``OSError`` while writing becomes one line (exit 2) naming the path; a full disk says
+    how to resume the run once there is space."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or path
+        reason = exc.strerror or str(exc)
+        message = f"cannot write {where}: {reason}"
+        if resume and exc.errno in (errno.ENOSPC, errno.EDQUOT) and (path / "run.json").exists():
+            message += f"; free some space, then resume with: callproof run --resume {path}"
+        raise ConfigError(message) from None
 
 
 def _unique(items: list[str]) -> list[str]:
@@ -305,20 +344,28 @@ def _open_history(db_url: str | None) -> Any:
 
 
 def _finish(result: Any, store: Any) -> None:
-    """Reports and history; a history failure is reported, never loses the run's files."""
+    """Reports, then history. A report that cannot be written never skips the history write
+    (the error is raised after it); the history is written in one transaction, and a history
+    failure is reported, never loses the run's files."""
     from rich.console import Console
 
     from callproof.probe.summary import read_records
     from callproof.report import write_reports
 
-    write_reports(result.run_dir, result.summary, result.meta)
-    if store is None:
-        return
+    report_error: OSError | None = None
     try:
-        store.record_run(result.meta, result.summary)
-        store.record_attempts(result.run_id, read_records(result.run_dir / "results.jsonl"))
-    except Exception as exc:  # noqa: BLE001 - as above
-        Console(stderr=True).print(f"[yellow]warning:[/] run not recorded in history: {exc}")
+        write_reports(result.run_dir, result.summary, result.meta)
+    except OSError as exc:
+        report_error = exc
+    if store is not None:
+        try:
+            store.record(
+                result.meta, result.summary, read_records(result.run_dir / "results.jsonl")
+            )
+        except Exception as exc:  # noqa: BLE001 - as above
+            Console(stderr=True).print(f"[yellow]warning:[/] run not recorded in history: {exc}")
+    if report_error is not None:
+        raise report_error
 
 
 def _print_terminal(console: Any, result: Any) -> None:

@@ -8,6 +8,7 @@ appending a function, never editing an old one. The SQL is the subset SQLite and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ __all__ = [
     "Executor",
     "applied",
     "m001_initial",
+    "m002_run_endpoints",
     "migrate",
     "migration",
 ]
@@ -110,6 +112,23 @@ def m001_initial(db: Executor) -> None:
     )
     db.execute("CREATE INDEX attempts_by_target ON attempts (target, scenario, outcome)")
     db.execute("CREATE INDEX summaries_by_target ON target_summaries (target, scenario)")
+
+
+@migration
+def m002_run_endpoints(db: Executor) -> None:
+    """Each run's endpoints (redacted, JSON) and whether the embedded emulator served it, so
+    ``history`` can keep emulator runs apart from real ones. Rows recorded before this
+    migration are classified from their meta (``environment.emulator``)."""
+    db.execute("ALTER TABLE runs ADD COLUMN endpoints_json TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN emulator INTEGER")
+    for row in db.query("SELECT run_id, meta_json FROM runs"):
+        try:
+            meta = json.loads(row["meta_json"])
+        except ValueError:
+            continue
+        env = meta.get("environment") if isinstance(meta, dict) else None
+        emulated = bool(isinstance(env, dict) and env.get("emulator"))
+        db.execute("UPDATE runs SET emulator = ? WHERE run_id = ?", (int(emulated), row["run_id"]))
 
 
 def applied(db: Executor) -> list[str]:

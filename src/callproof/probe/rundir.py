@@ -8,12 +8,15 @@ environment written to ``run.json`` (endpoint URLs with their credentials remove
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import platform
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +29,14 @@ from callproof.probe.scenarios import ProbeScenario
 from callproof.targets import Target
 
 __all__ = [
+    "LOCK_FILE",
     "RESULTS",
+    "RunDirLocked",
     "Unit",
     "capture_name",
     "environment",
     "load_plan",
+    "lock_run_dir",
     "new_run_dir",
     "now_utc",
     "request_bodies",
@@ -43,6 +49,76 @@ __all__ = [
 
 #: The results file's name inside a run directory.
 RESULTS = "results.jsonl"
+#: The lock file of a run directory: held (``flock``) by the one process writing the run.
+LOCK_FILE = ".callproof.lock"
+
+
+class RunDirLocked(ConfigError):
+    """Another live process is writing this run directory (exit 2 at once, never a wait)."""
+
+
+_HELD: dict[str, tuple[int, int]] = {}  # resolved run dir -> (fd, depth), this process's locks
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's write lock for the block: one writer per run.
+
+    The lock is an exclusive ``flock`` on :data:`LOCK_FILE`, which holds the writer's pid.
+    A second writer (another ``--resume`` of the same directory, or a resume while the run is
+    still alive) fails at once with :class:`RunDirLocked` naming that pid. The kernel drops a
+    ``flock`` when its process dies, so a lock file left by a killed run (its pid gone) is
+    stale and simply taken over. Re-entrant within one process (the CLI holds it across the
+    run, the reports and the history write).
+    """
+    key = str(run_dir.resolve())
+    held = _HELD.get(key)
+    if held is not None:
+        _HELD[key] = (held[0], held[1] + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _HELD[key]
+            _HELD[key] = (fd, depth - 1)
+        return
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            text = ""
+        owner = int(text) if text.isdigit() else None
+        who = f"process {owner}" if owner and _pid_alive(owner) else "another process"
+        raise RunDirLocked(
+            f"{run_dir} is being written by {who} (lock {path}); wait for it to finish, "
+            "or resume it once it has stopped"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = (fd, 1)
+        yield
+    finally:
+        _HELD.pop(key, None)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

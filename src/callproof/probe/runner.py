@@ -43,6 +43,7 @@ from callproof.probe.rundir import (
     capture_name,
     environment,
     load_plan,
+    lock_run_dir,
     new_run_dir,
     now_utc,
     request_bodies,
@@ -507,13 +508,24 @@ async def run_probe(config: Config, options: RunOptions) -> RunResult:
 
     With ``options.resume`` the directory must hold an interrupted run; its finished attempts
     are kept and only the missing ones run. Returns the summary and meta; ``interrupted`` is
-    True when the run was cancelled (Ctrl-C) before every attempt ended.
+    True when the run was cancelled (Ctrl-C) before every attempt ended. The run directory's
+    write lock (:func:`~callproof.probe.rundir.lock_run_dir`) is held throughout: a second
+    writer of the same directory fails at once with ``RunDirLocked``.
     """
-    run_dir = options.out
     _units(config, options)
-    scenarios = _scenarios(config, options.scenarios)
     if options.n < 1:
         raise ConfigError("n must be at least 1", where="-n")
+    if not options.resume:
+        options.out.mkdir(parents=True, exist_ok=True)
+    elif not options.out.is_dir():
+        raise ConfigError(f"not a run directory: {options.out}", where="--resume")
+    with lock_run_dir(options.out):
+        return await _run_probe_locked(config, options)
+
+
+async def _run_probe_locked(config: Config, options: RunOptions) -> RunResult:
+    run_dir = options.out
+    scenarios = _scenarios(config, options.scenarios)
     if options.resume:
         plan = load_plan(run_dir)
         run_id = str(plan.get("run_id") or uuid.uuid4().hex[:12])

@@ -33,7 +33,14 @@ from callproof.errors import ConfigError
 from callproof.probe import migrations
 from callproof.redact import Redactor
 
-__all__ = ["DB_FILENAME", "HistoryStore", "data_dir", "default_db_url"]
+__all__ = [
+    "DB_FILENAME",
+    "HistoryStore",
+    "data_dir",
+    "default_db_url",
+    "is_emulator_run",
+    "run_endpoints",
+]
 
 #: The SQLite file name inside the data directory.
 DB_FILENAME = "history.db"
@@ -54,6 +61,31 @@ def data_dir() -> Path:
 def default_db_url() -> str:
     """The SQLite URL of ``history.db`` in :func:`data_dir`."""
     return "sqlite:///" + str(data_dir() / DB_FILENAME)
+
+
+def is_emulator_run(meta: dict[str, Any]) -> bool:
+    """Whether the embedded emulator served the run (``run.json``'s environment says so)."""
+    env = meta.get("environment")
+    return bool(isinstance(env, dict) and env.get("emulator"))
+
+
+def run_endpoints(meta: dict[str, Any]) -> list[str]:
+    """The distinct endpoint URLs a run called (already redacted in ``run.json``; redacted
+    again here), routes' members included, in first-seen order."""
+    seen: dict[str, None] = {}
+
+    def add(target: Any) -> None:
+        if not isinstance(target, dict):
+            return
+        url = target.get("endpoint")
+        if isinstance(url, str) and url:
+            seen.setdefault(redact.redact_url(url))
+        for member in target.get("members") or []:
+            add(member)
+
+    for target in meta.get("targets") or []:
+        add(target)
+    return list(seen)
 
 
 def _json(value: Any) -> str:
@@ -221,6 +253,28 @@ class HistoryStore:
 
     def record_run(self, meta: dict[str, Any], summary: dict[str, Any]) -> str:
         """Insert or replace one run and its per-target summaries; returns the run id."""
+        return self.record(meta, summary, None)[0]
+
+    def record(
+        self,
+        meta: dict[str, Any],
+        summary: dict[str, Any],
+        records: Iterable[dict[str, Any]] | None,
+    ) -> tuple[str, int]:
+        """Record a run, its summaries and (when given) its attempts in ONE transaction: a kill
+        or a full disk leaves the run either wholly recorded or not at all, never a run that
+        claims attempts with no attempt rows. Returns (run id, attempts read)."""
+        self._db.begin()
+        try:
+            run_id = self._write_run(meta, summary)
+            count = self._write_attempts(run_id, records) if records is not None else 0
+            self._db.commit()
+        except BaseException:
+            self._db.rollback()
+            raise
+        return run_id, count
+
+    def _write_run(self, meta: dict[str, Any], summary: dict[str, Any]) -> str:
         run_id = str(meta.get("run_id") or "")
         if not run_id:
             raise ValueError("meta has no run_id")
@@ -230,45 +284,42 @@ class HistoryStore:
         if isinstance(argv, list):
             argv = meta["argv"] = redact.redact_argv(argv)
         n = meta.get("n")
-        self._db.begin()
-        try:
-            self._db.execute(
-                """
-                INSERT INTO runs (run_id, started_at, finished_at, n, argv, config_path,
-                                  meta_json, summary_json, recorded_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (run_id) DO UPDATE SET
-                    started_at = excluded.started_at, finished_at = excluded.finished_at,
-                    n = excluded.n, argv = excluded.argv, config_path = excluded.config_path,
-                    meta_json = excluded.meta_json, summary_json = excluded.summary_json,
-                    recorded_at = excluded.recorded_at
-                """,
-                (
-                    run_id,
-                    meta.get("started_at"),
-                    meta.get("finished_at"),
-                    int(n) if isinstance(n, int) else None,
-                    _json(argv) if argv is not None else None,
-                    str(meta["config"]) if meta.get("config") else meta.get("config_path"),
-                    _json(meta),
-                    _json(summary),
-                    datetime.now(UTC).isoformat(timespec="seconds"),
-                ),
-            )
-            self._db.execute("DELETE FROM target_summaries WHERE run_id = ?", (run_id,))
-            self._db.executemany(
-                """
-                INSERT INTO target_summaries (run_id, target, scenario, api, model, provider, n,
-                    passed, pass_rate, ci_low, ci_high, worst_failure, outcomes_json,
-                    p50_first_event_s, p50_total_s, requests_per_call)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [self._summary_row(run_id, e) for e in summary.get("results", [])],
-            )
-            self._db.commit()
-        except BaseException:
-            self._db.rollback()
-            raise
+        self._db.execute(
+            """
+            INSERT INTO runs (run_id, started_at, finished_at, n, argv, config_path,
+                              meta_json, summary_json, recorded_at, endpoints_json, emulator)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (run_id) DO UPDATE SET
+                started_at = excluded.started_at, finished_at = excluded.finished_at,
+                n = excluded.n, argv = excluded.argv, config_path = excluded.config_path,
+                meta_json = excluded.meta_json, summary_json = excluded.summary_json,
+                recorded_at = excluded.recorded_at, endpoints_json = excluded.endpoints_json,
+                emulator = excluded.emulator
+            """,
+            (
+                run_id,
+                meta.get("started_at"),
+                meta.get("finished_at"),
+                int(n) if isinstance(n, int) else None,
+                _json(argv) if argv is not None else None,
+                str(meta["config"]) if meta.get("config") else meta.get("config_path"),
+                _json(meta),
+                _json(summary),
+                datetime.now(UTC).isoformat(timespec="seconds"),
+                _json(run_endpoints(meta)),
+                1 if is_emulator_run(meta) else 0,
+            ),
+        )
+        self._db.execute("DELETE FROM target_summaries WHERE run_id = ?", (run_id,))
+        self._db.executemany(
+            """
+            INSERT INTO target_summaries (run_id, target, scenario, api, model, provider, n,
+                passed, pass_rate, ci_low, ci_high, worst_failure, outcomes_json,
+                p50_first_event_s, p50_total_s, requests_per_call)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [self._summary_row(run_id, e) for e in summary.get("results", [])],
+        )
         return run_id
 
     @staticmethod
@@ -322,10 +373,18 @@ class HistoryStore:
         )
 
     def record_attempts(self, run_id: str, records: Iterable[dict[str, Any]]) -> int:
-        """Insert one row per attempt (streamed in batches; re-recording is a no-op).
+        """Insert one row per attempt (streamed in batches; re-recording is a no-op), in one
+        transaction. Returns the number of records read."""
+        self._db.begin()
+        try:
+            count = self._write_attempts(run_id, records)
+            self._db.commit()
+        except BaseException:
+            self._db.rollback()
+            raise
+        return count
 
-        Returns the number of records read.
-        """
+    def _write_attempts(self, run_id: str, records: Iterable[dict[str, Any]]) -> int:
         sql = """
             INSERT INTO attempts (run_id, seq, target, scenario, attempt, api, model, provider,
                 outcome, passed, detail, stop_reason, request_id, headers_s, first_event_s,
@@ -335,19 +394,13 @@ class HistoryStore:
         """
         count = 0
         batch: list[tuple[Any, ...]] = []
-        self._db.begin()
-        try:
-            for record in records:
-                count += 1
-                batch.append(self._attempt_row(run_id, count, redact.scrub_obj(record)))
-                if len(batch) >= _BATCH:
-                    self._db.executemany(sql, batch)
-                    batch = []
-            self._db.executemany(sql, batch)
-            self._db.commit()
-        except BaseException:
-            self._db.rollback()
-            raise
+        for record in records:
+            count += 1
+            batch.append(self._attempt_row(run_id, count, redact.scrub_obj(record)))
+            if len(batch) >= _BATCH:
+                self._db.executemany(sql, batch)
+                batch = []
+        self._db.executemany(sql, batch)
         return count
 
     # -- reading -----------------------------------------------------------------------------
