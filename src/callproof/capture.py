@@ -15,8 +15,9 @@ monotonic clock since the request was sent)::
 stream byte for byte with its original timing (and holds the connection open where the
 original hung); ``raw`` lines are for people. Credentials never reach the file: headers and URLs
 go through :class:`~callproof.redact.Redactor`, every line is scrubbed of the secrets the process
-knows, and body bytes are scrubbed in whole frames or lines by :class:`BodyScrubber`, so a
-scrubbed capture replays to the same outcome as the call.
+knows, and the body is scrubbed as one joined stream when it ends, in whole frames or lines
+(:class:`~callproof.scrub_body.BodyScrubber`), so a scrubbed capture replays to the same outcome
+as the call. Chunk lines are therefore written after the body ends, each with its read's time.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
 import uuid
-import zlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,13 +45,12 @@ from callproof.errors import (
     TransportError,
 )
 from callproof.events import Event, Response
-from callproof.redact import REDACTED, Redactor, redact_url, scrub, scrub_bytes
+from callproof.redact import REDACTED, Redactor, redact_url
+from callproof.scrub_body import BodyScrubber
 from callproof.targets import Target, Timeouts
-from callproof.wire.eventstream import EventStreamDecoder, HeaderValue, encode_message
 
 __all__ = [
     "REDACTED",
-    "BodyScrubber",
     "Capture",
     "CaptureWriter",
     "Redactor",
@@ -65,103 +63,6 @@ __all__ = [
 FORMAT = "callproof-capture"
 #: The eventstream content type: such bodies are scrubbed frame by frame and re-encoded.
 _EVENTSTREAM = "application/vnd.amazon.eventstream"
-
-
-class BodyScrubber:
-    """Scrubs a response body for the capture in whole units, so that a secret split across
-    two reads is still found and a scrubbed capture decodes to the same outcome.
-
-    An eventstream body is cut into frames; a frame holding a secret is decoded, its string
-    headers and payload scrubbed, and re-encoded with :func:`~callproof.wire.eventstream.
-    encode_message` (lengths and CRCs recomputed; a frame whose CRC was already wrong is left
-    as it came, so a ``corrupt_crc`` stays one). Any other body is cut at line ends (SSE lines,
-    NDJSON); what is left at the end (a JSON document, a cut frame) is scrubbed whole.
-
-    Reads keep their times and sizes: a unit with no secret comes out in exactly the pieces
-    it came in; one whose length changed gives or takes the difference in its last piece.
-    """
-
-    def __init__(self, *, eventstream: bool) -> None:
-        self.eventstream = eventstream
-        self._buf = bytearray()
-        self._pieces: list[tuple[float, int]] = []  # (time, size) of the reads in _buf
-        self._raw = False  # framing lost (a bad prelude): the rest is scrubbed as bytes
-
-    def feed(self, t: float, data: bytes) -> list[tuple[float, bytes]]:
-        """Add the bytes of one read at ``t``; return the (time, bytes) pieces of every unit
-        they completed, scrubbed."""
-        if not data:
-            return []
-        self._buf += data
-        self._pieces.append((t, len(data)))
-        out: list[tuple[float, bytes]] = []
-        if not self.eventstream:
-            cut = self._buf.rfind(b"\n") + 1
-            if cut:
-                self._emit(cut, scrub_bytes(bytes(self._buf[:cut])), out)
-            return out
-        while not self._raw and len(self._buf) >= 12:
-            total, headers_len, prelude_crc = struct.unpack_from("!III", self._buf)
-            if zlib.crc32(self._buf[:8]) != prelude_crc or total < 16 or headers_len > total:
-                self._raw = True
-                break
-            if len(self._buf) < total:
-                break
-            self._emit(total, _scrub_frame(bytes(self._buf[:total])), out)
-        return out
-
-    def flush(self) -> list[tuple[float, bytes]]:
-        """The rest of the body (an unfinished unit), scrubbed as bytes."""
-        out: list[tuple[float, bytes]] = []
-        if self._buf:
-            self._emit(len(self._buf), scrub_bytes(bytes(self._buf)), out)
-        return out
-
-    def _emit(self, size: int, scrubbed: bytes, out: list[tuple[float, bytes]]) -> None:
-        """Replace the first ``size`` buffered bytes by ``scrubbed``, in the reads' pieces."""
-        del self._buf[:size]
-        sizes: list[tuple[float, int]] = []
-        left = size
-        while left:
-            t, n = self._pieces[0]
-            take = min(n, left)
-            sizes.append((t, take))
-            left -= take
-            if take == n:
-                self._pieces.pop(0)
-            else:
-                self._pieces[0] = (t, n - take)
-        extra = len(scrubbed) - size
-        if extra > 0:
-            t, n = sizes[-1]
-            sizes[-1] = (t, n + extra)
-        i = len(sizes) - 1
-        while extra < 0 and i >= 0:
-            t, n = sizes[i]
-            cut = min(n, -extra)
-            sizes[i] = (t, n - cut)
-            extra += cut
-            i -= 1
-        pos = 0
-        for t, n in sizes:
-            if n:
-                out.append((t, scrubbed[pos : pos + n]))
-                pos += n
-
-
-def _scrub_frame(frame: bytes) -> bytes:
-    scrubbed = scrub_bytes(frame)
-    if scrubbed == frame:
-        return frame
-    try:
-        (message,) = EventStreamDecoder().feed(frame)
-    except (CallError, ValueError):
-        return frame if zlib.crc32(frame[:-4]) != int.from_bytes(frame[-4:]) else scrubbed
-    headers: dict[str, HeaderValue] = {
-        name: scrub(value) if isinstance(value, str) else value
-        for name, value in message.headers.items()
-    }
-    return encode_message(headers, scrub_bytes(message.payload))
 
 
 def _jsonable(value: Any) -> Any:
@@ -198,7 +99,6 @@ class CaptureWriter:
         self.redactor = Redactor()
         self._t0 = 0.0
         self._body = BodyScrubber(eventstream=False)
-        self._last_chunk: tuple[float, bytearray] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
@@ -264,33 +164,24 @@ class CaptureWriter:
         )
 
     def chunk(self, now: float, data: bytes) -> None:
-        """Body bytes as read at ``now``. Bytes of a unit still open (a frame, a line) wait
-        for the read that completes it, then are written with their own read times."""
-        for t, piece in self._body.feed(now, data):
-            self._chunk(t, piece)
-
-    def _chunk(self, t: float, data: bytes) -> None:
-        # Pieces of one read that straddled two units come out separately: join them, so
-        # that a capture with no secret keeps the reads exactly as they came.
-        last = self._last_chunk
-        if last is not None and last[0] == t:
-            last[1].extend(data)
-            return
-        self._write_chunk()
-        self._last_chunk = (t, bytearray(data))
-
-    def _write_chunk(self) -> None:
-        last, self._last_chunk = self._last_chunk, None
-        if last is None:
-            return
-        b64 = base64.b64encode(last[1]).decode()
-        # Scrubbed as bytes already; the base64 text of the line cannot spell a secret.
-        self._write({"type": "chunk", "t": self._t(last[0]), "b64": b64}, scrub=False)
+        """Body bytes as read at ``now``. They are written when the body ends, scrubbed as
+        one joined stream (see :class:`~callproof.scrub_body.BodyScrubber`), each read with
+        its own time."""
+        self._body.feed(now, data)
 
     def _flush_body(self) -> None:
-        for t, piece in self._body.flush():
-            self._chunk(t, piece)
-        self._write_chunk()
+        # Pieces of one read that straddled two units come out separately: join them, so a
+        # capture with no secret keeps the reads exactly as they came.
+        merged: list[tuple[float, bytearray]] = []
+        for t, piece in self._body.finish():
+            if merged and merged[-1][0] == t:
+                merged[-1][1].extend(piece)
+            else:
+                merged.append((t, bytearray(piece)))
+        for t, data in merged:
+            b64 = base64.b64encode(data).decode()
+            # Scrubbed as bytes already; the base64 text of the line cannot spell a secret.
+            self._write({"type": "chunk", "t": self._t(t), "b64": b64}, scrub=False)
 
     def raw_items(self, now: float, items: Iterable[RawItem]) -> None:
         t = self._t(now)

@@ -65,6 +65,7 @@ __all__ = [
     "scrub_bytes",
     "scrub_obj",
     "secret_count",
+    "secret_forms",
 ]
 
 REDACTED = "[REDACTED]"
@@ -186,6 +187,11 @@ def remember(value: str | None) -> None:
         if eq:
             _REGISTRY.add(rest)
             _REGISTRY.add(rest.split("/", 1)[0])
+
+
+def secret_forms() -> tuple[str, ...]:
+    """Every form of every registered secret, longest first."""
+    return _REGISTRY.forms
 
 
 def secret_count() -> int:
@@ -363,8 +369,7 @@ def configure_logging(level: str | int) -> None:
         format="%(levelname)s %(name)s: %(message)s",
     )
     root = logging.getLogger()
-    if numeric == TRACE:
-        root.setLevel(logging.DEBUG)
+    root.setLevel(logging.DEBUG if numeric == TRACE else numeric)
     for handler in root.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
