@@ -18,7 +18,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from callproof.wire.eventstream import encode_message
@@ -163,10 +163,8 @@ def echo_server() -> Iterator[str]:
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        try:
+        with suppress(asyncio.CancelledError):
             loop.run_until_complete(main())
-        except asyncio.CancelledError:
-            pass
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()

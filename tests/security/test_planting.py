@@ -19,7 +19,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -67,9 +66,9 @@ def basic_forms() -> set[str]:
     return {base64.b64encode(raw).decode().rstrip("=")}
 
 
-ALL_FORMS = {f: name for name, s in SECRETS.items() for f in forms(s)} | {
-    f: "basic" for f in basic_forms()
-}
+ALL_FORMS = {f: name for name, s in SECRETS.items() for f in forms(s)} | dict.fromkeys(
+    basic_forms(), "basic"
+)
 
 
 def hits(text: str) -> list[str]:
@@ -82,8 +81,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "CALLPROOF_DATA_DIR")
-        or k.startswith("AWS_CONFIG")
-        or k.startswith("AWS_SHARED")
+        or k.startswith(("AWS_CONFIG", "AWS_SHARED"))
     }
     return {
         **keep,
@@ -268,8 +266,18 @@ def test_no_planted_secret_reaches_any_file_output_or_row(
     # -- emulate --replay serves the scrubbed capture; a client reads it -----------------
     port = _free_port()
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "callproof", "--log-level", "DEBUG", "emulate", "--replay",
-         "nova.jsonl", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "callproof",
+            "--log-level",
+            "DEBUG",
+            "emulate",
+            "--replay",
+            "nova.jsonl",
+            "--port",
+            str(port),
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -281,8 +289,17 @@ def test_no_planted_secret_reaches_any_file_output_or_row(
         url = emulator.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), url
         served = t.run(
-            "call", "--api", "bedrock-converse-stream", "--model", "amazon.nova-micro-v1:0",
-            "--endpoint", url, "--auth", "none", "-v", "--json",
+            "call",
+            "--api",
+            "bedrock-converse-stream",
+            "--model",
+            "amazon.nova-micro-v1:0",
+            "--endpoint",
+            url,
+            "--auth",
+            "none",
+            "-v",
+            "--json",
         )
         assert '"ok"' in served.stdout
     finally:
@@ -309,7 +326,7 @@ def test_no_planted_secret_reaches_any_file_output_or_row(
         ]
         assert "attempts" in tables
         for table in tables:
-            rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()  # noqa: S608
+            rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
             if h := hits(repr(rows)):
                 found[f"db:{table}"] = h
     assert found == {}
