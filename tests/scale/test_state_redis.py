@@ -280,3 +280,40 @@ async def test_redis_slow_falls_back_without_failing_a_request(
             await backend.aclose()
     assert took < 30  # the calls never waited on the hung Redis for long
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+async def test_retry_after_windows_are_shared(
+    make_target: MakeTarget, redis_server: RedisServer
+) -> None:
+    from callproof.resilience import RetryPolicy
+
+    policy = RoutePolicy(
+        hedge=HedgePolicy(mode="off"),
+        retry=RetryPolicy(wait_retry_after_max_s=0),  # fall over at once, remember the window
+        watchdog=WatchdogPolicy(mode="fixed"),
+    )
+    async with Client() as client:
+        routers, backends = [], []
+        for _ in range(2):
+            primary = make_target("primary", fault="http_error:429")
+            router = Router("r", [primary, make_target("backup")], client=client, policy=policy)
+            backend = RedisState(redis_server.url, namespace="callproof:cool")
+            backend.attach(router)
+            await backend.start()
+            routers.append(router)
+            backends.append(backend)
+        a, b = routers
+        try:
+            resp = await a.complete(CONV)
+            assert [x["target"] for x in resp.attempts] == ["primary", "backup"]
+            # the server's Retry-After (1 s) is a window on the router, for every call
+            assert 0 < a.cooldowns["primary"] - a.clock() <= 1.0
+            # ... and on the other replica: a longer window set on A reaches B
+            a.cooldowns["primary"] = a.clock() + 5.0
+            assert await _wait(lambda: b.cooldowns.get("primary", 0) - b.clock() > 3.0)
+            resp = await b.complete(CONV)
+            # B never sent to the throttled primary: it went to the backup at once
+            assert [x["target"] for x in resp.attempts] == ["backup"]
+        finally:
+            for backend in backends:
+                await backend.aclose()

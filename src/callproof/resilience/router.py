@@ -110,6 +110,9 @@ class Router:
         #: Calls started and HTTP requests sent over the router's life.
         self.calls = 0
         self.requests = 0
+        #: Retry-After windows (target -> end, on ``clock``): calls that start before the end
+        #: wait or go elsewhere; a shared-state backend mirrors them across replicas.
+        self.cooldowns: dict[str, float] = {}
 
     @property
     def label(self) -> str:
@@ -187,7 +190,7 @@ class RouteStream:
         self._notify: asyncio.Queue[tuple[AttemptRun, Signal]] = asyncio.Queue()
         self._dead: set[str] = set()
         self._skipped: set[str] = set()
-        self._not_before: dict[str, float] = {}
+        self._not_before: dict[str, float] = dict(router.cooldowns)
         self._failures: dict[str, int] = {}
         #: Targets whose short Retry-After this call waited out once (never twice).
         self._waited_out: set[str] = set()
@@ -490,6 +493,10 @@ class RouteStream:
                 rng=router.rng,
             )
             self._not_before[name] = router.clock() + wait
+            after = getattr(err, "retry_after_s", None)
+            if after is not None and after > 0:
+                until = router.clock() + min(after, router.policy.backoff.retry_after_cap_s)
+                router.cooldowns[name] = max(router.cooldowns.get(name, 0.0), until)
             if self._waits_out(err):
                 self._waited_out.add(name)
                 self._prefer = name
