@@ -39,8 +39,10 @@ __all__ = [
 ]
 
 #: Outcomes a retry (or a fallback to the next target) may cure, before output reached the
-#: caller. HTTP errors and stream exceptions are retried only when the error itself says so
-#: (429, 5xx; throttling, service-unavailable, internal, model-stream-error): see
+#: caller (``empty_response`` and ``tool_call_in_text`` are judged on finished answers: see
+#: :meth:`callproof.resilience.Router.stream`). HTTP errors and stream exceptions are
+#: retried only when the error itself says so (429, 5xx; throttling, service-unavailable,
+#: internal, model-stream-error): see
 #: :attr:`callproof.errors.CallError.retryable`.
 DEFAULT_RETRY_ON: frozenset[str] = frozenset(
     {
@@ -53,6 +55,7 @@ DEFAULT_RETRY_ON: frozenset[str] = frozenset(
         "stream_exception",
         "transport_error",
         "empty_response",
+        "tool_call_in_text",
     }
 )
 

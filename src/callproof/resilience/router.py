@@ -45,6 +45,7 @@ from callproof.errors import (
     ConfigError,
     EmptyResponseError,
     StallError,
+    ToolCallInTextError,
 )
 from callproof.events import Event, Response, StreamStart, StreamStop
 from callproof.outcomes import Outcome, classify
@@ -128,20 +129,40 @@ class Router:
         changes = [t for b in self.breakers.values() for t in b.transitions]
         return [t.to_dict() for t in sorted(changes, key=lambda t: t.at)]
 
-    def stream(self, conversation: Conversation, *, capture: Path | None = None) -> RouteStream:
+    def stream(
+        self,
+        conversation: Conversation,
+        *,
+        capture: Path | None = None,
+        buffered: bool | None = None,
+    ) -> RouteStream:
         """An async context manager yielding the events of the winning attempt.
 
-        With ``capture``, every attempt's raw wire is captured to its own file beside it,
-        ``<stem>.<attempt>-<target>.jsonl``, named in the attempt's record."""
-        return RouteStream(self, conversation, hold_all=self.policy.buffered, capture=capture)
+        ``buffered`` (default: the policy's ``buffered``) holds every event until an attempt
+        has finished and passed, so a cut, a stall, a malformed chunk, an empty answer or a
+        tool call written as text falls back invisibly. With ``capture``, every attempt's raw
+        wire is captured to its own file beside it, ``<stem>.<attempt>-<target>.jsonl``,
+        named in the attempt's record."""
+        held = self.policy.buffered if buffered is None else buffered
+        return RouteStream(self, conversation, hold_all=held, buffered=held, capture=capture)
 
     async def complete(
-        self, conversation: Conversation, *, capture: Path | None = None
+        self,
+        conversation: Conversation,
+        *,
+        capture: Path | None = None,
+        buffered: bool | None = None,
     ) -> Response:
         """Run the call to its end; the :class:`Response` has one record per attempt in
-        ``attempts``. Raises :class:`~callproof.errors.AllAttemptsFailed`. ``capture`` as
-        for :meth:`stream`."""
-        async with RouteStream(self, conversation, hold_all=True, capture=capture) as s:
+        ``attempts``. Raises :class:`~callproof.errors.AllAttemptsFailed`, or the provider's
+        own error for a refusal the route does not fall over on. Nothing is handed over
+        before the end anyway; ``buffered`` (default: the policy's) also judges what
+        ``stream(buffered=True)`` judges (an empty answer on any turn, a tool call written as
+        text). ``capture`` as for :meth:`stream`."""
+        judged = self.policy.buffered if buffered is None else buffered
+        async with RouteStream(
+            self, conversation, hold_all=True, buffered=judged, capture=capture
+        ) as s:
             async for _ in s:
                 pass
         assert s.response is not None
@@ -173,11 +194,15 @@ class RouteStream:
         *,
         hold_all: bool,
         capture: Path | None = None,
+        buffered: bool = False,
     ) -> None:
         self.router = router
         self.conversation = conversation
         self.capture = capture
         self.hold_all = hold_all
+        #: Buffered mode: an empty answer on any turn, and a tool call written as text, are
+        #: failures that fall back (nothing reached the caller yet).
+        self.buffered = buffered
         self.response: Response | None = None
         self.winner: AttemptRun | None = None
         self.requests = 0
@@ -447,15 +472,22 @@ class RouteStream:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _judge(self, response: Response) -> EmptyResponseError | None:
+    def _judge(self, response: Response) -> CallError | None:
+        """A finished answer that is no answer: empty (after a tool result; on any turn when
+        buffered), or a tool call written as text (when buffered); ``None`` when it passes."""
         retry = self.router.policy.retry
-        if not (retry.empty_after_tool_result and "empty_response" in retry.on):
-            return None
-        if not _after_tool_result(self.conversation):
-            return None
         verdict = classify(response, None, self.conversation)
-        if verdict.outcome is Outcome.EMPTY_RESPONSE:
-            return EmptyResponseError(f"empty answer after a tool result: {verdict.detail}")
+        if verdict.outcome is Outcome.EMPTY_RESPONSE and "empty_response" in retry.on:
+            if self.buffered:
+                return EmptyResponseError(f"empty answer: {verdict.detail}")
+            if retry.empty_after_tool_result and _after_tool_result(self.conversation):
+                return EmptyResponseError(f"empty answer after a tool result: {verdict.detail}")
+        if (
+            self.buffered
+            and verdict.outcome is Outcome.TOOL_CALL_IN_TEXT
+            and "tool_call_in_text" in retry.on
+        ):
+            return ToolCallInTextError(f"tool call written as text: {verdict.detail}")
         return None
 
     def _succeed(self, run: AttemptRun) -> None:
