@@ -63,6 +63,7 @@ from callproof.events import (
     ToolCallEnd,
     ToolCallStart,
 )
+from callproof.looplag import AdmissionGate, is_admitted
 from callproof.targets import Target, Timeouts
 from callproof.telemetry.tracing import client_trace
 from callproof.transforms import TransformPolicy, prepare
@@ -490,9 +491,15 @@ class Client:
         keep_events: bool = False,
         policy: TransformPolicy | None = None,
         signer: Signer | None = None,
+        admission: AdmissionGate | None = None,
     ) -> None:
         self._owned: dict[str, httpx.AsyncClient] = {}
         self._http = http
+        #: New calls wait here, before their clocks start, while the loop is behind
+        #: (:class:`~callproof.looplag.AdmissionGate`); by default on the real network only.
+        self.admission = admission
+        if admission is None and http is None and transport is None:
+            self.admission = AdmissionGate()
         if http is None and transport is not None:
             # Our own clocks (CallState) time every call; httpx's per-read timeouts would
             # not measure what we mean, so they are off.
@@ -516,6 +523,8 @@ class Client:
     async def aclose(self) -> None:
         """Close the HTTP clients this client made (an injected ``http`` stays open)."""
         owned, self._owned = self._owned, {}
+        if self.admission is not None:
+            self.admission.stop()
         for http in owned.values():
             await http.aclose()
 
@@ -601,6 +610,8 @@ class Client:
     async def _open(
         self, target: Target, conversation: Conversation, timeouts: Timeouts, capture: Path | None
     ) -> ResponseStream:
+        if self.admission is not None and not is_admitted():
+            await self.admission.admit()  # before any clock or work of this call
         dialect = get_dialect(target.api, **target.dialect_options)
         if target.endpoint.auth.kind == "sigv4":
             # The first resolution of botocore's credential chain may read files or wait on

@@ -18,14 +18,22 @@ records ``fired_at - due``; above ``warn_above_s`` it logs a warning, at most on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
+import statistics
 from collections import deque
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-from callproof.resilience.watchdog import quantile
-
-__all__ = ["DEFAULT_WARN_ABOVE_S", "LoopLagMonitor"]
+__all__ = [
+    "DEFAULT_WARN_ABOVE_S",
+    "AdmissionGate",
+    "LoopLagMonitor",
+    "admitted",
+    "is_admitted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +114,14 @@ class LoopLagMonitor:
         self._handle = loop.call_at(self._due, self._tick)
 
     def quantile(self, q: float) -> float | None:
-        """The ``q`` quantile of the lags kept (the project's one quantile formula), or None
-        before any sample."""
+        """The ``q`` quantile (0 < q < 1) of the lags kept (linear interpolation, as
+        :func:`statistics.quantiles` ``inclusive``), or None before any sample."""
         if not self.samples:
             return None
-        return quantile(sorted(self.samples), q)
+        if len(self.samples) == 1:
+            return self.samples[0]
+        cuts = statistics.quantiles(self.samples, n=1000, method="inclusive")
+        return cuts[min(len(cuts) - 1, max(0, round(q * 1000) - 1))]
 
     def stats(self) -> dict[str, Any]:
         """Samples taken, p50/p99/max lag (seconds) and how many ticks were over the threshold."""
@@ -122,3 +133,102 @@ class LoopLagMonitor:
             "warnings": self.warnings,
             "warn_above_s": self.warn_above_s,
         }
+
+
+class AdmissionGate(LoopLagMonitor):
+    """A gate new calls pass *before their clocks start*, open only while the loop keeps time.
+
+    More concurrent calls than one core can serve must not all start at once: their clocks
+    would all run while the loop works through the backlog, so every timeout fires late and a
+    healthy target looks stalled (the livelock of issue 10). The gate is a lag monitor that
+    ticks every ``interval_s`` and hands out ``batch`` admissions per tick, additive increase
+    while the tick was on time (lag under ``target_lag_s``), halved when it was late. A call
+    that finds a token and a loop on time passes without waiting, so an unloaded client pays
+    nothing; otherwise it waits in FIFO order, with no clock of its own running yet.
+
+    Attempts inside an admitted call (a router's hedges and fallbacks) are started under
+    :func:`admitted` and skip the gate: they are part of work already let in.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval_s: float = 0.01,
+        target_lag_s: float = 0.02,
+        min_batch: int = 1,
+        max_batch: int = 256,
+        warn_above_s: float = DEFAULT_WARN_ABOVE_S,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(interval_s=interval_s, warn_above_s=warn_above_s, logger=logger)
+        self.target_lag_s = target_lag_s
+        self.min_batch = min_batch
+        self.max_batch = max_batch
+        self.batch = max(min_batch, min(16, max_batch))
+        self._tokens = self.batch
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.waited = 0
+
+    def _behind(self) -> bool:
+        loop = self._loop
+        return loop is not None and loop.time() - self._due > self.target_lag_s
+
+    async def admit(self) -> None:
+        """Return when a new call may start (at once on a loop that keeps time)."""
+        self.start()
+        if not self._waiters and self._tokens > 0 and not self._behind():
+            self._tokens -= 1
+            return
+        assert self._loop is not None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        self.waited += 1
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if not waiter.cancelled() and waiter.done():
+                self._tokens += 1  # admitted and cancelled at once: give the token back
+            raise
+
+    def _tick(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        late = loop.time() - self._due > self.target_lag_s
+        super()._tick()
+        if late:
+            self.batch = max(self.min_batch, self.batch // 2)
+        else:
+            self.batch = min(self.max_batch, self.batch + max(1, self.batch // 4))
+        self._tokens = self.batch
+        while self._tokens > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._tokens -= 1
+
+    def stop(self) -> None:
+        super().stop()
+        while self._waiters:  # nothing would release them any more
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+_ADMITTED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "callproof_admitted", default=False
+)
+
+
+@contextlib.contextmanager
+def admitted() -> Iterator[None]:
+    """Tasks created inside this block belong to an admitted call: they skip the gate."""
+    token = _ADMITTED.set(True)
+    try:
+        yield
+    finally:
+        _ADMITTED.reset(token)
+
+
+def is_admitted() -> bool:
+    """Whether the current task belongs to a call already let through an AdmissionGate."""
+    return _ADMITTED.get()

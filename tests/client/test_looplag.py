@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from callproof.looplag import LoopLagMonitor
+from callproof.looplag import AdmissionGate, LoopLagMonitor, admitted, is_admitted
 
 
 async def test_a_blocked_loop_is_measured_and_warned_about(
@@ -49,3 +49,68 @@ def test_no_samples_no_quantile() -> None:
     assert LoopLagMonitor().quantile(0.99) is None
     with pytest.raises(ValueError, match="positive"):
         LoopLagMonitor(interval_s=0)
+
+
+async def test_the_gate_lets_calls_through_at_once_on_a_loop_that_keeps_time() -> None:
+    gate = AdmissionGate(interval_s=0.01)
+    try:
+        await gate.admit()
+        assert gate.waited == 0
+    finally:
+        gate.stop()
+
+
+async def test_a_late_loop_makes_new_calls_wait_in_order_and_halves_the_batch() -> None:
+    gate = AdmissionGate(interval_s=0.01, target_lag_s=0.02, max_batch=64)
+    gate.start()
+    try:
+        order: list[int] = []
+        before = gate.batch
+        time.sleep(0.1)  # noqa: ASYNC251 - the loop falls behind its timers
+
+        async def call(i: int) -> None:
+            await gate.admit()
+            order.append(i)
+
+        await asyncio.gather(*(call(i) for i in range(40)))
+        assert gate.waited >= 1  # the loop was behind: the first call waited for a tick
+        assert order == list(range(40))  # FIFO
+        assert min(gate.samples) >= 0.0
+        assert gate.max_s >= 0.05
+        assert gate.batch != before or gate.max_batch == before
+    finally:
+        gate.stop()
+
+
+async def test_stop_releases_every_waiter() -> None:
+    gate = AdmissionGate(interval_s=10.0)  # no tick would come in time
+    gate.start()
+    gate._tokens = 0
+    waiting = asyncio.create_task(gate.admit())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    gate.stop()
+    await asyncio.wait_for(waiting, 1.0)
+
+
+async def test_tasks_started_inside_admitted_skip_the_gate() -> None:
+    async def probe() -> bool:
+        return is_admitted()
+
+    assert not is_admitted()
+    with admitted():
+        inside = asyncio.create_task(probe())
+    outside = asyncio.create_task(probe())
+    assert await inside is True
+    assert await outside is False
+    assert not is_admitted()
+
+
+def test_the_client_gates_real_network_calls_only() -> None:
+    import httpx
+
+    from callproof.client import Client
+
+    assert isinstance(Client().admission, AdmissionGate)
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    assert Client(transport=mock).admission is None

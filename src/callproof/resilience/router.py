@@ -48,6 +48,7 @@ from callproof.errors import (
     ToolCallInTextError,
 )
 from callproof.events import Event, Response, StreamStart, StreamStop
+from callproof.looplag import admitted, is_admitted
 from callproof.outcomes import Outcome, classify
 from callproof.resilience.backoff import retry_wait
 from callproof.resilience.breaker import CircuitBreaker
@@ -272,6 +273,11 @@ class RouteStream:
     # -- the call ---------------------------------------------------------------------------
 
     async def _events(self) -> AsyncGenerator[Event, None]:
+        gate = getattr(self.router.client, "admission", None)
+        if gate is not None and not is_admitted():
+            # A starved loop must not run this call's clocks: wait before they start.
+            await gate.admit()
+            self._t0 = self.router.clock()
         while True:
             run = await self._acquire()
             self.winner = run
@@ -462,7 +468,8 @@ class RouteStream:
             " (hedge)" if hedge else "",
             run.timeouts.first_event,
         )
-        run.start(router.client, self.conversation, self._on_signal)
+        with admitted():  # the call was let in once: its attempts skip the client's gate
+            run.start(router.client, self.conversation, self._on_signal)
 
     def _capture_path(self, target: Target) -> Path | None:
         if self.capture is None:

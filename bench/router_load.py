@@ -1,0 +1,314 @@
+"""Router load: 1,000 and 5,000 concurrent routed calls at 40% hangs, and whether the clocks
+stay honest ("never livelock").
+
+Run:  python bench/router_load.py                 (1,000 and 5,000 concurrent)
+      python bench/router_load.py --quick         (a smoke run: 200 concurrent)
+
+The emulator runs in its own process (``preset="seed"`` with the fault plan of
+bench/resilience.py: Kimi K2.5 on Bedrock hangs, headers then no events, on ``--hang`` of the
+tool-result turns; OpenRouter's Kimi is healthy), under uvicorn with ``max_streams`` above the
+load, so no stream is refused. Each measurement is a fresh client process running ``--calls``
+(default 2x the concurrency) calls of ``Router("kimi", [bedrock-kimi, openrouter-kimi])`` with
+the default route policy, ``concurrency`` at a time, on one event loop. Two settings at each
+concurrency, run in turn: ``healthy`` (no hangs; its p99 is the reference) and ``hang 40%``.
+
+Reported per run:
+
+* success (the answer has the seed's "22") and latency p50/p99 per call (failures included);
+* requests per call (attempts sent);
+* clock lateness: for every asyncio timeout that fired (the client's first-event, idle and
+  deadline clocks, the router's hedge waits), fired-at minus due, p99 and max;
+* event-loop lag (:class:`callproof.looplag.LoopLagMonitor`: a timer every 50 ms) p99 and max;
+* whether the healthy fallback's breaker ever opened;
+* open file descriptors before the client and after it closed;
+* client CPU per call (``time.process_time``).
+
+Targets (issues 10 and 14): success >= 99.9%, p99 <= 2x the healthy p99 at the same
+concurrency, no clock late by more than 100 ms, the healthy fallback's breaker never open, fds
+back to where they started. The machine is shared: compare within one run. Exit code 1 when a
+target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from resilience import KIMI_BEDROCK, KIMI_OPENROUTER, fault_plan  # noqa: E402
+
+HEALTHY_TARGET = "openrouter-kimi-k2.5"
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    from callproof.resilience.watchdog import quantile
+
+    return quantile(sorted(xs), q) if xs else None
+
+
+# -- the client process ------------------------------------------------------------------------
+
+
+async def _client(url: str, concurrency: int, calls: int) -> dict[str, Any]:
+    import asyncio.timeouts
+
+    from callproof.client import Client
+    from callproof.errors import AllAttemptsFailed
+    from callproof.looplag import LoopLagMonitor
+    from callproof.resilience import Router
+    from callproof.scenarios import tool_result
+    from callproof.targets import Endpoint, Target
+    from callproof.transport import raise_fd_limit
+
+    raise_fd_limit(4 * concurrency + 1024)
+    # Clock lateness: every asyncio timeout that fires records how late it ran.
+    late: list[float] = []
+    original = asyncio.timeouts.Timeout._on_timeout
+
+    def _on_timeout(self: Any) -> None:
+        when = self.when()
+        if when is not None:
+            late.append(asyncio.get_running_loop().time() - when)
+        original(self)
+
+    asyncio.timeouts.Timeout._on_timeout = _on_timeout  # type: ignore[method-assign]
+
+    conv = tool_result().conversation
+    kimi = Target(
+        "bedrock-kimi-k2.5",
+        "bedrock-converse-stream",
+        KIMI_BEDROCK,
+        Endpoint(url, region="us-east-1"),
+    )
+    orr = Target(HEALTHY_TARGET, "openai-completions", KIMI_OPENROUTER, Endpoint(url + "/v1"))
+    fds_before = _fds()
+    latencies: list[float] = []
+    ok = 0
+    requests = 0
+    errors: dict[str, int] = {}
+    sem = asyncio.Semaphore(concurrency)
+    c0, t_start = time.process_time(), time.perf_counter()
+    async with LoopLagMonitor(warn_every_s=3600) as lag, Client() as client:
+        router = Router("kimi", [kimi, orr], client=client)
+
+        async def one() -> None:
+            nonlocal ok, requests
+            async with sem:
+                t0 = time.perf_counter()
+                try:
+                    resp = await router.complete(conv)
+                    requests += sum(1 for a in resp.attempts if a.get("sent"))
+                    if "22" in resp.text:
+                        ok += 1
+                    else:
+                        errors["answer without 22"] = errors.get("answer without 22", 0) + 1
+                except AllAttemptsFailed as group:
+                    attempts = getattr(group, "attempts", [])
+                    requests += sum(1 for a in attempts if a.get("sent"))
+                    key = str(group)[:140]
+                    errors[key] = errors.get(key, 0) + 1
+                except Exception as exc:
+                    key = f"{type(exc).__name__}: {str(exc)[:120]}"
+                    errors[key] = errors.get(key, 0) + 1
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(one() for _ in range(calls)))
+        transitions = router.breaker_transitions()
+    wall = time.perf_counter() - t_start
+    cpu = time.process_time() - c0
+    await asyncio.sleep(0.2)  # closed sockets settle
+    opened = [t for t in transitions if t.get("target") == HEALTHY_TARGET and t.get("to") == "open"]
+    return {
+        "calls": calls,
+        "ok": ok,
+        "success": ok / calls,
+        "p50_s": _pct(latencies, 0.5),
+        "p99_s": _pct(latencies, 0.99),
+        "requests_per_call": requests / calls,
+        "timeouts_fired": len(late),
+        "late_p99_s": _pct(late, 0.99),
+        "late_max_s": max(late) if late else None,
+        "lag": lag.stats(),
+        "healthy_breaker_opened": len(opened),
+        "fds_before": fds_before,
+        "fds_after": _fds(),
+        "cpu_ms_per_call": 1000 * cpu / calls,
+        "wall_s": wall,
+        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+    }
+
+
+# -- the emulator process ---------------------------------------------------------------------
+
+
+def _serve(plan: str, port: int) -> None:
+    import uvicorn
+
+    from callproof.emulator import create_app
+    from callproof.emulator.state import Limits
+    from callproof.transport import raise_fd_limit
+
+    raise_fd_limit(60000)
+    app = create_app(preset="seed", faults=plan, limits=Limits(max_streams=100_000))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        access_log=False,
+        lifespan="off",
+        backlog=8192,
+    )
+
+
+class Emulator:
+    def __init__(self, hang: float, workdir: Path) -> None:
+        plan = workdir / f"plan-{hang:.2f}.toml"
+        plan.write_text(fault_plan(hang), encoding="utf-8")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(plan), str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=(workdir / f"emulator-{hang:.2f}.log").open("w"),
+            cwd=ROOT,
+        )
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{self.url}/v1/models", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the emulator did not start")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _run(url: str, concurrency: int, calls: int, cap: float) -> dict[str, Any] | None:
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--client", url, str(concurrency), str(calls)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+            timeout=cap,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:
+        raise SystemExit(f"client run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{1000 * x:.0f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--levels", default="1000,5000", help="concurrency levels")
+    parser.add_argument("--calls", type=int, default=None, help="calls per run (default 2x)")
+    parser.add_argument("--hang", type=float, default=0.4, help="share of hung turns")
+    parser.add_argument("--cap", type=float, default=600.0, help="seconds before a run is DNF")
+    parser.add_argument("--quick", action="store_true", help="a smoke run at 200 concurrent")
+    parser.add_argument("--client", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        _serve(args.serve[0], int(args.serve[1]))
+        return 0
+    if args.client:
+        url, conc, calls = args.client
+        print(json.dumps(asyncio.run(_client(url, int(conc), int(calls)))))
+        return 0
+
+    levels = [200] if args.quick else [int(x) for x in args.levels.split(",")]
+    settings = [("healthy", 0.0), (f"hang {args.hang:.0%}", args.hang)]
+    rows: list[tuple[int, str, dict[str, Any] | None]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        emulators = {hang: Emulator(hang, Path(tmp)) for _, hang in settings}
+        try:
+            for concurrency in levels:
+                calls = args.calls or 2 * concurrency
+                for name, hang in settings:
+                    result = _run(emulators[hang].url, concurrency, calls, args.cap)
+                    rows.append((concurrency, name, result))
+        finally:
+            for emu in emulators.values():
+                emu.close()
+
+    print(
+        f"Routed calls under load ({os.cpu_count()} CPUs, shared with other work; the emulator in "
+        "its own process; ratios within this run)"
+    )
+    print(
+        f"{'conc':>5} {'setting':>9} {'calls':>6} {'success':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'p99/healthy':>11} {'req/call':>8} {'late p99':>8} {'late max':>8} {'lag p99':>7} "
+        f"{'lag max':>7} {'fallback open':>13} {'fds':>11} {'CPU ms/call':>11}"
+    )
+    failed = False
+    healthy_p99: dict[int, float] = {}
+    for concurrency, name, r in rows:
+        if r is None:
+            print(f"{concurrency:>5} {name:>9} did not finish within {args.cap:g} s")
+            failed = True
+            continue
+        if name == "healthy" and r["p99_s"]:
+            healthy_p99[concurrency] = r["p99_s"]
+        ref = healthy_p99.get(concurrency)
+        ratio = r["p99_s"] / ref if ref and r["p99_s"] else None
+        lag = r["lag"]
+        print(
+            f"{concurrency:>5} {name:>9} {r['calls']:>6} {r['success']:>8.2%} {_ms(r['p50_s']):>7} "
+            f"{_ms(r['p99_s']):>7} {'-' if ratio is None else f'{ratio:.2f}x':>11} "
+            f"{r['requests_per_call']:>8.2f} {_ms(r['late_p99_s']):>8} {_ms(r['late_max_s']):>8} "
+            f"{_ms(lag['p99_s']):>7} {_ms(lag['max_s']):>7} {r['healthy_breaker_opened']:>13} "
+            f"{r['fds_before']:>5}->{r['fds_after']:<5} {r['cpu_ms_per_call']:>11.2f}"
+        )
+        if r["errors"]:
+            for key, count in r["errors"].items():
+                print(f"      {count} x {key}")
+        misses = []
+        if r["success"] < 0.999:
+            misses.append("success < 99.9%")
+        if ratio is not None and ratio > 2.0:
+            misses.append("p99 > 2x healthy")
+        if (r["late_p99_s"] or 0) > 0.1:
+            misses.append("clock p99 late > 100 ms")
+        if r["healthy_breaker_opened"]:
+            misses.append("healthy fallback's breaker opened")
+        if r["fds_after"] > r["fds_before"]:
+            misses.append("fds leaked")
+        if misses:
+            failed = True
+            print(f"      MISSED: {', '.join(misses)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
