@@ -62,6 +62,7 @@ from callproof.emulator.openai_decode import (
     _tool_name,
     decode_json_body,
 )
+from callproof.emulator.responses_store import ResponseStore, resolve_input
 from callproof.wire.sse import encode_comment, encode_event
 
 __all__ = ["ResponsesEncoder", "ResponsesRequest", "decode_responses", "status_for"]
@@ -90,6 +91,9 @@ class ResponsesRequest:
     provider: dict[str, Any] | None = None
     reasoning: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: The input items after resolution (previous response first, references replaced).
+    input_items: tuple[dict[str, Any], ...] = ()
+    previous_response_id: str | None = None
 
 
 # -- decoding ---------------------------------------------------------------------------------
@@ -276,11 +280,13 @@ def _responses_tools(value: Any) -> tuple[tuple[ToolSpec, ...], tuple[dict[str, 
     return tuple(specs), tuple(raws)
 
 
-def decode_responses(body: bytes) -> ResponsesRequest:
-    """Decode and validate a Responses API request body."""
+def decode_responses(body: bytes, store: ResponseStore | None = None) -> ResponsesRequest:
+    """Decode and validate a Responses API request body; with ``store``,
+    ``previous_response_id`` and ``item_reference`` items resolve against it."""
     data = decode_json_body(body)
     model = _model(data)
-    system, messages = _responses_input(data.get("input"))
+    resolved = resolve_input(data, store)
+    system, messages = _responses_input(resolved)
     instructions = data.get("instructions")
     if instructions is not None:
         _expect(instructions, str, "instructions", "string")
@@ -312,7 +318,16 @@ def decode_responses(body: bytes) -> ResponsesRequest:
         provider=_provider(data),
         reasoning=_optional_object(data, "reasoning"),
         raw=data,
+        input_items=tuple(_input_items(resolved)),
+        previous_response_id=data.get("previous_response_id"),
     )
+
+
+def _input_items(value: Any) -> list[dict[str, Any]]:
+    """The input as items (a string is one user message), as a store keeps them."""
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return [dict(i) for i in value if isinstance(i, dict)] if isinstance(value, list) else []
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -351,6 +366,8 @@ class ResponsesEncoder:
         self.created = created
         self.rng = rng
         self.seq = 0
+        #: The output items of the answer built last (what a store keeps).
+        self.output_items: list[dict[str, Any]] = []
         if self.openrouter:
             letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
             self.id = f"gen-{created}-" + "".join(rng.choice(letters) for _ in range(20))
@@ -399,7 +416,7 @@ class ResponsesEncoder:
             "max_tool_calls": None,
             "metadata": {},
             "background": False,
-            "previous_response_id": None,
+            "previous_response_id": req.previous_response_id,
             "service_tier": "default" if done else "auto",
             "truncation": "disabled",
             "store": req.store,
@@ -464,6 +481,7 @@ class ResponsesEncoder:
         """The non-streamed ``response`` object."""
         status, reason = status_for(turn.stop_reason)
         output = [item for _, item in self._items(turn)]
+        self.output_items = output
         return self.response(
             status=status, output=output, usage=self.usage(turn), incomplete=reason
         )
@@ -487,6 +505,7 @@ class ResponsesEncoder:
         for index, (kind, item) in enumerate(self._items(turn)):
             pieces += self._stream_item(index, kind, item)
             done.append(item)
+        self.output_items = done
         status, reason = status_for(turn.stop_reason)
         final = "response.completed" if status == "completed" else "response.incomplete"
         response = self.response(

@@ -224,7 +224,7 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
     try:
         body = await _read_body(request, state.limits)
         decoded: ChatRequest | ResponsesRequest = (
-            decode_responses(body) if responses else decode_chat(body)
+            decode_responses(body, state.responses) if responses else decode_chat(body)
         )
         profile = state.profile("openai", decoded.model)
         if profile is None:
@@ -278,6 +278,8 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
         if isinstance(non_stream, Response):
             return non_stream
         steps, headers = non_stream
+    if isinstance(encoder, ResponsesEncoder) and isinstance(decoded, ResponsesRequest):
+        steps = _storing(state, decoded, encoder, steps)
     if not state.open_stream():
         return _error(
             OpenAIRequestError(
@@ -291,6 +293,19 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
     return StepResponse(  # type: ignore[return-value]  # an ASGI app Starlette accepts
         steps, status=200, headers=headers, closing=state.closing, on_close=state.close_stream
     )
+
+
+def _storing(
+    state: EmulatorState,
+    request: ResponsesRequest,
+    encoder: ResponsesEncoder,
+    steps: Iterator[Step],
+) -> Iterator[Step]:
+    """The steps, storing the response (when the request says ``store``) once they are built:
+    a stream's output items exist only after its generator has run."""
+    yield from steps
+    if request.store and encoder.output_items:
+        state.responses.put(encoder.id, list(request.input_items), encoder.output_items)
 
 
 def _reasoning_off(request: ChatRequest | ResponsesRequest) -> bool:

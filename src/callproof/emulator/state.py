@@ -12,6 +12,7 @@ Public API (stable; the Bedrock and OpenAI routes both build on it). One
   jitter, derived from the seed and a request counter.
 * ``state.request_id(rng) -> str`` (uuid-shaped).
 * ``state.open_stream() -> bool`` / ``state.close_stream()``: the concurrent-stream bound.
+* ``state.responses``: the :class:`~callproof.emulator.responses_store.ResponseStore`.
 * ``state.limits`` (:class:`Limits`: ``max_body_bytes``, ``max_streams``), ``state.seed``,
   ``state.closing`` (a ``threading.Event`` set when the server stops; pass it to
   :class:`~callproof.emulator.streaming.StepResponse`).
@@ -32,6 +33,7 @@ from callproof.conversation import Conversation
 from callproof.emulator.faults import Fault, FaultPlan, turn_type
 from callproof.emulator.models import ModelProfile
 from callproof.emulator.presets import get_preset, profile_from_mapping
+from callproof.emulator.responses_store import ResponseStore
 
 __all__ = ["EmulatorState", "Limits"]
 
@@ -44,6 +46,8 @@ class Limits:
     max_streams: int = 2048
     #: Seconds for the whole request body to arrive (a client trickling it is cut off).
     body_timeout_s: float = 30.0
+    #: Responses kept for ``previous_response_id`` / ``item_reference`` (oldest dropped first).
+    max_stored_responses: int = 1024
 
 
 class EmulatorState:
@@ -85,6 +89,8 @@ class EmulatorState:
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self.active_streams = 0
+        #: Stored Responses API answers (``previous_response_id``, ``item_reference``).
+        self.responses = ResponseStore(self.limits.max_stored_responses)
 
     @property
     def models(self) -> list[ModelProfile]:
