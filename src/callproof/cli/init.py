@@ -134,12 +134,18 @@ stop_reasons = ["end_turn"]     # allowed stop reasons
 def init(path: Path, force: bool) -> None:
     """Write a commented example callproof.toml (the seeds' matrix on the emulator).
 
-    Exit codes: 0 written; 2 the file exists (use --force).
+    Exit codes: 0 written; 2 the file exists (use --force), or it cannot be written (a
+    read-only directory, a path under a file).
     """
     from callproof.errors import ConfigError
 
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; use --force to overwrite it", where="init")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EXAMPLE_TOML, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(EXAMPLE_TOML, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {exc.filename or path}: {exc.strerror or exc}", where="init"
+        ) from None
     click.echo(f"wrote {path}; run `callproof run` to probe it")

@@ -148,13 +148,19 @@ def report(
     2 usage error, not a run, or a path that cannot be written.
     """
     path = Path(source)
-    if path.is_dir():
-        run_dir, meta, previous = _from_dir(path)
-    elif path.exists():
-        raise ConfigError(f"{source} is a file; give a run directory or a run id")
-    else:
-        run_dir, meta, previous = _from_db(source, db_url, out)
-    summary = regenerate(run_dir, meta, previous)
+    try:
+        if path.is_dir():
+            run_dir, meta, previous = _from_dir(path)
+        elif path.exists():
+            raise ConfigError(f"{source} is a file; give a run directory or a run id")
+        else:
+            run_dir, meta, previous = _from_db(source, db_url, out)
+        from callproof.probe.rundir import lock_run_dir
+
+        with lock_run_dir(run_dir):  # a run still being written is not rewritten under it
+            summary = regenerate(run_dir, meta, previous)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from None
     corrupt = summary.get("corrupt_lines") or []
     for item in corrupt:
         click.echo(
