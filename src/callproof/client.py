@@ -613,9 +613,12 @@ class Client:
         if self.admission is not None and not is_admitted():
             await self.admission.admit()  # before any clock or work of this call
         dialect = get_dialect(target.api, **target.dialect_options)
-        if target.endpoint.auth.kind == "sigv4":
-            # The first resolution of botocore's credential chain may read files or wait on
-            # the instance metadata service: keep it off the event loop.
+        if target.endpoint.auth.kind == "sigv4" and not self._signer.ready(
+            target.endpoint.auth.profile
+        ):
+            # The first resolution of botocore's credential chain (or a refresh) may read
+            # files or wait on a credential service: keep it off the event loop. Once
+            # resolved, signing is pure CPU and runs on the loop (no thread hop per call).
             request = await asyncio.to_thread(self.build, target, conversation)
         else:
             request = self.build(target, conversation)

@@ -113,6 +113,8 @@ class Signer:
 
     def __init__(self, *, imds: bool | None = None) -> None:
         self._sessions: dict[str | None, Any] = {}
+        #: Credentials a signing already resolved, per profile (see :meth:`ready`).
+        self._resolved: dict[str | None, Any] = {}
         self._lock = threading.Lock()
         #: Whether the instance-metadata provider stays in the chain (default: ``$IMDS_ENV``).
         self.imds = (
@@ -146,6 +148,16 @@ class Signer:
         except BotoCoreError as exc:
             raise ConfigError(f"AWS configuration: {exc}") from exc
         return str(region) if region else None
+
+    def ready(self, profile: str | None) -> bool:
+        """Whether signing for ``profile`` needs no I/O now: an earlier signing resolved the
+        credential chain and the credentials are not due for a refresh. The client then signs
+        on the event loop, without a thread hop per call."""
+        credentials = self._resolved.get(profile)
+        if credentials is None:
+            return False
+        refresh_needed = getattr(credentials, "refresh_needed", None)
+        return not (callable(refresh_needed) and refresh_needed())
 
     def has_credentials(self, profile: str | None) -> bool:
         """Whether botocore's credential chain finds anything for ``profile``."""
@@ -183,6 +195,7 @@ class Signer:
                 "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or auth profile), or use a Bedrock API "
                 f"key ({BEDROCK_API_KEY_ENV}) with auth kind 'bedrock-api-key'"
             )
+        self._resolved[profile] = credentials
         frozen = credentials.get_frozen_credentials()
         for secret in (frozen.access_key, frozen.secret_key, frozen.token):
             redact.remember(secret)  # a server that reflects one must not get it printed
