@@ -17,7 +17,7 @@ from typing import Any
 
 from callproof.conversation import Conversation
 from callproof.errors import CallError, StallMidStream, StallNoEvents
-from callproof.events import Event, Response, StreamStart, StreamStop, TextDelta
+from callproof.events import Event, Response, StreamStart, StreamStop, TextDelta, Usage
 from callproof.targets import Endpoint, Target, Timeouts
 
 
@@ -39,6 +39,7 @@ class Play:
     delay: float = 0.0
     error: CallError | None = None
     text: str = "It is 22 degrees."
+    usage: Usage | None = None
 
 
 class FakeStream:
@@ -59,9 +60,10 @@ class FakeStream:
                 self.response.text += text
                 if timings.first_content_s is None:
                     timings.first_content_s = t
-            case StreamStop(stop_reason=stop, raw_stop_reason=raw):
+            case StreamStop(stop_reason=stop, raw_stop_reason=raw, usage=usage):
                 self.response.stop_reason = stop
                 self.response.raw_stop_reason = raw
+                self.response.usage = usage
                 timings.total_s = t
             case _:
                 pass
@@ -86,7 +88,7 @@ class FakeStream:
             raise err
         if p.kind == "ok":
             yield self._accept(TextDelta(0, p.text))
-        yield self._accept(StreamStop("end_turn", "end_turn"))
+        yield self._accept(StreamStop("end_turn", "end_turn", p.usage))
 
 
 @dataclass

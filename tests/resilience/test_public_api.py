@@ -32,6 +32,7 @@ def test_all_is_the_public_surface() -> None:
         "retry_wait",
         "router_from_config",
         "run_route_attempt",
+        "served_by",
     }
     assert set(resilience.__all__) == public
 

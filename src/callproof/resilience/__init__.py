@@ -5,6 +5,7 @@
   router.stream(conversation) as s``; every attempt recorded on ``Response.attempts``.
 * :func:`run_route_attempt` - a routed call as a probe :class:`~callproof.attempt.Attempt`.
 * :func:`router_from_config` - the router of ``[routes.NAME]`` in ``callproof.toml``.
+* :func:`served_by` - the target that served a routed response (``RouteStream.served_by``).
 * Building blocks: :func:`backoff_delay`, :func:`retry_wait`, :func:`parse_retry_after`,
   :class:`VirtualClock`, :class:`AdaptiveWatchdog`, :class:`CircuitBreaker`.
 
@@ -30,7 +31,7 @@ from callproof.resilience.policy import (
     RoutePolicy,
     WatchdogPolicy,
 )
-from callproof.resilience.router import EmptyResponseError, Router, RouteStream
+from callproof.resilience.router import EmptyResponseError, Router, RouteStream, served_by
 from callproof.resilience.watchdog import AdaptiveWatchdog, LatencyWindow
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     "retry_wait",
     "router_from_config",
     "run_route_attempt",
+    "served_by",
 ]
 
 

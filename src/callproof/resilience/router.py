@@ -64,7 +64,7 @@ from callproof.resilience.policy import RoutePolicy
 from callproof.resilience.watchdog import AdaptiveWatchdog
 from callproof.targets import Target
 
-__all__ = ["EmptyResponseError", "RouteStream", "Router"]
+__all__ = ["EmptyResponseError", "RouteStream", "Router", "served_by"]
 
 log = logging.getLogger("callproof.resilience")
 
@@ -170,6 +170,16 @@ class Router:
         return s.response
 
 
+def served_by(response: Response) -> str | None:
+    """The target that served a routed call's ``response``: the record with ``served: true``
+    in ``response.attempts`` (``None`` for a response that did not come through a route)."""
+    for record in response.attempts:
+        if record.get("served"):
+            target: str = record["target"]
+            return target
+    return None
+
+
 def _after_tool_result(conversation: Conversation) -> bool:
     if not conversation.messages:
         return False
@@ -185,7 +195,9 @@ class RouteStream:
     """One routed call: an async context manager and an async iterator of events.
 
     ``response`` is the winning attempt's :class:`Response` once the call ended (``attempts``
-    filled in); ``attempts`` the records so far; ``requests`` the HTTP requests sent.
+    filled in); ``attempts`` the records so far; ``requests`` the HTTP requests sent;
+    ``served_by`` / ``served_target`` the target that served the answer (its record has
+    ``served: true``; only its usage is the response's usage).
     """
 
     def __init__(
@@ -240,6 +252,19 @@ class RouteStream:
     def attempts(self) -> list[dict[str, Any]]:
         """One record per attempt (and per skipped target), in attempt order."""
         return [self._records[k] for k in sorted(self._records)]
+
+    @property
+    def served_target(self) -> Target | None:
+        """The target whose answer the call returned (``None`` until it succeeded)."""
+        if self.response is None or self.winner is None:
+            return None
+        return self.winner.target
+
+    @property
+    def served_by(self) -> str | None:
+        """The name of the target whose answer the call returned (``None`` until then)."""
+        target = self.served_target
+        return target.name if target is not None else None
 
     async def __aenter__(self) -> RouteStream:
         return self
@@ -504,6 +529,7 @@ class RouteStream:
         router.watchdog.observe(run.target.name, run.response.timings.first_event_s)
         outcome = classify(run.response, None, self.conversation).outcome.value
         self._record(run, outcome=outcome, reason=None, error=None)
+        self._records[run.number]["served"] = True
         run.response.attempts = self.attempts
         self.response = run.response
 
@@ -649,6 +675,8 @@ class RouteStream:
             "request_id": None,
             "breaker": self.router.breakers[target.name].state,
             "warnings": [],
+            "usage": None,
+            "served": False,
         }
 
     def _record(
@@ -671,6 +699,8 @@ class RouteStream:
             "breaker": run.breaker_state,
             "capture": str(run.capture) if run.capture is not None else None,
             "warnings": list(run.warnings),
+            "usage": partial.usage.to_dict() if partial is not None and partial.usage else None,
+            "served": False,
         }
 
     def _all_failed(self, why: str | None = None) -> AllAttemptsFailed:
