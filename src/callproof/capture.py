@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 FORMAT = "callproof-capture"
+#: At most this many ``raw`` lines per capture (a keep-alive flood makes millions); the rest
+#: are counted in one last ``raw`` line of kind ``dropped``. Chunks are always kept whole.
+MAX_RAW_LINES = 20_000
 #: The eventstream content type: such bodies are scrubbed frame by frame and re-encoded.
 _EVENTSTREAM = "application/vnd.amazon.eventstream"
 
@@ -99,6 +102,8 @@ class CaptureWriter:
         self.redactor = Redactor()
         self._t0 = 0.0
         self._body = BodyScrubber(eventstream=False)
+        self._raw_written = 0
+        self._raw_dropped = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
@@ -186,12 +191,21 @@ class CaptureWriter:
     def raw_items(self, now: float, items: Iterable[RawItem]) -> None:
         t = self._t(now)
         for item in items:
+            if self._raw_written >= MAX_RAW_LINES:
+                self._raw_dropped += 1
+                continue
+            self._raw_written += 1
             self._write({"type": "raw", "t": t, "kind": item.kind, "data": _jsonable(item.data)})
 
     def end(
         self, now: float, *, error: CallError | None, eof: bool, note: str | None = None
     ) -> None:
         self._flush_body()
+        if self._raw_dropped:
+            self._write(
+                {"type": "raw", "t": self._t(now), "kind": "dropped", "data": self._raw_dropped}
+            )
+            self._raw_dropped = 0
         err = None
         if error is not None:
             err = {**error.to_dict(), "outcome": error.outcome}

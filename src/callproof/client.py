@@ -45,6 +45,7 @@ from callproof.errors import (
     IncompleteFrame,
     IncompleteStreamError,
     InvalidEventError,
+    ProtocolError,
     StallBeforeHeaders,
     StallError,
     StallMidStream,
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from callproof.capture import CaptureWriter
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "REQUEST_ID_HEADERS",
     "CallState",
     "Client",
@@ -86,6 +88,9 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-request-id", "x-request-id", "x-generation-id")
 #: An error body longer than this is cut (a misbehaving server must not exhaust memory).
 MAX_ERROR_BODY = 1 << 20
+#: A response body (after httpx undoes gzip/deflate/br) longer than this ends the call with a
+#: ProtocolError: a ~1 MiB gzip bomb must not cost a gigabyte. Far above any real answer.
+MAX_BODY_BYTES = 64 << 20
 #: After the terminal event, how long the rest of the body may take to end (so the connection
 #: can be reused) before it is closed; the answer is complete either way.
 AFTER_STOP_GRACE_S = 0.25
@@ -310,6 +315,7 @@ class ResponseStream:
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._resumed_at: float | None = None
+        self._received = 0  # decoded body bytes so far, against MAX_BODY_BYTES
 
     @property
     def response(self) -> Response:
@@ -359,6 +365,7 @@ class ResponseStream:
             except httpx.HTTPError as exc:
                 raise self._translate_body_error(exc) from exc
             now = self._loop.time()
+            self._count(len(chunk))
             if self._capture is not None:
                 self._capture.chunk(now, chunk)
             events = _decoding(state.on_bytes, now, chunk)
@@ -382,6 +389,9 @@ class ResponseStream:
         try:
             async with asyncio.timeout(AFTER_STOP_GRACE_S):
                 async for chunk in self._bytes:
+                    self._received += len(chunk)
+                    if self._received > MAX_BODY_BYTES:
+                        break  # the answer is complete; the rest is not worth the memory
                     if self._capture is not None:
                         self._capture.chunk(self._loop.time(), chunk)
         except TimeoutError:
@@ -394,6 +404,16 @@ class ResponseStream:
             log.debug("%s: body broke after the terminal event: %s", self.target.name, exc)
         self._state.response.keepalives = self._state.decoder.keepalives
         await self._finish(None, at=stopped_at)
+
+    def _count(self, size: int) -> None:
+        self._received += size
+        if self._received > MAX_BODY_BYTES:
+            encoding = self._http.headers.get("content-encoding")
+            raise ProtocolError(
+                f"the response body passed {MAX_BODY_BYTES} bytes"
+                + (f" decoded (content-encoding {encoding})" if encoding else "")
+                + "; the rest was not read"
+            )
 
     def _translate_body_error(self, exc: httpx.HTTPError) -> CallError:
         """A connection that broke mid-body: incomplete when the peer closed early (or left a

@@ -429,13 +429,35 @@ def _run_route(
     return asyncio.run(run())
 
 
-def _raw_lines(path: Path) -> list[dict[str, Any]]:
-    from callproof.capture import read_capture
+#: ``-v`` prints at most this many decoded events and raw wire units (a keep-alive flood
+#: holds millions); the capture keeps them all.
+VERBOSE_ROWS = 500
 
+
+def _raw_lines(path: Path, limit: int = VERBOSE_ROWS) -> list[dict[str, Any]]:
+    """The first ``limit`` raw units of a capture, read line by line (the file may be large),
+    then one ``{"kind": "more", "data": N}`` for the rest."""
+    out: list[dict[str, Any]] = []
+    more = 0
     try:
-        return read_capture(path).raw
-    except ConfigError:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if '"type":"raw"' not in line[:20]:
+                    continue
+                if len(out) >= limit:
+                    more += 1
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(item, dict):
+                    out.append(item)
+    except OSError:
         return []  # the call failed before the capture was written
+    if more:
+        out.append({"kind": "more", "data": more})
+    return out
 
 
 def _fmt_s(value: float | None) -> str:
@@ -494,12 +516,17 @@ def print_attempt(
         )
         if verbose:
             table = Table("#", "event", title="decoded events")
-            for i, event in enumerate(resp.events, 1):
-                table.add_row(str(i), _event_text(event))
+            for i, event in enumerate(resp.events[:VERBOSE_ROWS], 1):
+                table.add_row(str(i), _event_text(event)[:2000])
+            if len(resp.events) > VERBOSE_ROWS:
+                table.add_row("...", f"{len(resp.events) - VERBOSE_ROWS} more events not shown")
             console.print(table)
         if verbose and raw:
             wire = Table("t (s)", "kind", "raw", title="raw wire units (frames, SSE lines)")
             for item in raw:
+                if item.get("kind") == "more":
+                    wire.add_row("...", "", f"{item.get('data')} more raw units not shown")
+                    continue
                 text = _wire_text(str(item.get("kind")), item.get("data"))
                 wire.add_row(f"{item.get('t', 0):.3f}", str(item.get("kind")), text[:240])
             console.print(wire)
