@@ -66,6 +66,8 @@ evidence = "{evidence}"
 [serve.models]
 "moonshotai.kimi-k2.5" = "route:kimi"
 "moonshotai/kimi-k2.5" = "route:kimi"
+
+{extra}
 """
 
 TOOLS = [
@@ -115,8 +117,9 @@ GatewayFactory = Callable[..., GatewayServer]
 
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
-    """``make_gateway(route_extra=..., emulator_extra=..., serve_extra=..., toml=None)``: a
-    started gateway over FAST_TOML (or ``toml``); stopped at the end of the test."""
+    """``make_gateway(route_extra=, emulator_extra=, serve_extra=, extra=, plan=, toml=)``: a
+    started gateway over FAST_TOML (or ``toml``; ``extra`` is appended, ``plan`` is a fault
+    plan for the emulator); stopped at the end of the test."""
     started: list[GatewayServer] = []
 
     def make(
@@ -125,14 +128,21 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         route_extra: str = "",
         emulator_extra: str = "",
         serve_extra: str = "",
+        extra: str = "",
+        plan: str | None = None,
         **server: Any,
     ) -> GatewayServer:
         evidence = tmp_path / f"evidence-{len(started)}"
+        if plan is not None:
+            plan_path = tmp_path / f"plan-{len(started)}.toml"
+            plan_path.write_text(plan, encoding="utf-8")
+            emulator_extra += f'\nfaults = "{plan_path.as_posix()}"'
         text = toml or FAST_TOML.format(
             route_extra=route_extra,
             emulator_extra=emulator_extra,
             serve_extra=serve_extra,
             evidence=evidence.as_posix(),
+            extra=extra,
         )
         path = tmp_path / f"callproof-{len(started)}.toml"
         path.write_text(text, encoding="utf-8")
@@ -223,3 +233,13 @@ def node() -> NodeRunner:
         return result
 
     return run
+
+
+@pytest.fixture
+def fake_provider() -> Iterator[str]:
+    """The fake OpenAI-compatible provider (tests/gateway/fake_provider.py): its base URL."""
+    from callproof.http_server import HTTPServer
+    from tests.gateway.fake_provider import fake_provider_app
+
+    with HTTPServer(fake_provider_app()) as server:
+        yield server.url

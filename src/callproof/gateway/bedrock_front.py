@@ -115,8 +115,10 @@ async def _serve(request: Request, request_id: str) -> Response:
     )
     try:
         await call.open()
-    except AllAttemptsFailed as group:
-        raise as_bedrock_error(group) from None
+    except (AllAttemptsFailed, CallError) as group:
+        error = as_bedrock_error(group)
+        error.headers.update(call.headers())
+        raise error from None
     headers = {"x-amzn-requestid": request_id}
     if not streaming:
         return await _converse(call, headers)
@@ -139,7 +141,9 @@ async def _converse(call: GatewayCall, headers: dict[str, str]) -> Response:
             pass
     except CallError as err:
         await call.aclose(err)
-        raise as_bedrock_error(err) from None
+        error = as_bedrock_error(err)
+        error.headers.update(call.headers())
+        raise error from None
     await call.aclose()
     response = call.response
     assert response is not None

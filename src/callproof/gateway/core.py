@@ -254,6 +254,8 @@ class GatewayCall:
         self._done = False
         self._active = False
         self._recorded = False
+        #: True once the call passed its commit point (headers can go out).
+        self.committed = False
         self.error: CallError | None = None
         #: Seconds from the call's start to its first event ready for the caller.
         self.first_chunk_s: float | None = None
@@ -305,7 +307,8 @@ class GatewayCall:
     # -- running ----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Run until the commit point; raises AllAttemptsFailed (nothing was committed)."""
+        """Run until the commit point; raises AllAttemptsFailed or the provider's own
+        CallError (a refusal that does not fall over) when nothing was committed."""
         self._active = True
         self.gateway.active += 1
         if self.gateway.scale is not None:
@@ -318,9 +321,12 @@ class GatewayCall:
                 self._first = await self._stream.__anext__()
             except StopAsyncIteration:
                 self._done = True
+            self.committed = True
             self.first_chunk_s = time.monotonic() - self.started
-        except AllAttemptsFailed as group:
-            self.record(group)
+        except (AllAttemptsFailed, CallError) as failed:
+            # nothing was committed: a route that ran out of attempts, or a refusal (context
+            # length, content filter, validation, auth) that does not fall over
+            self.record(failed)
             self.close_sync()
             raise
         except BaseException:

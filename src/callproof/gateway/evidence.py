@@ -100,12 +100,11 @@ class EvidenceLog:
     def record(self, call: GatewayCall, error: BaseException | None) -> dict[str, Any]:
         """The record of ``call`` (without ``seq``)."""
         route_attempts: list[dict[str, Any]]
-        committed = call.response is not None or call.served_by is not None
+        committed = call.committed
         if isinstance(error, AllAttemptsFailed):
             last = final_error(error)
             route_attempts = list(getattr(error, "attempts", []))
             result: Any = last
-            committed = False
         elif isinstance(error, CallError):
             result = error
             stream = call._stream

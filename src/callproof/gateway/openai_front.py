@@ -119,7 +119,7 @@ async def _serve(request: Request, *, responses: bool) -> Response:
     )
     try:
         await call.open()
-    except AllAttemptsFailed as group:
+    except (AllAttemptsFailed, CallError) as group:
         return _failed(group, call.headers())
 
     def tool_id(raw: str) -> str:
