@@ -46,7 +46,7 @@ def record_runs(db: str | None, tmp_path: Path) -> Path:
 def test_history_empty(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run_cli(["history", "--db", f"sqlite:///{tmp_path / 'h.db'}"], capsys)
     assert code == 0
-    assert "no runs recorded" in out
+    assert "no real runs recorded" in out
 
 
 def test_history_table_and_json(
@@ -202,8 +202,45 @@ def test_names_and_paths_with_brackets_print_literally(
     db = f"sqlite:///{tmp_path / 'h.db'}"
     code, out, err = run_cli(["history", "--db", db, "--target", "odd[/x]"], capsys)
     assert (code, err) == (0, "")
-    assert "no runs recorded for odd[/x]" in out
+    assert "no real runs recorded for odd[/x]" in out
     run_dir = record_runs(db, tmp_path / "runs [/x]")
     code, out, err = run_cli(["report", str(run_dir), "-q"], capsys)
     assert code == 0, err
     assert str(run_dir / "report.md") in out.replace("\n", "")
+
+
+def test_history_keeps_emulator_runs_apart_from_real_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make run`` (the emulator quickstart) never shows among real runs; --emulator shows it.
+    Each run records its endpoints, redacted."""
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(
+        ["run", "-n", "1", "--target", "bedrock-nova-pro", "--seed", "1", "--db", db], capsys
+    )
+    assert code == 0, err
+    with HistoryStore.open(db) as store:
+        real = {**seed_meta("run-real"), "started_at": "2026-02-10T10:00:00+00:00"}
+        real["targets"] = [
+            {"name": "bedrock-kimi-k2.5", "endpoint": "https://u:pw@bedrock.example/?sig=abc"}
+        ]
+        records = list(seed_records(run_id="run-real"))
+        store.record(real, Aggregator().add_all(records).summary(), iter(records))
+        runs = {r["run_id"]: r for r in store.runs()}
+        assert len(runs) == 2
+        (emulated,) = store.runs(emulator=True)
+        assert emulated["emulator"] is True
+        assert emulated["endpoints"]
+        assert all(e.startswith("http://127.0.0.1:") for e in emulated["endpoints"])
+        (only_real,) = store.runs(emulator=False)
+        assert only_real["run_id"] == "run-real"
+        assert only_real["endpoints"] == ["https://REDACTED@bedrock.example/?sig=[REDACTED]"]
+    code, out, _ = run_cli(["history", "--db", db, "--json"], capsys)
+    assert code == 0
+    assert {r["run_id"] for r in json.loads(out)} == {"run-real"}
+    code, out, _ = run_cli(["history", "--db", db, "--json", "--emulator"], capsys)
+    assert {r["run_id"] for r in json.loads(out)} == {emulated["run_id"]}
+    code, out, _ = run_cli(["history", "--db", db, "--target", "bedrock-nova-pro"], capsys)
+    assert "no real runs recorded for bedrock-nova-pro" in out
+    assert "(1 emulator runs: with --emulator)" in out

@@ -36,10 +36,24 @@ def _cell(row: dict[str, Any]) -> str:
 @click.option("--scenario", "scenario", metavar="NAME", help="Only this scenario.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the last N runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
+@click.option(
+    "--emulator",
+    is_flag=True,
+    help="Show the runs the embedded emulator served (make run, tests) instead of real ones.",
+)
 def history(
-    db_url: str | None, target: str | None, scenario: str | None, limit: int | None, as_json: bool
+    db_url: str | None,
+    target: str | None,
+    scenario: str | None,
+    limit: int | None,
+    as_json: bool,
+    emulator: bool,
 ) -> None:
     """Show each target's pass rate over time, one row per recorded run.
+
+    \b
+    Real runs only by default: runs served by the embedded emulator (the quickstart, tests)
+    are kept apart and shown with --emulator.
 
     \b
     The database is SQLite under the user data directory unless --db says otherwise
@@ -54,7 +68,8 @@ def history(
     from callproof.probe.store import HistoryStore
 
     with HistoryStore.open(db_url) as store:
-        rows = store.pass_rates_over_time(target=target, scenario=scenario)
+        rows = store.pass_rates_over_time(target=target, scenario=scenario, emulator=emulator)
+        other = 0 if rows else len(store.runs(emulator=not emulator))
         url = store.url
     if limit:
         keep = list(OrderedDict.fromkeys(r["run_id"] for r in rows))[-limit:]
@@ -65,7 +80,11 @@ def history(
     console = Console(highlight=False)
     if not rows:
         what = f" for {target}" if target else ""
-        console.print(escape(f"no runs recorded{what} in {url}"))
+        kind = "emulator" if emulator else "real"
+        console.print(escape(f"no {kind} runs recorded{what} in {url}"))
+        if other:
+            hint = "without --emulator" if emulator else "with --emulator"
+            console.print(escape(f"({other} {'real' if emulator else 'emulator'} runs: {hint})"))
         return
     scenarios = list(OrderedDict.fromkeys(r["scenario"] for r in rows))
     for name in scenarios:

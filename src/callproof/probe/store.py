@@ -88,6 +88,12 @@ def run_endpoints(meta: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
+def _emulator_clause(emulator: bool | None) -> tuple[str, tuple[Any, ...]]:
+    if emulator is None:
+        return "", ()
+    return "WHERE COALESCE(r.emulator, 0) = ?", (1 if emulator else 0,)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -405,17 +411,23 @@ class HistoryStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Recorded runs, oldest first: run_id, started_at, finished_at, n, argv, attempts."""
-        sql = """
+    def runs(self, limit: int | None = None, emulator: bool | None = None) -> list[dict[str, Any]]:
+        """Recorded runs, oldest first: run_id, started_at, finished_at, n, argv, attempts,
+        endpoints (redacted) and emulator. ``emulator`` True/False keeps only the runs the
+        embedded emulator served / only real ones; None keeps all."""
+        clause, params = _emulator_clause(emulator)
+        sql = f"""
             SELECT r.run_id, r.started_at, r.finished_at, r.n, r.argv, r.config_path,
+                   r.endpoints_json, r.emulator,
                    (SELECT count(*) FROM attempts a WHERE a.run_id = r.run_id) AS attempts
-            FROM runs r ORDER BY r.started_at, r.run_id
-        """
-        rows = self._db.query(sql)
+            FROM runs r {clause} ORDER BY r.started_at, r.run_id
+        """  # noqa: S608 - the clause is a fixed string; values are parameters
+        rows = self._db.query(sql, params)
         self._end_read()
         for row in rows:
             row["argv"] = json.loads(row["argv"]) if row["argv"] else None
+            row["endpoints"] = json.loads(row.pop("endpoints_json") or "[]")
+            row["emulator"] = bool(row["emulator"])
         return rows[-limit:] if limit else rows
 
     def resolve_run_id(self, run_id: str) -> str | None:
@@ -472,10 +484,15 @@ class HistoryStore:
             last = int(rows[-1]["seq"])
 
     def pass_rates_over_time(
-        self, target: str | None = None, scenario: str | None = None
+        self, target: str | None = None, scenario: str | None = None, emulator: bool | None = None
     ) -> list[dict[str, Any]]:
-        """Per run and (target, scenario): n, passed, pass_rate, ci95, oldest run first."""
-        where, params = [], []
+        """Per run and (target, scenario): n, passed, pass_rate, ci95, oldest run first
+        (``emulator`` as for :meth:`runs`)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if emulator is not None:
+            where.append("COALESCE(r.emulator, 0) = ?")
+            params.append(1 if emulator else 0)
         if target is not None:
             where.append("s.target = ?")
             params.append(target)
