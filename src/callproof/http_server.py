@@ -202,6 +202,9 @@ class _App(ASGIWrapper):
 class HTTPServer:
     """An ASGI app on a real socket, served by hypercorn; see the module docstring."""
 
+    #: Bind with ``SO_REUSEPORT``, so other processes may serve the same port.
+    reuse_port = False
+
     def __init__(
         self,
         app: Any,
@@ -278,6 +281,8 @@ class HTTPServer:
         # proto says TCP, and without it every keep-alive request waits ~40 ms (delayed ACK)
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:  # several processes on one port (callproof serve --workers)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError:

@@ -22,25 +22,17 @@ from callproof.gateway.config import load_serve_config, parse_serve_config
 from callproof.gateway.server import GatewayServer
 from callproof.probe.store import HistoryStore, default_db_url
 from callproof.telemetry.tracing import disable_tracing, enable_tracing
-from tests.gateway.conftest import FAST_TOML, bedrock_client, read_evidence
+from tests.gateway.conftest import bedrock_client, read_evidence
 
-from .conftest import RedisServer
+from .conftest import RedisServer, gateway_toml
 
 QUESTION = [{"role": "user", "content": [{"text": "What is the weather in Tokyo?"}]}]
 PRIMARY = "bedrock-kimi-k2.5"
 BACKUP = "openrouter-kimi-k2.5"
 
 
-def _toml(
-    tmp: Path, *, route_extra: str = "", serve_extra: str = "", first_event: float = 2.0
-) -> str:
-    text = FAST_TOML.format(
-        route_extra=route_extra,
-        emulator_extra="",
-        serve_extra=serve_extra,
-        evidence=(tmp / "evidence").as_posix(),
-    )
-    return text.replace("first_event = 2.0", f"first_event = {first_event}")
+def _toml(tmp: Path, **kw: Any) -> str:
+    return gateway_toml(tmp / "evidence", **kw)
 
 
 Factory = Callable[..., GatewayServer]
@@ -232,18 +224,7 @@ def test_measured_route_through_the_gateway(replica: Factory) -> None:
 
 def test_serve_state_key_is_checked() -> None:
     with pytest.raises(ConfigError, match="unsupported state backend") as info:
-        parse_serve_config(
-            FAST_TOML.format(
-                route_extra="", emulator_extra="", serve_extra='state = "etcd://x"', evidence="e"
-            )
-        )
+        parse_serve_config(gateway_toml("e", serve_extra='state = "etcd://x"'))
     assert "serve.state" in str(info.value)
-    ok = parse_serve_config(
-        FAST_TOML.format(
-            route_extra="",
-            emulator_extra="",
-            serve_extra='state = "redis://127.0.0.1:1/0"',
-            evidence="e",
-        )
-    )
+    ok = parse_serve_config(gateway_toml("e", serve_extra='state = "redis://127.0.0.1:1/0"'))
     assert ok.serve.state == "redis://127.0.0.1:1/0"

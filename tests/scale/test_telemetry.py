@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from callproof.client import Client
-from callproof.errors import AllAttemptsFailed, HTTPStatusError
+from callproof.errors import AllAttemptsFailed, CallError, HTTPStatusError
 from callproof.resilience import HedgePolicy, RoutePolicy, Router
 from callproof.resilience.routes import final_error
 from callproof.scenarios import tool_result
@@ -43,8 +43,12 @@ async def _routed_call(router: Router) -> CallSummary:
     targets = {t.name: t for t in router.targets}
     try:
         resp = await router.complete(CONV)
-    except AllAttemptsFailed as group:
-        err = final_error(group)
+    except (AllAttemptsFailed, CallError) as failed:
+        # a route that ran out of attempts, or a refusal that does not fall over
+        err = final_error(failed) if isinstance(failed, AllAttemptsFailed) else failed
+        records = getattr(failed, "attempts", None) or (
+            err.response.attempts if err.response is not None else []
+        )
         return CallSummary.of_response(
             None,
             request_model="my-model",
@@ -55,7 +59,7 @@ async def _routed_call(router: Router) -> CallSummary:
             outcome=err.outcome,
             error_type=type(err).__name__,
             served_by=None,
-            records=getattr(group, "attempts", []),
+            records=records,
         )
     served = next(a["target"] for a in resp.attempts if a["outcome"] == "ok")
     return CallSummary.of_response(

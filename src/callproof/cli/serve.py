@@ -43,7 +43,19 @@ __all__ = ["serve"]
     help="Port to bind; 0 picks a free one.",
 )
 @click.option("--tls", is_flag=True, help="Serve HTTPS (ALPN h2 and http/1.1) with a throwaway CA.")
-def serve(config_path: Path | None, host: str, port: int, tls: bool) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    envvar="CALLPROOF_SERVE_WORKERS",
+    help="Gateway processes on the one port (SO_REUSEPORT). They share router state only "
+    'through [serve] state = "redis://..."; /metrics sums them. Env: CALLPROOF_SERVE_WORKERS.',
+)
+@click.option("--reuse-port", is_flag=True, hidden=True, help="Internal: a --workers worker.")
+def serve(
+    config_path: Path | None, host: str, port: int, tls: bool, workers: int, reuse_port: bool
+) -> None:
     """Run the gateway: point unmodified SDKs at it and every call goes through a route.
 
     \b
@@ -51,11 +63,23 @@ def serve(config_path: Path | None, host: str, port: int, tls: bool) -> None:
     HTTP/1.1 and HTTP/2 (h2c prior knowledge; ALPN h2 with --tls).
     Exit codes: 0 stopped (SIGTERM, Ctrl-C); 2 configuration error or the port is taken.
     """
-    from callproof.gateway.config import load_serve_config
+    from callproof.gateway.config import check_bind, load_serve_config
     from callproof.gateway.server import GatewayServer
 
     loaded = load_serve_config(config_path)
-    server = GatewayServer(loaded, host=host, port=port, tls=tls)
+    if workers > 1:
+        if tls:
+            raise ConfigError(
+                "--workers cannot use --tls (each worker would have its own throwaway CA); "
+                "terminate TLS in front of the workers",
+                where="--workers",
+            )
+        from callproof.gateway.workers import run_workers
+
+        check_bind(loaded, host)
+        args = ["--config", str(config_path)] if config_path is not None else []
+        sys.exit(run_workers(workers, host=host, port=port, args=args, echo=click.echo))
+    server = GatewayServer(loaded, host=host, port=port, tls=tls, reuse_port=reuse_port)
 
     def ready(gw: GatewayServer) -> None:
         click.echo(gw.url)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,9 @@ def create_gateway_app(
         evidence_dir = None
     else:
         evidence_dir = serve.serve.evidence or default_evidence_dir()
+        worker = os.environ.get("CALLPROOF_SERVE_WORKER")
+        if worker:  # callproof serve --workers: one evidence directory per worker
+            evidence_dir = evidence_dir / f"worker-{worker}"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

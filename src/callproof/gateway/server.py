@@ -62,8 +62,11 @@ class GatewayServer:
         app_options: dict[str, Any] | None = None,
         limits: ServerLimits | None = None,
         log_level: str = "warning",
+        reuse_port: bool = False,
     ) -> None:
         check_bind(serve, host)
+        #: Share the port with other processes (``callproof serve --workers``).
+        self.reuse_port = reuse_port
         self.serve = serve
         self.host = host
         self.port = port
@@ -120,6 +123,7 @@ class GatewayServer:
                 name="callproof-gateway",
             )
             self._http.grace_s = self.serve.serve.drain_s + 5.0
+            self._http.reuse_port = self.reuse_port
             self._http.start()
         except BaseException:
             self._stop_emulator()

@@ -36,6 +36,7 @@ not-found error before a call exists).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -152,11 +153,19 @@ class Metrics:
             ("route", "from", "to"),
             registry=r,
         )
+        #: ``callproof serve --workers``: every worker writes its values under this directory
+        #: and a scrape of any worker sums them (prometheus_client's multiprocess mode).
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.in_flight = Gauge(
-            "callproof_in_flight", "Calls running now, per front", ("front",), registry=r
+            "callproof_in_flight",
+            "Calls running now, per front",
+            ("front",),
+            registry=r,
+            multiprocess_mode="livesum",
         )
-        if routers is not None:
-            r.register(BreakerStateCollector(routers))
+        self._breakers = BreakerStateCollector(routers) if routers is not None else None
+        if self._breakers is not None:
+            r.register(self._breakers)
 
     def observe(self, call: CallSummary) -> None:
         """Count one finished call, its attempts, hedges and fallbacks."""
@@ -185,8 +194,18 @@ class Metrics:
                 previous = attempt.target
 
     def render(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """The registry in the Prometheus text format (summed over workers in multiprocess
+        mode; the breaker states are this worker's, the same on every worker with shared
+        state)."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        if self._breakers is not None:
+            merged.register(self._breakers)
+        return generate_latest(merged)
 
 
 def metrics_route(metrics: Callable[[], Metrics | None] | Metrics, path: str = "/metrics") -> Route:
