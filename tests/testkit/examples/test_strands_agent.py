@@ -37,7 +37,8 @@ def test_a_throttle_in_the_stream_is_seen_and_retried(callproof_env):
     assert str(make_agent()("What is the weather in Tokyo?"))
     faults = [r["fault"] for r in callproof_env.requests]
     assert faults[0] == "stream_exception:throttlingException"
-    assert faults[1:] and all(f is None for f in faults[1:])
+    assert faults[1:]
+    assert all(f is None for f in faults[1:])
 
 
 @pytest.mark.callproof_repeat(10, 0.6, gate="lower")
