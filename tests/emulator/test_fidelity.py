@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from callproof.emulator import create_app
-from callproof.emulator.faults import Fault, tool_markup
+from callproof.emulator.faults import Fault, FaultPlan, tool_markup
 from callproof.emulator.models import ScriptedCall
 from callproof.emulator.presets import get_preset
 from callproof.errors import ConfigError
@@ -37,6 +37,9 @@ REPLAYED: list[dict[str, Any]] = [
     },
     {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "22"}]}}]},
 ]
+PLAN = FaultPlan.from_mapping(
+    {"models": [{"id": "gpt-4o", "flavour": "openai", "first_event_s": 0, "tokens_per_s": 0}]}
+)
 TOOLS = {"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {}}}}]}
 
 
@@ -146,3 +149,70 @@ def test_mistral_on_bedrock_leaks_mistral_markup() -> None:
     assert text.startswith("[TOOL_CALLS]") or "[TOOL_CALLS]" in text
     assert json.loads(text.split("[TOOL_CALLS]", 1)[1])[0]["name"] == "get_weather"
     assert response.json()["stopReason"] == "end_turn"
+
+
+def _sse_data(body: bytes) -> list[dict[str, Any]]:
+    out = []
+    for line in body.decode().splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            out.append(json.loads(line[6:]))
+    return out
+
+
+def test_openrouter_usage_in_the_last_chunk_without_asking() -> None:
+    # G4: OpenRouter documents usage in the final SSE message always (openrouter.ai/docs,
+    # "Usage accounting"); no stream_options needed
+    app = create_app(preset="fast")
+    body = {"model": "moonshotai/kimi-k2.5", "messages": [{"role": "user", "content": "Hi"}]}
+    chunks = _sse_data(post(app, "/v1/chat/completions", {**body, "stream": True}).content)
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+    assert all("usage" not in c for c in chunks[:-1])
+
+
+@pytest.mark.parametrize("fault", [None, "http_error:429", "http_error:500"])
+def test_openai_answers_and_errors_carry_request_id_and_ratelimit_headers(
+    fault: str | None,
+) -> None:
+    # G5: api.openai.com sends x-request-id and x-ratelimit-* on every answer and error
+    # (platform.openai.com/docs/guides/rate-limits, "Rate limits in headers")
+    app = create_app(preset="fast", faults=PLAN)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+    for stream in (False, True):
+        response = post(app, "/v1/chat/completions", {**body, "stream": stream}, fault)
+        assert response.headers["x-request-id"].startswith("req_")
+        assert int(response.headers["x-ratelimit-limit-requests"]) > 0
+        assert "x-ratelimit-remaining-tokens" in response.headers
+        assert "x-ratelimit-reset-requests" in response.headers
+    missing = post(app, "/v1/chat/completions", {**body, "model": "nope"})
+    assert missing.status_code == 404
+    assert missing.headers["x-request-id"].startswith("req_")
+
+
+def test_request_ids_are_unique_across_emulators_with_the_same_seed() -> None:
+    # G7: real request ids never repeat; two emulators with one --seed must not share them
+    ids = set()
+    for _ in range(2):
+        app = create_app(preset="fast", seed=7)
+        path = "/model/amazon.nova-pro-v1:0/converse"
+        ids.add(post(app, path, {"messages": REPLAYED[:1]}).headers["x-amzn-requestid"])
+    assert len(ids) == 2
+
+
+def test_system_fingerprint_is_stable_per_model() -> None:
+    app = create_app(preset="fast", faults=PLAN)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
+    prints = {post(app, "/v1/chat/completions", body).json()["system_fingerprint"] for _ in "ab"}
+    assert len(prints) == 1
+    assert next(iter(prints)).startswith("fp_")
+
+
+def test_responses_deltas_carry_obfuscation() -> None:
+    # G7: OpenAI adds `obfuscation` to every Responses delta by default
+    # (platform.openai.com/docs/api-reference/responses-streaming, stream_options)
+    app = create_app(preset="fast", faults=PLAN)
+    body = {"model": "gpt-4o", "input": "Hello", "stream": True}
+    events = _sse_data(post(app, "/v1/responses", body).content)
+    deltas = [e for e in events if e["type"].endswith(".delta")]
+    assert deltas
+    assert all(isinstance(e["obfuscation"], str) and e["obfuscation"] for e in deltas)
+    assert not any("obfuscation" in e for e in events if not e["type"].endswith(".delta"))

@@ -22,6 +22,7 @@ This module is sans-IO: it returns :class:`Piece` lists; the routes add timing a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import string
@@ -35,6 +36,7 @@ __all__ = [
     "KEEPALIVE",
     "ChatEncoder",
     "Piece",
+    "fingerprint",
     "finish_reason_for",
     "stream_error_for",
 ]
@@ -91,6 +93,12 @@ class Piece:
     final: bool = False
 
 
+def fingerprint(model: str, prefix: str, size: int) -> str:
+    """A ``system_fingerprint`` stable per model (it names the backend configuration, which
+    changes rarely: platform.openai.com/docs/api-reference/chat/object), not per request."""
+    return prefix + hashlib.sha256(model.encode()).hexdigest()[:size]
+
+
 def _random_id(rng: random.Random, size: int) -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(rng.choice(alphabet) for _ in range(size))
@@ -120,10 +128,12 @@ class ChatEncoder:
         self.include_usage = include_usage
         if self.openrouter:
             self.id = f"gen-{created}-{_random_id(rng, 20)}"
-            self.fingerprint = f"fpv0_{_random_id(rng, 8).lower()}"
+            _random_id(rng, 8)  # drawn as before, so the seeded ids that follow stay the same
+            self.fingerprint = fingerprint(model, "fpv0_", 8)
         else:
             self.id = f"chatcmpl-{_random_id(rng, 29)}"
-            self.fingerprint = f"fp_{_random_id(rng, 10).lower()}"
+            _random_id(rng, 10)
+            self.fingerprint = fingerprint(model, "fp_", 10)
 
     # -- chunks --------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ from callproof.wire.sse import encode_comment, encode_event
 __all__ = ["ResponsesEncoder", "ResponsesRequest", "decode_responses", "status_for"]
 
 _COMPLETE = ("end_turn", "tool_use", "stop_sequence")
+_OBFUSCATION = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _INCOMPLETE = {
     "max_tokens": "max_output_tokens",
     "model_context_window_exceeded": "max_output_tokens",
@@ -490,6 +491,12 @@ class ResponsesEncoder:
 
     def _event(self, kind: str, fields: dict[str, Any], *, tokens: int = 0) -> Piece:
         obj = {"type": kind, **fields, "sequence_number": self.seq}
+        if kind.endswith(".delta") and not self.openrouter:
+            # OpenAI pads every delta event with random characters by default (stream_options
+            # include_obfuscation, platform.openai.com/docs/api-reference/responses-streaming)
+            obj["obfuscation"] = "".join(
+                self.rng.choice(_OBFUSCATION) for _ in range(self.rng.randint(2, 15))
+            )
         self.seq += 1
         data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
         event = None if self.openrouter else kind

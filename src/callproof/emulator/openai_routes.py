@@ -169,14 +169,14 @@ def openai_routes(state: EmulatorState) -> list[Route]:
 
     async def models(request: Request) -> Response:
         data = [_model_object(p) for p in state.models if p.api == "openai"]
-        return JSONResponse({"object": "list", "data": data})
+        return _with_headers(state, JSONResponse({"object": "list", "data": data}), None)
 
     async def model(request: Request) -> Response:
         model_id = request.path_params["model"]
         profile = state.profile("openai", model_id)
         if profile is None:
-            return _error(_not_found(model_id))
-        return JSONResponse(_model_object(profile))
+            return _with_headers(state, _error(_not_found(model_id)), None)
+        return _with_headers(state, JSONResponse(_model_object(profile)), profile)
 
     return [
         Route("/v1/chat/completions", chat, methods=["POST"]),
@@ -220,7 +220,39 @@ async def _read_body(request: Request, limits: Limits) -> bytes:
         ) from None
 
 
+def _with_headers(
+    state: EmulatorState, response: Response, profile: ModelProfile | None
+) -> Response:
+    """Every OpenAI-flavoured answer and error carries ``x-request-id`` and the
+    ``x-ratelimit-*`` headers, as api.openai.com's do (platform.openai.com/docs/guides/
+    rate-limits, "Rate limits in headers"); OpenRouter sends neither."""
+    if profile is not None and profile.flavour == "openrouter":
+        return response
+    throttled = getattr(response, "status_code", getattr(response, "status", 200)) == 429
+    headers = {
+        "x-request-id": state.openai_request_id(),
+        "openai-version": "2020-10-01",
+        "x-ratelimit-limit-requests": "10000",
+        "x-ratelimit-limit-tokens": "30000000",
+        "x-ratelimit-remaining-requests": "0" if throttled else "9999",
+        "x-ratelimit-remaining-tokens": "0" if throttled else "29999000",
+        "x-ratelimit-reset-requests": "1s" if throttled else "6ms",
+        "x-ratelimit-reset-tokens": "1s" if throttled else "2ms",
+    }
+    for key, value in headers.items():
+        response.headers.setdefault(key, value)
+    return response
+
+
 async def _handle(state: EmulatorState, request: Request, *, responses: bool) -> Response:
+    seen: list[ModelProfile] = []
+    response = await _answer(state, request, responses=responses, seen=seen)
+    return _with_headers(state, response, seen[0] if seen else None)
+
+
+async def _answer(
+    state: EmulatorState, request: Request, *, responses: bool, seen: list[ModelProfile]
+) -> Response:
     try:
         body = await _read_body(request, state.limits)
         decoded: ChatRequest | ResponsesRequest = (
@@ -229,6 +261,7 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
         profile = state.profile("openai", decoded.model)
         if profile is None:
             raise _not_found(decoded.model)
+        seen.append(profile)
         forced = request.headers.get(FAULT_HEADER)
         try:
             fault = state.choose_fault("openai", decoded.model, decoded.conversation, forced)
@@ -268,7 +301,10 @@ async def _handle(state: EmulatorState, request: Request, *, responses: bool) ->
             model=decoded.model,
             created=created,
             rng=rng,
-            include_usage=decoded.include_usage,
+            # OpenRouter sends usage in the last chunk always (openrouter.ai/docs, "Usage
+            # accounting": "the usage data is returned in the final SSE message"); OpenAI only
+            # with stream_options.include_usage
+            include_usage=decoded.include_usage or profile.flavour == "openrouter",
         )
     if decoded.stream:
         steps: Iterator[Step] = _stream_steps(state, profile, encoder, turn, fault, rng)
@@ -348,9 +384,7 @@ def _stream_headers(profile: ModelProfile, response_id: str, rng: random.Random)
     return {
         "content-type": "text/event-stream; charset=utf-8",
         "cache-control": "no-cache",
-        "openai-version": "2020-10-01",
         "openai-processing-ms": str(rng.randint(80, 900)),
-        "x-request-id": "req_" + "".join(rng.choice("0123456789abcdef") for _ in range(32)),
     }
 
 

@@ -10,7 +10,8 @@ Public API (stable; the Bedrock and OpenAI routes both build on it). One
   otherwise one seeded draw from the plan for (api, model, turn type).
 * ``state.request_rng(model_id) -> random.Random``: a fresh RNG per request for ids, padding and
   jitter, derived from the seed and a request counter.
-* ``state.request_id(rng) -> str`` (uuid-shaped).
+* ``state.request_id(rng) -> str`` (uuid-shaped) and ``state.openai_request_id()``; both unique
+  per process, even for two emulators with the same seed.
 * ``state.open_stream() -> bool`` / ``state.close_stream()``: the concurrent-stream bound.
 * ``state.responses``: the :class:`~callproof.emulator.responses_store.ResponseStore`.
 * ``state.limits`` (:class:`Limits`: ``max_body_bytes``, ``max_streams``), ``state.seed``,
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callproof.conversation import Conversation
-from callproof.emulator.faults import Fault, FaultPlan, turn_type
+from callproof.emulator.faults import CURRENT_ATTEMPT_KEY, Fault, FaultPlan, turn_type
 from callproof.emulator.models import ModelProfile
 from callproof.emulator.presets import get_preset, profile_from_mapping
 from callproof.emulator.responses_store import ResponseStore
@@ -87,6 +88,7 @@ class EmulatorState:
                 self._exact[(profile.api, profile.id)] = profile
         self._fault_rngs: dict[tuple[str, str, str], random.Random] = {}
         self._counter = itertools.count()
+        self._salt = secrets.randbits(128)
         self._lock = threading.Lock()
         self.active_streams = 0
         #: Stored Responses API answers (``previous_response_id``, ``item_reference``).
@@ -112,6 +114,10 @@ class EmulatorState:
         if forced:
             return Fault.parse(forced)
         turn = turn_type(conversation)
+        attempt = CURRENT_ATTEMPT_KEY.get()
+        if attempt:  # a keyed probe attempt: its own draw, whatever the order of requests
+            rng = FaultPlan.rng_for_attempt(self.seed, attempt, api, model_id, turn)
+            return self.plan.draw(api, model_id, turn, rng)
         key = (api, model_id, turn)
         with self._lock:
             rng = self._fault_rngs.get(key)
@@ -122,9 +128,15 @@ class EmulatorState:
     def request_rng(self, model_id: str) -> random.Random:
         return random.Random(f"{self.seed}:request:{model_id}:{next(self._counter)}")
 
-    @staticmethod
-    def request_id(rng: random.Random) -> str:
-        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    def request_id(self, rng: random.Random) -> str:
+        """A uuid-shaped request id, unique per process even under the same seed (as real ids
+        are): the seeded bits are mixed with a salt drawn when the state was made, so the
+        seeded draws that follow stay the same."""
+        return str(uuid.UUID(int=rng.getrandbits(128) ^ self._salt, version=4))
+
+    def openai_request_id(self) -> str:
+        """An OpenAI ``x-request-id`` (``req_`` + 32 hex), unique per process."""
+        return "req_" + secrets.token_hex(16)
 
     def open_stream(self) -> bool:
         """Take a stream slot; False when ``limits.max_streams`` are already open."""
