@@ -1,4 +1,4 @@
-"""Raw capture of one attempt, redaction, offline decoding and timed replay.
+"""Raw capture of one attempt: writing it (redacted), reading it back and decoding it offline.
 
 A capture is a JSONL file, one object per line, each with ``type`` and ``t`` (seconds on a
 monotonic clock since the request was sent)::
@@ -11,7 +11,8 @@ monotonic clock since the request was sent)::
     {"type": "raw", "t", "kind", "data"}     each frame or SSE line the decoder saw (readable)
     {"type": "end", "t", "eof", "error": {kind, type, message, status, outcome} | null, "note"}
 
-``chunk`` lines carry the bytes and their arrival times, so :func:`replay_app` reproduces the
+``chunk`` lines carry the bytes and their arrival times, so
+:func:`callproof.emulator.replay.replay_app` reproduces the
 stream byte for byte with its original timing (and holds the connection open where the
 original hung); ``raw`` lines are for people. Credentials never reach the file: headers and URLs
 go through :class:`~callproof.redact.Redactor`, every line is scrubbed of the secrets the process
@@ -22,11 +23,10 @@ as the call. Chunk lines are therefore written after the body ends, each with it
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +34,9 @@ from typing import IO, Any
 
 import httpx
 
-from callproof.dialects.base import RawItem
+from callproof.callstate import CallState, decode_step
+from callproof.dialects import get_dialect
+from callproof.dialects.base import Dialect, RawItem
 from callproof.errors import (
     CallError,
     ConfigError,
@@ -57,7 +59,6 @@ __all__ = [
     "decode_capture",
     "read_capture",
     "redact_url",
-    "replay_app",
 ]
 
 FORMAT = "callproof-capture"
@@ -296,8 +297,6 @@ def decode_capture(path: Path) -> tuple[Response | CallError, list[Event]]:
     The recorded timestamps run through the same clocks (the capture's timeouts) as a live
     call, so a recorded stall is concluded as the same stall.
     """
-    from callproof.client import CallState, get_dialect
-
     cap = read_capture(path)
     dialect = get_dialect(cap.api)
     decoder = dialect.stream_decoder()
@@ -317,9 +316,7 @@ def decode_capture(path: Path) -> tuple[Response | CallError, list[Event]]:
     return result, list(result.events)
 
 
-def _decode(cap: Capture, dialect: Any, state: Any) -> Response:
-    from callproof.client import _decoding
-
+def _decode(cap: Capture, dialect: Dialect, state: CallState) -> Response:
     end_t = float((cap.end or {}).get("t", 0.0))
 
     def check(t: float) -> None:
@@ -339,9 +336,9 @@ def _decode(cap: Capture, dialect: Any, state: Any) -> Response:
         raise dialect.decode_error(status, httpx.Headers(headers), body)
     for t, data in cap.chunks:
         check(t)
-        _decoding(state.on_bytes, t, data)
+        decode_step(state.on_bytes, t, data)
     if cap.eof:
-        _decoding(state.on_eof, end_t)
+        decode_step(state.on_eof, end_t)
         response: Response = state.response
         return response
     check(end_t + 0.05)
@@ -359,92 +356,3 @@ def _recorded_error(cap: Capture) -> CallError:
         if err.get("outcome") == cls.outcome:
             return cls(message)
     return TransportError(message)
-
-
-_HOP_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
-)
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-def replay_app(
-    path: Path, *, speed: float = 1.0
-) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """An ASGI app that answers every HTTP request with the captured response: the original
-    status and headers, each body chunk at its original time (divided by ``speed``), and the
-    connection held open where the original hung. ``callproof emulate --replay`` serves it."""
-    cap = read_capture(path)
-    if speed <= 0:
-        raise ConfigError("replay speed must be positive")
-
-    async def play(send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-
-        async def at(t: float) -> None:
-            delay = start + t / speed - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-
-        if cap.response is None:
-            await asyncio.Event().wait()  # the original never answered
-            return
-        await at(float(cap.response["t"]))
-        headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1"))
-            for k, v in cap.response["headers"]
-            if k.lower() not in _HOP_HEADERS
-        ]
-        await send(
-            {
-                "type": "http.response.start",
-                "status": int(cap.response["status"]),
-                "headers": headers,
-            }
-        )
-        for t, data in cap.chunks:
-            await at(t)
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-        if cap.eof:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await asyncio.Event().wait()  # the original stream hung here
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        while True:  # read the request body before answering
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-        if message["type"] == "http.disconnect":
-            return
-        player = asyncio.create_task(play(send))
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            player.cancel()
-
-        watcher = asyncio.create_task(watch())
-        try:
-            await player
-        except asyncio.CancelledError:
-            if not watcher.done():  # cancelled from outside (server shutdown), not by the peer
-                raise
-        finally:
-            watcher.cancel()
-            player.cancel()
-
-    return app

@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from callproof.capture import Redactor, decode_capture, read_capture, replay_app
+from callproof.capture import Redactor, decode_capture, read_capture
 from callproof.client import Client
 from callproof.conversation import Conversation, UserMessage
+from callproof.emulator.replay import replay_app
 from callproof.errors import HTTPStatusError, StallMidStream, StallNoEvents
 from callproof.events import Response
 from callproof.scenarios import tool_result

@@ -30,13 +30,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _replay_app(path: Path) -> Any:
-    try:
-        from callproof.capture import replay_app
-    except ImportError:
-        raise ConfigError(
-            "--replay needs callproof.capture.replay_app, which this build does not have",
-            where="--replay",
-        ) from None
+    from callproof.emulator.replay import replay_app
+
     return replay_app(path)
 
 
