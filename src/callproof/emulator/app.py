@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -23,7 +24,7 @@ from starlette.routing import BaseRoute
 from callproof.emulator.bedrock import bedrock_error_response, bedrock_routes
 from callproof.emulator.bedrock_auth import BedrockAuth
 from callproof.emulator.bedrock_validation import BedrockError
-from callproof.emulator.faults import FaultPlan
+from callproof.emulator.faults import AttemptKeyMiddleware, FaultPlan
 from callproof.emulator.schedule import FaultSchedule
 from callproof.emulator.state import EmulatorState, Limits
 
@@ -107,6 +108,7 @@ def create_app(
     routes: list[BaseRoute] = [*bedrock_routes(), *_openai_routes(state)]
     handlers: dict[Any, Any] = {404: _not_found, 405: _not_found, Exception: _server_error}
     middleware = [] if schedule is None else [schedule.middleware()]
+    middleware.append(Middleware(AttemptKeyMiddleware))  # keyed fault draws (probe attempts)
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.emulator = state
     app.state.bedrock_auth = bedrock_auth or BedrockAuth()

@@ -36,6 +36,7 @@ import math
 import random
 import re
 import tomllib
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -52,10 +53,13 @@ from callproof.errors import ConfigError
 from callproof.events import STOP_REASONS
 
 __all__ = [
+    "ATTEMPT_KEY_HEADER",
     "CONTENT_FAULTS",
+    "CURRENT_ATTEMPT_KEY",
     "FAULT_HEADER",
     "FAULT_NAMES",
     "KNOWN_STREAM_EXCEPTIONS",
+    "AttemptKeyMiddleware",
     "Fault",
     "FaultEntry",
     "FaultPlan",
@@ -71,6 +75,36 @@ __all__ = [
 
 #: The request header that forces one fault on one request (any route).
 FAULT_HEADER = "x-callproof-fault"
+
+#: The request header that keys one request's fault draw: ``callproof run`` sets it to
+#: ``target/scenario/attempt`` on requests to the embedded emulator, and the draw then comes from
+#: (seed, key, api, model, turn type) alone, so the same seed fails the same attempts at any
+#: concurrency. Without it, draws come from the per-(api, model, turn) stream.
+ATTEMPT_KEY_HEADER = "x-callproof-attempt-key"
+#: The attempt key of the request being handled (set by :class:`AttemptKeyMiddleware`).
+CURRENT_ATTEMPT_KEY: ContextVar[str | None] = ContextVar("callproof_attempt_key", default=None)
+
+
+class AttemptKeyMiddleware:
+    """Pure ASGI middleware: the request's :data:`ATTEMPT_KEY_HEADER` into
+    :data:`CURRENT_ATTEMPT_KEY` for the request's handler (the same task)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        key = None
+        if scope.get("type") == "http":
+            wanted = ATTEMPT_KEY_HEADER.encode()
+            for name, value in scope.get("headers") or ():
+                if name.lower() == wanted:
+                    key = value.decode("latin-1")[:512]
+                    break
+        token = CURRENT_ATTEMPT_KEY.set(key)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CURRENT_ATTEMPT_KEY.reset(token)
 
 #: The exact fault names; those ending in ``:`` take an argument.
 FAULT_NAMES: tuple[str, ...] = (
@@ -334,6 +368,14 @@ class FaultPlan:
     def rng_for(seed: int, api: str, model: str, turn: TurnType) -> random.Random:
         """The RNG stream for one (api, model, turn type); string seeds are stable across runs."""
         return random.Random(f"{seed}:{api}:{model}:{turn}")
+
+    @staticmethod
+    def rng_for_attempt(
+        seed: int, key: str, api: str, model: str, turn: TurnType
+    ) -> random.Random:
+        """The RNG of one keyed request (:data:`ATTEMPT_KEY_HEADER`): independent of every
+        other request, so order and concurrency never change which attempts fail."""
+        return random.Random(f"{seed}:attempt:{key}:{api}:{model}:{turn}")
 
 
 def _rule(raw: Any, where: str) -> FaultRule:

@@ -116,8 +116,8 @@ class EmulatorState:
         turn = turn_type(conversation)
         attempt = CURRENT_ATTEMPT_KEY.get()
         if attempt:  # a keyed probe attempt: its own draw, whatever the order of requests
-            rng = FaultPlan.rng_for_attempt(self.seed, attempt, api, model_id, turn)
-            return self.plan.draw(api, model_id, turn, rng)
+            keyed = FaultPlan.rng_for_attempt(self.seed, attempt, api, model_id, turn)
+            return self.plan.draw(api, model_id, turn, keyed)
         key = (api, model_id, turn)
         with self._lock:
             rng = self._fault_rngs.get(key)

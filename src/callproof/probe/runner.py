@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,8 @@ from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.events import Response
 from callproof.looplag import LoopLagMonitor
 from callproof.outcomes import Outcome
-from callproof.probe.config import Config
+from callproof.emulator.faults import ATTEMPT_KEY_HEADER
+from callproof.probe.config import EMULATOR_URL, Config
 from callproof.probe.rundir import (
     RESULTS,
     Unit,
@@ -53,6 +54,7 @@ from callproof.probe.rundir import (
     write_json,
 )
 from callproof.probe.scenarios import ProbeScenario, drive_loop
+from callproof.targets import Target
 from callproof.transport import raise_fd_limit
 
 __all__ = [
@@ -232,6 +234,8 @@ class _Runner:
         self.rate = _RateLimiter(options.rate_limit) if options.rate_limit else None
         self.seq = 0
         self.written = 0
+        #: Names of the targets the embedded emulator serves (they get the attempt key).
+        self.emulated: frozenset[str] = frozenset()
         self.routers: dict[str, Any] = {}
         self.client: Any = None
         self.results: Any = None
@@ -299,7 +303,7 @@ class _Runner:
             capture = self.run_dir / "captures" / capture_name(unit.name, scenario.name, number)
             capture.parent.mkdir(exist_ok=True)
         t0 = time.perf_counter()
-        record = await self._execute(unit, scenario, capture)
+        record = await self._execute(unit, scenario, capture, number)
         if record.get("timings", {}).get("total_s") is None:
             record.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
         base: dict[str, Any] = {
@@ -346,14 +350,24 @@ class _Runner:
             else:
                 record["capture"] = path.relative_to(self.run_dir).as_posix()
 
+    def _keyed(self, target: Target, scenario: ProbeScenario, number: int) -> Target:
+        """``target`` with the attempt-key header when the embedded emulator serves it, so the
+        emulator's fault draw depends on (seed, target, scenario, attempt) only: the same seed
+        fails the same attempts at any concurrency. Real providers never see the header."""
+        if target.name not in self.emulated:
+            return target
+        key = f"{target.name}/{scenario.name}/{number}"
+        headers = {**target.endpoint.headers, ATTEMPT_KEY_HEADER: key}
+        return replace(target, endpoint=replace(target.endpoint, headers=headers))
+
     async def _execute(
-        self, unit: Unit, scenario: ProbeScenario, capture: Path | None
+        self, unit: Unit, scenario: ProbeScenario, capture: Path | None, number: int
     ) -> dict[str, Any]:
         from callproof.attempt import Attempt
 
         if scenario.loop is not None:
             if unit.target is not None:
-                target = unit.target
+                target = self._keyed(unit.target, scenario, number)
 
                 async def call(conv: Conversation) -> Response:
                     return await self.client.complete(  # type: ignore[no-any-return]
@@ -390,7 +404,7 @@ class _Runner:
 
             attempt = await run_attempt(
                 self.client,
-                unit.target,
+                self._keyed(unit.target, scenario, number),
                 scenario.scenario,
                 timeouts=unit.target.timeouts,
                 capture=capture,
@@ -572,6 +586,10 @@ async def _run_probe_locked(config: Config, options: RunOptions) -> RunResult:
         }
         write_json(run_dir / "run.json", meta)
         runner = _Runner(bound, options, bound_units, scenarios, run_dir, run_id)
+        if emulator_info is not None:
+            runner.emulated = frozenset(
+                name for name, t in config.targets.items() if t.endpoint.base_url == EMULATOR_URL
+            )
         done: set[tuple[str, str, int]] = set()
         if options.resume:
             done, runner.seq = scan_existing(run_dir / RESULTS, runner.aggregator.add)
