@@ -259,3 +259,28 @@ def test_timestamps_decode_exactly(millis: int) -> None:
     assert value == EPOCH + timedelta(milliseconds=millis)
     assert (value - EPOCH) // timedelta(milliseconds=1) == millis
     assert encode_message(msg.headers, b"") == frame
+
+
+def test_a_legal_16_mib_event_decodes_at_the_default_limits() -> None:
+    # The reproducer: a legal 16 MiB event took 25 s and was misreported as a stall.
+    event = b"data: " + b"q" * ((16 << 20) - 8) + b"\n\n"
+    assert len(event) == 16 << 20
+    decoder = SSEDecoder()
+    out = []
+    for i in range(0, len(event), 65536):
+        out += decoder.feed(event[i : i + 65536])
+    assert len(out) == 1
+    assert isinstance(out[0], SSEEvent)
+    assert len(out[0].data) == (16 << 20) - 8
+
+
+def test_sse_limit_is_a_dialect_option() -> None:
+    from callproof.errors import ConfigError
+
+    body = encode_event("x" * 5000)
+    for api in ("openai-completions", "openai-responses"):
+        decoder = get_dialect(api, sse_limit_bytes=1000).stream_decoder()
+        with pytest.raises(InvalidEventError, match="exceeds the limit of 1000 bytes"):
+            decoder.feed(body)
+        with pytest.raises(ConfigError, match="sse_limit_bytes"):
+            get_dialect(api, sse_limit_bytes=0)

@@ -49,9 +49,11 @@ from callproof.dialects._common import (
 )
 from callproof.dialects.base import StreamDecoder, WireRequest
 from callproof.dialects.openai_common import (
+    SSE_LIMIT_BYTES,
     BlockIndex,
     SSEStreamDecoder,
     arguments_text,
+    check_limit,
     data_url,
     decode_openai_error,
     result_text,
@@ -444,9 +446,12 @@ class OpenAIChat:
         *,
         max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
         reasoning_replay: ReasoningReplay = "drop",
+        sse_limit_bytes: int = SSE_LIMIT_BYTES,
     ) -> None:
         self.max_tokens_field = max_tokens_field
         self.reasoning_replay = reasoning_replay
+        #: The longest SSE line or event accepted, in bytes (16 MiB by default).
+        self.sse_limit_bytes = check_limit(sse_limit_bytes)
 
     def encode_request(
         self, model: str, conversation: Conversation, *, extra: Mapping[str, Any] | None = None
@@ -495,7 +500,11 @@ class OpenAIChat:
 
     def stream_decoder(self) -> StreamDecoder:
         """An SSE decoder, or a JSON-body decoder for :class:`OpenAIChatJSON`."""
-        return ChatStreamDecoder() if self.streaming else ChatBodyDecoder()
+        if not self.streaming:
+            return ChatBodyDecoder()
+        decoder = ChatStreamDecoder()
+        decoder.set_limit(self.sse_limit_bytes)
+        return decoder
 
     def decode_error(self, status: int, headers: Mapping[str, str], body: bytes) -> HTTPStatusError:
         """A non-2xx answer as :class:`~callproof.errors.HTTPStatusError`."""

@@ -22,12 +22,14 @@ from callproof.dialects._common import (
 from callproof.dialects.base import RawItem
 from callproof.errors import HTTPStatusError, StreamExceptionError
 from callproof.events import Event
-from callproof.wire.sse import SSEComment, SSEDecoder, SSEEvent
+from callproof.wire.sse import MAX_EVENT_BYTES, SSEComment, SSEDecoder, SSEEvent
 
 __all__ = [
+    "SSE_LIMIT_BYTES",
     "BlockIndex",
     "SSEStreamDecoder",
     "arguments_text",
+    "check_limit",
     "data_url",
     "decode_openai_error",
     "result_text",
@@ -174,6 +176,11 @@ class SSEStreamDecoder(DecoderBase):
             else:
                 self._on_data(item, loads_object(item.data, "an SSE data line"), out)
 
+    def set_limit(self, limit: int) -> None:
+        """The longest SSE line and the most data one event may hold, in bytes (beyond it:
+        :class:`~callproof.errors.InvalidEventError`); the dialect option ``sse_limit_bytes``."""
+        self._sse.max_line = self._sse.max_event = limit
+
     def _raw_item(self, kind: str, data: Any) -> RawItem:
         return RawItem(kind, _sse_dict(data) if kind == "sse" else data)
 
@@ -190,6 +197,18 @@ class SSEStreamDecoder(DecoderBase):
 
     def _finish(self, out: list[Event]) -> None:
         raise NotImplementedError
+
+
+def check_limit(value: Any) -> int:
+    """A valid ``sse_limit_bytes`` dialect option (a positive int), else TypeError (which
+    :func:`callproof.dialects.get_dialect` reports as bad options)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TypeError(f"sse_limit_bytes must be a positive number of bytes, got {value!r}")
+    return value
+
+
+#: The default of the ``sse_limit_bytes`` dialect option.
+SSE_LIMIT_BYTES = MAX_EVENT_BYTES
 
 
 def _sse_dict(event: SSEEvent) -> dict[str, Any]:

@@ -30,9 +30,11 @@ from callproof.conversation import (
 from callproof.dialects._common import JSONBodyDecoder, dumps, int_or_none, merge_extra
 from callproof.dialects.base import StreamDecoder, WireRequest
 from callproof.dialects.openai_common import (
+    SSE_LIMIT_BYTES,
     BlockIndex,
     SSEStreamDecoder,
     arguments_text,
+    check_limit,
     data_url,
     decode_openai_error,
     result_text,
@@ -387,9 +389,17 @@ class OpenAIResponses:
     name: ClassVar[str] = "openai-responses"
     streaming: ClassVar[bool] = True
 
-    def __init__(self, *, reasoning_replay: bool = False, stream: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        reasoning_replay: bool = False,
+        stream: bool = True,
+        sse_limit_bytes: int = SSE_LIMIT_BYTES,
+    ) -> None:
         self.reasoning_replay = reasoning_replay
         self.stream = stream
+        #: The longest SSE line or event accepted, in bytes (16 MiB by default).
+        self.sse_limit_bytes = check_limit(sse_limit_bytes)
 
     def encode_request(
         self, model: str, conversation: Conversation, *, extra: Mapping[str, Any] | None = None
@@ -435,7 +445,11 @@ class OpenAIResponses:
 
     def stream_decoder(self) -> StreamDecoder:
         """A decoder for one body: SSE, or one JSON object with ``stream=False``."""
-        return ResponsesStreamDecoder() if self.stream else ResponsesBodyDecoder()
+        if not self.stream:
+            return ResponsesBodyDecoder()
+        decoder = ResponsesStreamDecoder()
+        decoder.set_limit(self.sse_limit_bytes)
+        return decoder
 
     def decode_error(self, status: int, headers: Mapping[str, str], body: bytes) -> HTTPStatusError:
         """A non-2xx answer as :class:`~callproof.errors.HTTPStatusError`."""

@@ -260,8 +260,6 @@ def _decode_headers(data: memoryview) -> dict[str, HeaderValue]:
                 raise DuplicateHeader(f"duplicate header {name!r}")
             headers[name] = value
     except (IndexError, struct.error, UnicodeDecodeError, OverflowError, ValueError) as exc:
-        if isinstance(exc, InvalidLength):
-            raise
         raise InvalidLength(f"malformed header block: {exc}") from exc
     if pos != end:
         raise InvalidLength("header block length does not match its contents")
