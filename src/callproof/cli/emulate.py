@@ -76,6 +76,14 @@ def _write_env_file(path: Path, url: str, ca_path: Path | None) -> None:
 )
 @click.option("--tls", is_flag=True, help="Serve HTTPS with a throwaway self-signed CA.")
 @click.option(
+    "--max-streams",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    envvar="CALLPROOF_EMULATOR_MAX_STREAMS",
+    help="Streams served at once; past it a request gets 429 (raise it for load tests).",
+)
+@click.option(
     "--replay",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Serve a capture back with its original timing instead of the scripted models.",
@@ -94,6 +102,7 @@ def emulate(
     port: int,
     seed: int | None,
     tls: bool,
+    max_streams: int,
     replay: Path | None,
     env_file: Path | None,
 ) -> None:
@@ -111,7 +120,13 @@ def emulate(
 
         if faults_file is not None and not faults_file.is_file():
             raise ConfigError("no such file", where=f"--faults {faults_file}")
-        app = create_app(preset=preset, faults=faults_file, seed=seed)
+        from callproof.emulator.state import Limits
+        from callproof.transport import raise_fd_limit
+
+        raise_fd_limit(max_streams + 1024)  # a socket per stream, and some to spare
+        app = create_app(
+            preset=preset, faults=faults_file, seed=seed, limits=Limits(max_streams=max_streams)
+        )
     server = EmulatorServer(app=app, host=host, port=port, tls=tls)
     try:
         server.start()
