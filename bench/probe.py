@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import resource
@@ -348,6 +349,9 @@ def main() -> None:
         return
 
     designs = [d for d in args.designs.split(",") if d]
+    if "aiohttp" in designs and importlib.util.find_spec("aiohttp") is None:
+        print("aiohttp is not installed: its design is skipped", file=sys.stderr)
+        designs.remove("aiohttp")
     sizes = {1: 300, 100: 3000, 1000: 5000, 5000: 10000}
     quick_sizes = {1: 100, 100: 500, 1000: 1000, 5000: 5000}
     levels = [int(x) for x in args.levels.split(",")] if args.levels else [1, 100, 1000, 5000]
