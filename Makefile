@@ -71,12 +71,14 @@ bench: setup
 	$(UV) run --frozen python bench/probe.py
 	$(UV) run --frozen python bench/router_load.py
 	UV_PROJECT_ENVIRONMENT=.venv-bench $(UV) run --frozen --group bench python bench/resilience.py
+	$(UV) run --frozen python bench/scale.py
 
 ## bench-quick: a smoke run of every benchmark (small sizes; figures are not for the README)
 bench-quick: setup
 	$(UV) run --frozen python bench/emulator.py --duration 1 --levels 1,64 --no-aimock
 	$(UV) run --frozen python bench/client.py --events 2000 --repeat 1 --calls 5
 	$(UV) run --frozen python bench/probe.py --quick
+	$(UV) run --frozen python bench/scale.py --quick
 	$(UV) run --frozen python bench/router_load.py --quick
 
 ## docs: regenerate the CLI reference from --help
