@@ -129,10 +129,13 @@ def test_hang_is_a_timeout_and_every_fault_name_is_accepted(pytester: pytest.Pyt
 from helpers import *
 import botocore.exceptions
 
-FAULTS = ["hang_before_headers", "hang_no_events", "stall_after:3", "close_without_stop",
-          "truncate_frame", "corrupt_crc", "stream_exception:modelStreamErrorException",
-          "http_error:503", "empty_response", "stop_reason:max_tokens",
-          "malformed_tool_args", "tool_call_in_text", "latency:0.01"]
+from callproof.emulator.faults import FAULT_NAMES
+
+ARGS = {"N": "3", "TYPE": "modelStreamErrorException", "STATUS": "503",
+        "VALUE": "max_tokens", "SECONDS": "0.01", "BYTES_PER_S": "100000"}
+# every fault name the emulator knows (docs/faults.md), with an example argument
+FAULTS = [name.split(":")[0] + ":" + ARGS[name.split(":")[1]] if ":" in name else name
+          for name in FAULT_NAMES]
 
 def test_hang(callproof_emulator):
     callproof_emulator.schedule("hang_no_events")
@@ -155,7 +158,9 @@ def test_each(callproof_emulator, fault):
 """,
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=14)
+    from callproof.emulator.faults import FAULT_NAMES
+
+    result.assert_outcomes(passed=1 + len(FAULT_NAMES))
 
 
 def test_fault_rate_is_seeded(pytester: pytest.Pytester) -> None:
@@ -226,12 +231,53 @@ def test_openai_schedule(callproof_env):
     log = callproof_env.requests
     assert log[0]["model"] == "moonshotai/kimi-k2.5" and log[0]["fault"] == "http_error:429"
 
-def test_env_restored():
-    assert os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") != "set-by-fixture"
+def test_openai_turns_and_the_responses_api(callproof_env):
+    client = openai.OpenAI(max_retries=0)
+    callproof_env.schedule("empty_response", api="openai", turn="tool_result")
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    first = [{"role": "user", "content": "Weather in Tokyo?"}]
+    after = first + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ]
+    client.chat.completions.create(model="moonshotai/kimi-k2.5", messages=first, tools=tools)
+    out = client.chat.completions.create(model="moonshotai/kimi-k2.5", messages=after,
+                                         tools=tools)
+    assert not out.choices[0].message.content and not out.choices[0].message.tool_calls
+    log = callproof_env.requests
+    assert [(r["api"], r["turn"], r["fault"]) for r in log] == [
+        ("openai-completions", "first", None),
+        ("openai-completions", "tool_result", "empty_response"),
+    ]
+
+def test_the_fault_header_wins_over_the_schedule(callproof_emulator):
+    import httpx
+    callproof_emulator.schedule("http_error:500")
+    response = httpx.post(
+        callproof_emulator.url + "/model/amazon.nova-pro-v1:0/converse",
+        json={"messages": FIRST}, headers={"x-callproof-fault": "http_error:418"}, timeout=30)
+    assert response.status_code == 418
+    response = httpx.post(callproof_emulator.url + "/model/amazon.nova-pro-v1:0/converse",
+                          json={"messages": FIRST}, timeout=30)
+    assert response.status_code == 500  # the schedule was not spent by the forced request
+    assert [(r["fault"], r["scheduled"], r["status"]) for r in callproof_emulator.requests] == [
+        ("http_error:418", False, 418), ("http_error:500", True, 500)]
+
+URLS = []
+
+def test_env_is_set_for_the_test_only_first(callproof_env):
+    URLS.append(callproof_env.url)
+
+def test_env_is_set_for_the_test_only_then(callproof_emulator):
+    assert os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") != URLS[0]
+    assert os.environ.get("OPENAI_BASE_URL") != URLS[0] + "/v1"
+    assert callproof_emulator.url == URLS[0]  # the same shared server
 """,
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=6)
 
 
 def test_preset_marker_and_option(pytester: pytest.Pytester) -> None:
