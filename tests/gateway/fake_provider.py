@@ -4,6 +4,7 @@ emulator has no fault for (failoverbench works the same way):
 * ``no-done``: a complete chat stream (finish_reason ``stop``, a usage chunk), then a clean
   close without ``data: [DONE]``;
 * ``throttle``: 429 ``rate_limit_exceeded`` without ``Retry-After``;
+* ``throttle-long``: the same with ``Retry-After: 30``;
 * ``context-length``: 400 ``context_length_exceeded`` (OpenAI's own words);
 * ``content-filter``: 400 ``content_filter`` (Azure OpenAI's content management policy);
 * ``no-prefill``: 400 when the conversation ends with an assistant message (a prefill);
@@ -63,6 +64,10 @@ async def _chat(request: Request) -> Response:
     messages = body.get("messages") or []
     if model == "throttle":  # a 429 with no Retry-After
         return _error(429, "Rate limit reached for requests", "rate_limit_exceeded")
+    if model == "throttle-long":  # a 429 asking for a wait longer than a gateway waits out
+        response = _error(429, "Rate limit reached for requests", "rate_limit_exceeded")
+        response.headers["retry-after"] = "30"
+        return response
     if model == "context-length":
         return _error(400, CONTEXT_MESSAGE, "context_length_exceeded")
     if model == "content-filter":

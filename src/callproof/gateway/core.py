@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -62,6 +63,8 @@ __all__ = [
 
 #: ``x-callproof-mode: buffered`` asks for a buffered call.
 MODE_HEADER = "x-callproof-mode"
+
+log = logging.getLogger("callproof.gateway")
 
 _FORWARD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "callproof_gateway_fault", default=None
@@ -353,6 +356,7 @@ class GatewayCall:
                 stopper.cancel()
             if not step.done():
                 step.cancel()
+                await asyncio.wait({step})  # the route's generator has stopped running
                 raise CallError("the gateway is shutting down; the drain deadline passed")
             try:
                 event = step.result()
@@ -362,10 +366,14 @@ class GatewayCall:
 
     async def aclose(self, error: BaseException | None = None) -> None:
         """End the call (stopping any attempt still running) and record it."""
-        if self._stream is not None:
-            await self._stream.aclose()
-        self.record(error)
-        self.close_sync()
+        try:
+            if self._stream is not None:
+                await self._stream.aclose()
+        except Exception:  # a route cut short (drain deadline) may not close cleanly
+            log.debug("closing the call to %s", self.requested, exc_info=True)
+        finally:
+            self.record(error)
+            self.close_sync()
 
     def close_sync(self) -> None:
         """Count the call out of the gateway's active calls (once)."""
