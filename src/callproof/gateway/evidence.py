@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from callproof import redact
 from callproof.attempt import attempt_from
 from callproof.errors import AllAttemptsFailed, CallError
 from callproof.probe.config import Config
@@ -93,7 +94,7 @@ class EvidenceLog:
         with self._lock:
             self.seq += 1
             record["seq"] = self.seq
-            line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+            line = redact.scrub(json.dumps(record, ensure_ascii=False, default=str)) + "\n"
             self._fh.write(line)
             self._fh.flush()
 

@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from callproof.capture import Redactor
+from callproof import redact
 from callproof.errors import CallproofError, ConfigError
 from callproof.probe.config import RouteConfig
 from callproof.probe.scenarios import ProbeScenario
+from callproof.redact import Redactor
 from callproof.targets import Target
 
 __all__ = [
@@ -339,6 +340,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     (or a crash, or a full disk) sees the old file or the new one, never half of one. The
     temporary file is removed when the write fails; the ``OSError`` propagates."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = redact.scrub(text)  # run.json, summary.json, the reports: no secret the process knows
     try:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.write(text)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from callproof import redact
 from callproof.errors import ConfigError
 from callproof.probe.stats import format_pct
 from callproof.report.common import failed_line, passed_line
@@ -154,7 +155,7 @@ def write_junit(path: Path, summary: dict[str, Any], gate: Gate, **kwargs: Any) 
     """Write :func:`junit_xml` to ``path``; ``ConfigError`` when it cannot be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(junit_xml(summary, gate, **kwargs), encoding="utf-8")
+        path.write_text(redact.scrub(junit_xml(summary, gate, **kwargs)), encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write: {exc.strerror or exc}", where=f"--junit {path}") from None
 
@@ -231,7 +232,7 @@ def emit_ci_outputs(
     if target:
         try:
             with Path(target).open("a", encoding="utf-8") as handle:
-                handle.write(step_summary(summary, gate))
+                handle.write(redact.scrub(step_summary(summary, gate)))
         except OSError as exc:
             raise ConfigError(
                 f"cannot append: {exc.strerror or exc}", where=f"GITHUB_STEP_SUMMARY {target}"
