@@ -83,6 +83,13 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     help="Complete the interrupted run in DIR; finished attempts are not redone.",
 )
 @click.option(
+    "--rerun",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="Repeat the run in DIR from its run.json (config, targets, scenarios, n, seed) into a "
+    "new run directory; flags given here override its values.",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     metavar="N",
@@ -146,6 +153,7 @@ def run(
     routes: tuple[str, ...],
     out: Path | None,
     resume: Path | None,
+    rerun: Path | None,
     concurrency: int | None,
     per_target_concurrency: int | None,
     rate_limit: float | None,
@@ -181,8 +189,12 @@ def run(
         run_sync,
     )
 
-    if resume is not None:
-        plan = load_plan(resume)
+    if resume is not None and rerun is not None:
+        raise ConfigError("give --resume or --rerun, not both", where="--rerun")
+    if resume is not None or rerun is not None:
+        source = resume if resume is not None else rerun
+        assert source is not None
+        plan = load_plan(source)
         cfg_path = config_path or (Path(plan["config"]) if plan.get("config") else None)
         config = (
             load_config(cfg_path)
@@ -190,7 +202,7 @@ def run(
             else parse_config(DEFAULT_TOML, name="<embedded default>")
         )
         options = RunOptions(
-            out=resume,
+            out=resume if resume is not None else (out or Path(config.defaults.out)),
             n=n or int(plan.get("n") or config.defaults.n),
             targets=list(plan.get("targets") or []),
             routes=list(plan.get("routes") or []),
@@ -199,9 +211,15 @@ def run(
             per_target_concurrency=per_target_concurrency or plan.get("per_target_concurrency"),
             rate_limit=rate_limit or plan.get("rate_limit"),
             capture_failures=capture_failures or bool(plan.get("capture_failures")),
-            resume=True,
+            resume=resume is not None,
             seed=seed if seed is not None else plan.get("seed"),
         )
+        if rerun is not None:
+            if targets or routes:
+                options.targets, options.routes = _unique(list(targets)), _unique(list(routes))
+            if scenarios:
+                options.scenarios = _unique(list(scenarios))
+            check_selection(config, options)
     else:
         if config_path is not None and not config_path.is_file():
             raise ConfigError(f"configuration file not found: {config_path}", where="--config")
@@ -241,7 +259,7 @@ def run(
 
     try:
         with _unwritable(options.out, resume=False):
-            if resume is None and out is None:
+            if resume is None and out is None:  # a new run (or a rerun) gets a new directory
                 options.out = new_run_dir(options.out)
             elif resume is None:
                 options.out.mkdir(parents=True, exist_ok=True)

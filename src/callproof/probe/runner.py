@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -27,16 +28,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from callproof import redact
 from callproof.conversation import Conversation
+from callproof.emulator.faults import ATTEMPT_KEY_HEADER, FaultPlan
 from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.events import Response
 from callproof.looplag import LoopLagMonitor
 from callproof.outcomes import Outcome
-from callproof.emulator.faults import ATTEMPT_KEY_HEADER
 from callproof.probe.config import EMULATOR_URL, Config
 from callproof.probe.rundir import (
     RESULTS,
@@ -356,7 +358,8 @@ class _Runner:
         fails the same attempts at any concurrency. Real providers never see the header."""
         if target.name not in self.emulated:
             return target
-        key = f"{target.name}/{scenario.name}/{number}"
+        # percent-encoded: a header is ASCII, a target name need not be
+        key = quote(f"{target.name}/{scenario.name}/{number}", safe="/-._~@:")
         headers = {**target.endpoint.headers, ATTEMPT_KEY_HEADER: key}
         return replace(target, endpoint=replace(target.endpoint, headers=headers))
 
@@ -533,8 +536,25 @@ async def run_probe(config: Config, options: RunOptions) -> RunResult:
         options.out.mkdir(parents=True, exist_ok=True)
     elif not options.out.is_dir():
         raise ConfigError(f"not a run directory: {options.out}", where="--resume")
+    if options.seed is None:
+        options.seed = _effective_seed(config)
     with lock_run_dir(options.out):
         return await _run_probe_locked(config, options)
+
+
+def _effective_seed(config: Config) -> int | None:
+    """The seed of the emulator's fault draws when ``--seed`` is not given: ``[emulator] seed``,
+    else the fault plan's own ``seed``, else one drawn now (and recorded, so the run can be
+    repeated). None when no target is served by the embedded emulator."""
+    if not config.needs_emulator:
+        return None
+    if config.emulator.seed is not None:
+        return config.emulator.seed
+    if config.emulator.faults is not None:
+        plan_seed = FaultPlan.load(config.emulator.faults).seed
+        if plan_seed is not None:
+            return plan_seed
+    return secrets.randbelow(2**31)
 
 
 async def _run_probe_locked(config: Config, options: RunOptions) -> RunResult:
@@ -606,6 +626,7 @@ async def _run_probe_locked(config: Config, options: RunOptions) -> RunResult:
         "n": options.n,
         "interrupted": interrupted,
         "config": plan["config"],
+        "seed": options.seed,
     }
     if options.fail_under is not None:
         failing = gate_failures(summary, options.fail_under, options.gate)
