@@ -131,10 +131,8 @@ class _Registry:
             return False
         with self._lock:
             self.secrets.add(value)
-            forms: set[str] = set()
-            for secret in self.secrets:
-                forms.update(_forms(secret))
-            ordered = sorted((f for f in forms if len(f) >= 6), key=len, reverse=True)
+            forms = set(self.forms) | {f for f in _forms(value) if len(f) >= 6}
+            ordered = sorted(forms, key=len, reverse=True)
             self.forms = tuple(ordered)
             self.byte_forms = tuple(f.encode("utf-8", "surrogatepass") for f in ordered)
         return True
@@ -172,14 +170,24 @@ def _forms(secret: str) -> set[str]:
 _REGISTRY = _Registry()
 
 
+#: Pieces of a credential header that are no secret, or never repeat: SigV4's signed header
+#: names, and its signature (an HMAC of one request; remembering one per request would grow
+#: the registry, and every scrub, with the number of requests).
+_EPHEMERAL = ("SignedHeaders=", "Signature=")
+
+
 def remember(value: str | None) -> None:
     """Register ``value`` (and its pieces, split at commas and spaces) as a secret, for every
     later scrub in this process."""
     if not value:
         return
     value = str(value)
-    for piece in {value, *value.replace(",", " ").split()}:
-        if piece.startswith("SignedHeaders="):  # SigV4's list of header names, no secret
+    pieces = value.replace(",", " ").split()
+    if len(pieces) > 1:
+        # A whole multi-part value (SigV4's Authorization) never repeats; its pieces do.
+        value = ""
+    for piece in {value, *pieces} - {""}:
+        if piece.startswith(_EPHEMERAL):
             continue
         _REGISTRY.add(piece)
         # ``Credential=AKIA.../20261201/...`` and ``Signature=abc``: the value after '='.

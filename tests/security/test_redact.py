@@ -359,3 +359,29 @@ async def test_sigv4_credentials_are_registered(monkeypatch: pytest.MonkeyPatch)
         client.build(target, CONV)
     for value in (key_id, secret_key, token):
         assert value not in scrub(f"reflected: {value}")
+
+
+async def test_sigv4_requests_do_not_grow_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each SigV4 signature is new; remembering it would make every scrub slower per request.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA" + secrets.token_hex(8).upper())
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", planted("sk"))
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    body = b"".join(bedrock_frames("fine"))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-type": "application/vnd.amazon.eventstream"}, content=body
+        )
+
+    target = make_target("bedrock-converse-stream", auth=Auth(kind="sigv4"))
+    async with Client(transport=httpx.MockTransport(handler)) as client:
+        await client.complete(target, CONV, capture=tmp_path / "first.jsonl")
+        after_one = redact.secret_count()
+        for i in range(20):
+            conv = Conversation(messages=(UserMessage.text(f"hi {i}"),))
+            await client.complete(target, conv, capture=tmp_path / f"{i}.jsonl")
+    assert redact.secret_count() == after_one
+    assert "Signature=[REDACTED]" not in (tmp_path / "0.jsonl").read_text()
+    assert "AWS4-HMAC-SHA256 [REDACTED]" in (tmp_path / "0.jsonl").read_text()
