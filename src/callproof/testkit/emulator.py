@@ -8,37 +8,20 @@ and when it ends, so each test's schedules and request log are its own. Tests in
 run one at a time, so this is safe; threads of *one* test share its schedule.
 
 Bad input to :meth:`CallproofEmulator.schedule` and :meth:`CallproofEmulator.fault_rate`
-raises :class:`CallproofUsageError`, which the plugin reports as one line (no traceback).
+raises :class:`~callproof.testkit.usage.CallproofUsageError`, which the plugin reports as one
+line (no traceback).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from callproof.emulator.presets import PRESETS
 from callproof.emulator.schedule import FaultSchedule, InvalidSchedule
 from callproof.emulator.server import EmulatorServer
-from callproof.errors import ConfigError
 from callproof.testkit.env import emulator_env
+from callproof.testkit.usage import CallproofUsageError
 
-__all__ = ["CallproofEmulator", "CallproofUsageError", "EmulatorPool", "check_preset"]
-
-
-class CallproofUsageError(ConfigError, ValueError):
-    """The test kit was used wrongly (a bad fault, rate, count, filter, marker or preset).
-
-    ``pytest.UsageError`` is final, so this is callproof's ``ConfigError``; the plugin turns it
-    into a ``pytest.UsageError`` at collection and into a one-line failure inside a test."""
-
-
-def check_preset(preset: object, where: str) -> str:
-    """``preset`` when it names a preset; :class:`CallproofUsageError` otherwise."""
-    if not isinstance(preset, str) or preset not in PRESETS:
-        known = ", ".join(PRESETS)
-        raise CallproofUsageError(
-            f"unknown emulator preset {preset!r}; known: {known}", where=where
-        )
-    return preset
+__all__ = ["CallproofEmulator", "EmulatorPool"]
 
 
 class CallproofEmulator:

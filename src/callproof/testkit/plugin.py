@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from callproof.testkit.emulator import CallproofEmulator, EmulatorPool  # noqa: F401
+    from callproof.testkit.emulator import CallproofEmulator, EmulatorPool
     from callproof.testkit.repeat import RepeatSpec  # noqa: F401 - named in a string
 
 # The rest of callproof is imported inside the hooks: pytest loads entry-point plugins before
@@ -65,8 +65,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from callproof.testkit.emulator import CallproofUsageError, EmulatorPool, check_preset
-
     config.addinivalue_line(
         "markers",
         "callproof_repeat(n, min_pass_rate, gate='point'): run the test n times; pass when the "
@@ -75,12 +73,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "callproof_preset(name): the emulator preset for callproof_emulator"
     )
-    preset = config.getoption("callproof_preset", None) or _DEFAULT_PRESET
-    try:
-        config.stash[_PRESET] = check_preset(preset, "--callproof-preset")
-    except CallproofUsageError as exc:
-        raise pytest.UsageError(f"callproof: {exc}") from None
-    config.stash[_POOL] = EmulatorPool(seed=config.getoption("callproof_seed", 0) or 0)
+    preset = config.getoption("callproof_preset", None)
+    if preset is not None:
+        from callproof.testkit.usage import CallproofUsageError, check_preset
+
+        try:
+            check_preset(preset, "--callproof-preset")
+        except CallproofUsageError as exc:
+            raise pytest.UsageError(f"callproof: {exc}") from None
+    config.stash[_PRESET] = preset or _DEFAULT_PRESET
     config.pluginmanager.register(RepeatSummary(), "callproof-repeat-summary")
 
 
@@ -94,7 +95,7 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     """Check every marker before any test runs (a bad one is a usage error, exit code 4)."""
-    from callproof.testkit.emulator import CallproofUsageError
+    from callproof.testkit.usage import CallproofUsageError
 
     try:
         _check_markers(items)
@@ -103,8 +104,8 @@ def pytest_collection_modifyitems(
 
 
 def _check_markers(items: list[pytest.Item]) -> None:
-    from callproof.testkit.emulator import CallproofUsageError, check_preset
     from callproof.testkit.repeat import parse_repeat
+    from callproof.testkit.usage import CallproofUsageError, check_preset
 
     for item in items:
         mark = item.get_closest_marker("callproof_repeat")
@@ -139,7 +140,7 @@ def pytest_runtest_makereport(
     excinfo = call.excinfo
     if excinfo is None:
         return report
-    from callproof.testkit.emulator import CallproofUsageError
+    from callproof.testkit.usage import CallproofUsageError
 
     if excinfo.errisinstance(CallproofUsageError):
         where = ""
@@ -195,12 +196,22 @@ def _pct(value: object) -> str:
 
 
 def _preset_for(request: pytest.FixtureRequest) -> str:
-    from callproof.testkit.emulator import check_preset
+    from callproof.testkit.usage import check_preset
 
     mark = request.node.get_closest_marker("callproof_preset")
     if mark is not None:
         return check_preset(mark.args[0] if mark.args else None, "callproof_preset")
     return request.config.stash[_PRESET]
+
+
+def _pool(config: pytest.Config) -> EmulatorPool:
+    """The session's pool, made on first use (so a run without the fixtures imports nothing)."""
+    pool = config.stash.get(_POOL, None)
+    if pool is None:
+        from callproof.testkit.emulator import EmulatorPool
+
+        pool = config.stash[_POOL] = EmulatorPool(seed=config.getoption("callproof_seed", 0) or 0)
+    return pool
 
 
 @pytest.fixture
@@ -210,7 +221,7 @@ def callproof_emulator(request: pytest.FixtureRequest) -> Iterator[CallproofEmul
     from callproof.testkit.repeat import REPETITION
 
     preset = _preset_for(request)
-    server, schedule = request.config.stash[_POOL].get(preset)
+    server, schedule = _pool(request.config).get(preset)
     repetition = request.node.stash.get(REPETITION, 0)
     emulator = CallproofEmulator(server, schedule, preset, f"{request.node.nodeid}:{repetition}")
     emulator.reset()

@@ -22,7 +22,7 @@ from _pytest.reports import TestReport
 from _pytest.runner import runtestprotocol
 
 from callproof.probe.stats import wilson
-from callproof.testkit.emulator import CallproofUsageError
+from callproof.testkit.usage import CallproofUsageError
 
 __all__ = [
     "GATES",
