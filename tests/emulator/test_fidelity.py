@@ -216,3 +216,48 @@ def test_responses_deltas_carry_obfuscation() -> None:
     assert deltas
     assert all(isinstance(e["obfuscation"], str) and e["obfuscation"] for e in deltas)
     assert not any("obfuscation" in e for e in events if not e["type"].endswith(".delta"))
+
+
+def test_scripted_model_works_from_the_task_not_a_retry_prompt() -> None:
+    # issue 9: a framework's retry prompt ("Please try again." - pydantic-ai's RetryPromptPart
+    # ends "Fix the errors and try again.") made the script call get_weather(city="Please")
+    app = create_app(preset="fast")
+    tools = {
+        "tools": [
+            {
+                "toolSpec": {
+                    "name": "get_weather",
+                    "inputSchema": {
+                        "json": {"type": "object", "properties": {"city": {"type": "string"}}}
+                    },
+                }
+            }
+        ]
+    }
+    retry = [
+        REPLAYED[0],
+        {"role": "assistant", "content": [{"text": "Let me check."}]},
+        {"role": "user", "content": [{"text": "Please fix the errors and try again."}]},
+    ]
+    path = "/model/amazon.nova-pro-v1:0/converse"
+    answer = post(app, path, {"messages": retry, "toolConfig": tools}).json()
+    call = next(b["toolUse"] for b in answer["output"]["message"]["content"] if "toolUse" in b)
+    assert call["input"] == {"city": "Tokyo"}
+    corrected = [
+        *REPLAYED[:1],
+        {
+            "role": "assistant",
+            "content": [
+                {"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {"city": "Tokyo"}}}
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"toolResult": {"toolUseId": "t1", "content": [{"json": {"temp": 22}}]}}],
+        },
+        {"role": "assistant", "content": [{"text": "Done."}]},
+        {"role": "user", "content": [{"text": "Please answer in one sentence."}]},
+    ]
+    final = post(app, path, {"messages": corrected, "toolConfig": tools}).json()
+    assert final["stopReason"] == "end_turn"
+    assert "22" in final["output"]["message"]["content"][0]["text"]

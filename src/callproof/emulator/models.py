@@ -15,10 +15,12 @@ Public API (stable; the Bedrock and OpenAI routes both build on it):
 * :func:`split_tokens(text) <split_tokens>` - token-ish deltas that join back to ``text``;
   :func:`split_arguments(json_text) <split_arguments>` - argument fragments as OpenAI streams them.
 
-The script: with tools and a question, call the fitting tool with arguments taken from the prompt
+The script works from the conversation's task (the first user turn) and the tool results, never
+from a later retry or correction prompt. With tools and a question, call the fitting tool with
+arguments taken from the task
 ("Weather for Tokyo?" -> ``get_weather({"city": "Tokyo"})``; "Tokyo and Paris" -> two parallel
 calls). After tool results, call the next fitting tool not called yet (multi-step), else answer in
-text that uses every result since the question ("The current temperature in Tokyo is 22°C.").
+text that uses every result ("The current temperature in Tokyo is 22°C.").
 """
 
 from __future__ import annotations
@@ -182,8 +184,12 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _question(conversation: Conversation) -> str:
-    """The text of the last user message that holds text (the question being worked on)."""
-    for message in reversed(conversation.messages):
+    """The conversation's task: the text of the first user message that holds text.
+
+    Not the last one: agent frameworks add retry and self-correction turns ("Please try
+    again", "Your answer must be JSON") that are not a new task, and a model keeps working on
+    the task it was given (issue 9: a retry prompt must not become ``city="Please"``)."""
+    for message in conversation.messages:
         if isinstance(message, UserMessage):
             texts = [p.text for p in message.content if isinstance(p, TextPart) and p.text.strip()]
             if texts:
@@ -192,18 +198,17 @@ def _question(conversation: Conversation) -> str:
 
 
 def _calls_since_question(conversation: Conversation) -> list[tuple[ToolCall, ToolResult | None]]:
-    """Tool calls made after the question, each with its result when one came back."""
+    """Every tool call of the conversation, each with its result when one came back (the
+    task's results, whatever turns came in between)."""
     results: dict[str, ToolResult] = {}
     calls: list[ToolCall] = []
-    for message in reversed(conversation.messages):
+    for message in conversation.messages:
         if isinstance(message, UserMessage):
-            if any(isinstance(p, TextPart) and p.text.strip() for p in message.content):
-                break
             for part in message.content:
                 if isinstance(part, ToolResult):
                     results[part.tool_call_id] = part
         elif isinstance(message, AssistantMessage):
-            calls[:0] = message.tool_calls
+            calls.extend(message.tool_calls)
     return [(call, results.get(call.id)) for call in calls]
 
 
