@@ -338,3 +338,38 @@ def test_tracing_from_env_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tracing_from_env() is None
     monkeypatch.setenv(CAPTURE_ENV, "true")
     assert Tracing(TracerProvider()).capture_content is True
+
+
+async def test_library_router_emits_one_route_span(
+    make_target: MakeTarget, spans: InMemorySpanExporter
+) -> None:
+    primary = make_target("primary", fault="http_error:500")
+    backup = make_target("backup")
+    async with Client() as client:
+        router = Router(
+            "kimi",
+            [primary, backup],
+            client=client,
+            policy=RoutePolicy(hedge=HedgePolicy(mode="off")),
+        )
+        response = await router.complete(CONV)
+    assert "22" in response.text
+    finished = spans.get_finished_spans()
+    roots = [s for s in finished if s.parent is None]
+    # the route's span, not one client span per attempt
+    assert [s.name for s in roots] == [f"chat {primary.model}"]
+    root = roots[0]
+    assert (root.attributes or {})["callproof.route"] == "kimi"
+    assert (root.attributes or {})["callproof.served_by"] == "backup"
+    children = sorted(
+        (s for s in finished if s.parent is not None), key=lambda s: s.start_time or 0
+    )
+    assert [c.name for c in children] == ["attempt 1 primary", "attempt 2 backup"]
+    assert [(c.attributes or {})["callproof.attempt.outcome"] for c in children] == [
+        "http_error",
+        "ok",
+    ]
+    # and after the call, a direct client call has its own span again
+    async with Client() as client:
+        await client.complete(backup, CONV)
+    assert len([s for s in spans.get_finished_spans() if s.parent is None]) == 2

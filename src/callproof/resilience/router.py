@@ -62,6 +62,7 @@ from callproof.resilience.hedge import (
 )
 from callproof.resilience.policy import RoutePolicy
 from callproof.resilience.watchdog import AdaptiveWatchdog
+from callproof.telemetry.tracing import route_trace
 from callproof.targets import Target
 
 __all__ = ["EmptyResponseError", "RouteStream", "Router", "served_by"]
@@ -245,6 +246,8 @@ class RouteStream:
         self._gen: AsyncGenerator[Event, None] | None = None
         self._closed = False
         router.calls += 1
+        #: The call's spans, when tracing is on (callproof.telemetry.tracing).
+        self._trace = route_trace(router, conversation)
 
     # -- public surface -------------------------------------------------------------------
 
@@ -294,6 +297,8 @@ class RouteStream:
         if self._gen is not None:
             await self._gen.aclose()
         await self._abandon(list(self._inflight), "call closed")
+        if self._trace is not None:
+            self._trace.end(self)
 
     # -- the call ---------------------------------------------------------------------------
 

@@ -70,7 +70,9 @@ class GatewayScale:
             self.tracing = current_tracing()
         else:
             self.tracing = tracing or None
-        self.db_url = db_url
+        #: The history store measured routes read: ``db_url``, else ``$CALLPROOF_DB`` (the
+        #: variable ``callproof run --db`` reads), else the default store.
+        self.db_url = db_url or os.environ.get("CALLPROOF_DB") or None
         self.measured: dict[str, MeasuredRouting] = {}
         self.gateway: Gateway | None = None
         self._pending: list[MeasuredRouting] = []

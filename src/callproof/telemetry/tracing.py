@@ -42,11 +42,13 @@ from callproof.telemetry.summary import AttemptSummary, CallSummary, provider_na
 if TYPE_CHECKING:
     from callproof.conversation import Conversation
     from callproof.events import Response
+    from callproof.resilience.router import Router, RouteStream
     from callproof.targets import Target
 
 __all__ = [
     "CAPTURE_ENV",
     "ClientTrace",
+    "RouteTrace",
     "Tracing",
     "client_trace",
     "conversation_json",
@@ -54,6 +56,7 @@ __all__ = [
     "disable_tracing",
     "enable_tracing",
     "mark_routed",
+    "route_trace",
     "routed",
     "tracing_from_env",
 ]
@@ -384,3 +387,73 @@ def client_trace(target: Target, conversation: Conversation) -> ClientTrace | No
         return None
     tracing = current_tracing()
     return ClientTrace(tracing, target, conversation) if tracing is not None else None
+
+
+class RouteTrace:
+    """The spans of one routed call made with the library's :class:`~callproof.resilience.
+    Router` (the gateway emits its own): made when the call starts, emitted when it closes.
+    While it is open, the client's per-attempt spans stay quiet."""
+
+    def __init__(self, tracing: Tracing, router: Router, conversation: Conversation) -> None:
+        self.tracing = tracing
+        self.router = router
+        self.conversation = conversation
+        self.started_at = time.time()
+        self._t0 = time.monotonic()
+        self._token: contextvars.Token[bool] | None = _ROUTED.set(True)
+        self._done = False
+
+    def end(self, stream: RouteStream) -> None:
+        """Emit the spans (once), from the stream's records."""
+        if self._token is not None:
+            with contextlib.suppress(ValueError):  # closed from another context
+                _ROUTED.reset(self._token)
+            self._token = None
+        if self._done:
+            return
+        self._done = True
+        try:
+            records = stream.attempts
+            response = stream.response
+            if response is not None:
+                served = next((r["target"] for r in records if r.get("outcome") == "ok"), None)
+                outcome, kind = "ok", None
+            else:
+                served = None
+                last = next((r for r in reversed(records) if r.get("sent")), None)
+                outcome = str(last["outcome"]) if last is not None else "abandoned"
+                error = (last or {}).get("error") or {}
+                kind = error.get("kind") if isinstance(error, dict) else None
+            capture = self.tracing.capture_content
+            call = CallSummary.of_response(
+                response,
+                request_model=self.router.targets[0].model,
+                route=self.router.name,
+                targets={t.name: t for t in self.router.targets},
+                started_at=self.started_at,
+                duration_s=time.monotonic() - self._t0,
+                outcome=outcome,
+                error_type=kind,
+                served_by=served,
+                records=records,
+            )
+            if capture:
+                from dataclasses import replace
+
+                call = replace(
+                    call,
+                    input_messages=conversation_json(self.conversation),
+                    output_text=response.text if response is not None else None,
+                )
+            self.tracing.emit(call)
+        except Exception:  # telemetry must never break a call
+            log.debug("could not emit a route span", exc_info=True)
+
+
+def route_trace(router: Router, conversation: Conversation) -> RouteTrace | None:
+    """The hook a :class:`~callproof.resilience.router.RouteStream` calls when it starts: a
+    :class:`RouteTrace` when tracing is on and no outer routed call (the gateway) covers it."""
+    if _ROUTED.get():
+        return None
+    tracing = current_tracing()
+    return RouteTrace(tracing, router, conversation) if tracing is not None else None
