@@ -28,7 +28,7 @@ import fnmatch
 import random
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 from urllib.parse import unquote
@@ -141,7 +141,6 @@ class _Entry:
     remaining: int | None = None  # a count schedule
     rate: float = 1.0  # a rate schedule
     rng: random.Random | None = None
-    fired: int = field(default=0)
 
     def fire(self) -> bool:
         if self.remaining is not None:
@@ -251,7 +250,6 @@ class FaultSchedule:
         with self._lock:
             for entry in self._entries:
                 if entry.filter.matches(api, model, turn) and entry.fire():
-                    entry.fired += 1
                     return entry.fault
         return None
 

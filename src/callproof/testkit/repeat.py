@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pytest
-from _pytest.reports import TestReport
-from _pytest.runner import runtestprotocol
+from _pytest.runner import runtestprotocol  # what pytest-rerunfailures uses too
 
 from callproof.probe.stats import wilson
 from callproof.testkit.usage import CallproofUsageError
@@ -137,11 +136,11 @@ def run_repeated(item: pytest.Item, nextitem: pytest.Item | None, spec: RepeatSp
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     own_properties = list(item.user_properties)
     passed = counted = 0
-    first_failure: TestReport | None = None
-    setup_error: TestReport | None = None
-    teardown_error: TestReport | None = None
-    skipped: TestReport | None = None
-    last_call: TestReport | None = None
+    first_failure: pytest.TestReport | None = None
+    setup_error: pytest.TestReport | None = None
+    teardown_error: pytest.TestReport | None = None
+    skipped: pytest.TestReport | None = None
+    last_call: pytest.TestReport | None = None
     duration = 0.0
     start = stop = None
     for i in range(spec.n):
@@ -191,15 +190,19 @@ def _unique(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
 def _reports(
     item: pytest.Item,
     result: RepeatResult,
-    setup_error: TestReport | None,
-    teardown_error: TestReport | None,
-    skipped: TestReport | None,
-    first_failure: TestReport | None,
-    last_call: TestReport | None,
-) -> list[TestReport]:
-    def report(when: Literal["setup", "call", "teardown"], outcome: Any, longrepr: Any = None,
-               sections: Any = ()) -> TestReport:  # fmt: skip
-        return TestReport(
+    setup_error: pytest.TestReport | None,
+    teardown_error: pytest.TestReport | None,
+    skipped: pytest.TestReport | None,
+    first_failure: pytest.TestReport | None,
+    last_call: pytest.TestReport | None,
+) -> list[pytest.TestReport]:
+    def report(
+        when: Literal["setup", "call", "teardown"],
+        outcome: Literal["passed", "failed", "skipped"],
+        longrepr: Any = None,
+        sections: Any = (),
+    ) -> pytest.TestReport:
+        return pytest.TestReport(
             item.nodeid,
             item.location,
             dict.fromkeys(item.keywords, 1),
