@@ -6,7 +6,8 @@ OpenAI chat completions (SSE, ``/chat/completions``) and Bedrock ConverseStream 
 ``Basic`` user info httpx derives from the URL, SigV4's access key id and session token, the
 query string, every ``x-*`` header) comes back in the answer's text raw, base64-encoded and
 percent-encoded, and the body is written a few bytes at a time so that a reflected secret is
-split across reads. The server runs in its own thread with its own event loop, so subprocesses
+split across reads. A chat request for the model ``hostile`` gets JSON nested 1,000 deep
+instead. The server runs in its own thread with its own event loop, so subprocesses
 (the real ``callproof`` command) can call it.
 """
 
@@ -118,10 +119,12 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             for line in head.split("\r\n"):
                 if line.lower().startswith("content-length:"):
                     length = int(line.split(":", 1)[1])
-            if length:
-                await reader.readexactly(length)
+            request = await reader.readexactly(length) if length else b""
             text = _echo_text(reflected(head))
-            if "/converse-stream" in head.split("\r\n")[0]:
+            if b'"model":"hostile' in request.replace(b" ", b""):
+                # A hostile answer: JSON nested past the interpreter's recursion limit.
+                body, ctype = encode_event("[" * 1000 + "]" * 1000), "text/event-stream"
+            elif "/converse-stream" in head.split("\r\n")[0]:
                 body, ctype = bedrock_body(text), "application/vnd.amazon.eventstream"
             else:
                 body, ctype = chat_body(text), "text/event-stream"

@@ -125,3 +125,56 @@ def test_verbose_reads_a_bounded_number_of_raw_units(tmp_path: Path) -> None:
     raw = _raw_lines(path)
     assert len(raw) == VERBOSE_ROWS + 1
     assert raw[-1] == {"kind": "more", "data": VERBOSE_ROWS * 2}
+
+
+def test_a_hostile_target_does_not_stop_a_probe(tmp_path: Path) -> None:
+    # issue 10 item 7: one attempt's bare RecursionError cancelled every worker of a probe.
+    from click.testing import CliRunner
+
+    from callproof.cli import cli
+    from tests.security.echo import echo_server
+
+    with echo_server() as url:
+        (tmp_path / "callproof.toml").write_text(
+            f"""\
+[defaults]
+n = 3
+concurrency = 4
+scenarios = ["tool-result"]
+timeouts = {{ connect = 5.0, first_event = 20.0, idle = 20.0, deadline = 60.0 }}
+[providers.echo]
+api = "openai-completions"
+endpoint = "{url}/v1"
+[targets.hostile]
+provider = "echo"
+model = "hostile"
+[targets.fine]
+provider = "echo"
+model = "fine"
+""",
+            encoding="utf-8",
+        )
+        result = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                "--config",
+                str(tmp_path / "callproof.toml"),
+                "--out",
+                str(tmp_path / "run"),
+                "--no-history",
+                "--json",
+            ],
+            catch_exceptions=False,
+        )
+    assert "Traceback" not in result.output
+    summary = json.loads(result.stdout)
+    records = [
+        json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()
+    ]
+    by_target: dict[str, list[str]] = {}
+    for record in records:
+        by_target.setdefault(record["target"], []).append(record["outcome"])
+    assert by_target["hostile"] == ["protocol_error"] * 3
+    assert by_target["fine"] == ["ok"] * 3
+    assert summary
