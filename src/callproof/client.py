@@ -253,6 +253,13 @@ class ResponseStream:
             self._capture.close()
 
 
+def _json_for_stream(dialect: Dialect, http_response: httpx.Response) -> bool:
+    """True when the dialect expects an event stream but the answer says JSON."""
+    expects_stream = dialect.streaming and getattr(dialect, "stream", True) is not False
+    content_type = http_response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return expects_stream and content_type == "application/json"
+
+
 def _contextualise(err: CallError, target: Target, state: CallState | None) -> CallError:
     err.with_context(
         target=target.name,
@@ -464,6 +471,8 @@ class Client:
                 writer.response(now, http_response.status_code, http_response.headers.multi_items())
             if not 200 <= http_response.status_code < 300:
                 await self._raise_status(dialect, http_response, state, writer)
+            if _json_for_stream(dialect, http_response):
+                await self._raise_json_for_stream(http_response, state, writer)
         except CallError as err:
             state.finish(loop.time())
             if writer is not None:
@@ -477,6 +486,33 @@ class Client:
         return ResponseStream(
             target=target, state=state, http_response=http_response, capture=writer
         )
+
+    @staticmethod
+    async def _raise_json_for_stream(
+        http_response: httpx.Response,
+        state: CallState,
+        writer: CaptureWriter | None,
+    ) -> None:
+        """A 2xx JSON body where an event stream was expected (a proxy or a server that
+        ignored ``stream``): a protocol error that names it, with the body kept (bounded) in
+        the message and the capture, instead of "0 data events" (issue 9)."""
+        loop = asyncio.get_running_loop()
+        body = bytearray()
+        limit, _ = state.next_limit()
+        try:
+            async with asyncio.timeout_at(limit):
+                async for chunk in http_response.aiter_bytes():
+                    if writer is not None:
+                        writer.chunk(loop.time(), chunk)
+                    body += chunk
+                    if len(body) > MAX_ERROR_BODY:
+                        break
+        except (TimeoutError, httpx.HTTPError):
+            pass  # the content type already says what went wrong
+        finally:
+            await http_response.aclose()
+        text = bytes(body[:MAX_ERROR_BODY]).decode("utf-8", "replace")
+        raise ProtocolError(f"a JSON body where an event stream was expected: {text}")
 
     @staticmethod
     async def _raise_status(
