@@ -23,8 +23,12 @@ KEYS = {
     "usage",
     "timings",
     "error",
+    "request_id",
+    "first_content_s",
+    "served_by",
+    "attempts",
 }
-TIMING_KEYS = {"headers_s", "first_event_s", "total_s", "max_gap_s"}
+TIMING_KEYS = {"headers_s", "first_event_s", "first_content_s", "total_s", "max_gap_s"}
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -236,8 +240,9 @@ def test_readable_output_and_verbose_events(emulator: Any) -> None:
     assert result.exit_code == 0, result.output
     assert "outcome: ok" in result.output
     assert "timings:" in result.output
-    assert "TextDelta" in result.output
-    assert "StreamStop" in result.output
+    assert "text_delta {" in result.output
+    assert "TextDelta(" not in result.output  # never a Python repr
+    assert "stop {" in result.output
     assert "raw wire units" in result.output
     assert "response.completed" in result.output
 
@@ -415,3 +420,108 @@ def test_replay_of_a_malformed_capture_line_exits_2(tmp_path: Path, line: str) -
     assert result.exit_code == 2, result.output
     assert "bad.jsonl:2: a malformed" in result.output
     assert "Traceback" not in result.output
+
+
+ROUTE_TOML = """\
+[defaults]
+timeouts = { connect = 2.0, first_event = 2.0, idle = 1.0, deadline = 10.0 }
+[emulator]
+preset = "fast"
+seed = 1
+faults = "faults.toml"
+[providers.bedrock]
+api = "bedrock-converse-stream"
+endpoint = "emulator"
+region = "us-east-1"
+[providers.openrouter]
+api = "openai-completions"
+endpoint = "emulator"
+[targets.kimi]
+provider = "bedrock"
+model = "moonshotai.kimi-k2.5"
+[targets.or-kimi]
+provider = "openrouter"
+model = "moonshotai/kimi-k2.5"
+[routes.kimi]
+targets = ["kimi", "or-kimi"]
+"""
+
+
+def _route_config(tmp_path: Path) -> Path:
+    (tmp_path / "faults.toml").write_text(
+        '[[rules]]\nmodel = "moonshotai.kimi-k2.5"\napi = "bedrock"\n'
+        'fault = "http_error:503"\nprobability = 1.0\n'
+    )
+    config = tmp_path / "callproof.toml"
+    config.write_text(ROUTE_TOML)
+    return config
+
+
+def test_call_route_says_which_target_served_with_every_attempt(tmp_path: Path) -> None:
+    config = _route_config(tmp_path)
+    data = as_json(invoke("call", "--config", str(config), "--route", "kimi", "--json"))
+    assert data["outcome"] == "ok"
+    assert data["served_by"] == "or-kimi"
+    assert [(a["target"], a["outcome"], a["served"]) for a in data["attempts"]] == [
+        ("kimi", "http_error", False),
+        ("or-kimi", "ok", True),
+    ]
+    assert data["attempts"][0]["request_id"]  # Bedrock's x-amzn-RequestId of the 503
+    assert isinstance(data["first_content_s"], float)
+    text = invoke("call", "--config", str(config), "--route", "kimi", "-v")
+    assert text.exit_code == 0, text.output
+    assert "served by: or-kimi" in text.output
+    assert "attempt 1: kimi http_error" in text.output
+    assert "attempt 2: or-kimi served" in text.output
+    # -v shows the events of the serving attempt (the table was empty on a route)
+    assert "text_delta {" in text.output
+    assert "None" not in text.output
+
+
+def test_call_json_names_the_target_request_id_and_first_content(tmp_path: Path) -> None:
+    config = _route_config(tmp_path)
+    data = as_json(invoke("call", "--config", str(config), "--target", "or-kimi", "--json"))
+    assert data["outcome"] == "ok"
+    assert data["served_by"] == "or-kimi"
+    assert data["request_id"]
+    assert data["first_content_s"] is not None
+    assert data["first_content_s"] >= data["timings"]["first_event_s"]
+    assert len(data["attempts"]) == 1
+    plain = invoke("call", "--config", str(config), "--target", "or-kimi")
+    assert "served by: or-kimi" in plain.output
+    assert "usage: " in plain.output
+    assert "{'" not in plain.output  # no dict repr
+
+
+def test_emulate_replay_refuses_a_capture_of_another_api(emulator: Any, tmp_path: Path) -> None:
+    """A Bedrock capture served to the openai SDK: a clear 400, not an incomplete stream."""
+    import asyncio
+
+    import httpx
+    import openai
+
+    from callproof.cli.emulate import _replay_app
+
+    cap = tmp_path / "bedrock.jsonl"
+    result = call_nova(emulator, "--capture", str(cap), "--json")
+    assert as_json(result)["outcome"] == "ok"
+    app = _replay_app(cap)
+
+    async def check() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://replay") as http:
+            client = openai.AsyncOpenAI(
+                base_url="http://replay/v1", api_key="x", http_client=http, max_retries=0
+            )
+            with pytest.raises(openai.BadRequestError) as info:
+                await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+                )
+            assert "is a capture of bedrock-converse-stream" in str(info.value)
+            assert "cannot answer an openai-completions request" in str(info.value)
+            # the capture's own API is still replayed
+            same = await http.post("/model/amazon.nova-pro-v1:0/converse-stream", json={})
+            assert same.status_code == 200
+            assert same.headers["content-type"] == "application/vnd.amazon.eventstream"
+
+    asyncio.run(check())

@@ -2,8 +2,10 @@
 
 With no ``--endpoint`` (and no ``--target``) the embedded emulator is started with the seed
 preset and called, so the command works offline. ``--json`` prints one object: outcome,
-stop_reason, raw_stop_reason, text, thinking, tool_calls, usage, timings, error. Exit code 0 when
-the outcome is ``ok``, 1 for any other outcome, 2 for a usage or configuration error.
+stop_reason, raw_stop_reason, text, thinking, tool_calls, usage, timings, error, request_id,
+first_content_s, served_by (the target that answered) and attempts (one per request sent; a
+route's attempts in order). Exit code 0 when the outcome is ``ok``, 1 for any other outcome, 2
+for a usage or configuration error.
 """
 
 from __future__ import annotations
@@ -48,10 +50,30 @@ class ConfigUsageError(click.ClickException):
     exit_code = 2
 
 
-def attempt_json(attempt: Attempt) -> dict[str, Any]:
+def attempt_json(attempt: Attempt, served_by: str | None = None) -> dict[str, Any]:
     """The ``--json`` object of ``call`` and ``replay`` (exactly these keys)."""
     record = attempt.to_record()
     timings = record["timings"]
+    route_attempts = record.get("route_attempts")
+    attempts = (
+        [_attempt_summary(a) for a in route_attempts]
+        if route_attempts
+        else [
+            {
+                "target": served_by,
+                "outcome": record["outcome"],
+                "request_id": record["request_id"],
+                "first_event_s": timings.get("first_event_s"),
+                "total_s": timings.get("total_s"),
+                "served": attempt.passed,
+            }
+        ]
+    )
+    if route_attempts:
+        served = [a["target"] for a in attempts if a["served"]]
+        served_by = served[-1] if served else None
+    elif not attempt.passed:
+        served_by = None
     return {
         "outcome": record["outcome"],
         "stop_reason": record["stop_reason"],
@@ -60,8 +82,27 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "thinking": record["thinking"],
         "tool_calls": record["tool_calls"],
         "usage": record["usage"],
-        "timings": {k: timings[k] for k in ("headers_s", "first_event_s", "total_s", "max_gap_s")},
+        "timings": {
+            k: timings.get(k)
+            for k in ("headers_s", "first_event_s", "first_content_s", "total_s", "max_gap_s")
+        },
         "error": record["error"],
+        "request_id": record["request_id"],
+        "first_content_s": timings.get("first_content_s"),
+        "served_by": served_by,
+        "attempts": attempts,
+    }
+
+
+def _attempt_summary(a: dict[str, Any]) -> dict[str, Any]:
+    timings = a.get("timings") or {}
+    return {
+        "target": a.get("target"),
+        "outcome": a.get("outcome"),
+        "request_id": a.get("request_id"),
+        "first_event_s": timings.get("first_event_s"),
+        "total_s": timings.get("total_s"),
+        "served": bool(a.get("served")),
     }
 
 
@@ -271,10 +312,13 @@ def call(
         except ConfigError as exc:
             raise ConfigUsageError(str(exc)) from None
         raw = _raw_lines(wire_capture) if verbose and wire_capture is not None else []
+    served_by = None if route_name else (target_name or label.split(" at ")[0])
     if as_json:
-        click.echo(json.dumps(attempt_json(attempt), ensure_ascii=False))
+        click.echo(json.dumps(attempt_json(attempt, served_by), ensure_ascii=False))
     else:
-        print_attempt(attempt, label=label, verbose=verbose, capture=capture, raw=raw)
+        print_attempt(
+            attempt, label=label, verbose=verbose, capture=capture, raw=raw, served_by=served_by
+        )
     sys.exit(0 if attempt.passed else 1)
 
 
@@ -421,7 +465,7 @@ def _run_route(
     async def run() -> Attempt:
         from callproof.client import Client
 
-        async with Client() as client:
+        async with Client(keep_events=True) as client:  # -v shows the serving attempt's events
             router = Router(name, targets, client=client, policy=route_policy)
             attempt: Attempt = await run_route_attempt(router, scenario)
             return attempt
@@ -471,9 +515,12 @@ def print_attempt(
     verbose: bool,
     capture: Path | None = None,
     raw: list[dict[str, Any]] | None = None,
+    served_by: str | None = None,
 ) -> None:
-    """A readable account of one attempt (rich), with every event on ``verbose``."""
+    """A readable account of one attempt (rich), with every event on ``verbose``: which
+    target served and every attempt made (a route's in order), success or not."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=True)
@@ -494,16 +541,47 @@ def print_attempt(
         console.print(
             f"error: [red]{err.kind}[/red] {err.message}" + (f" ({extra})" if extra else "")
         )
+    summary = attempt_json(attempt, served_by)
+    who = summary["served_by"]
+    routed = bool(attempt.to_record().get("route_attempts"))
+    if served_by is not None or routed:
+        console.print(
+            f"served by: {escape(who)}" if who else "served by: no target (the call failed)"
+        )
+    if routed or (served_by is not None and not who):
+        for i, a in enumerate(summary["attempts"], 1):
+            mark = "[green]served[/]" if a["served"] else f"[red]{escape(str(a['outcome']))}[/]"
+            rid = f", request id {escape(str(a['request_id']))}" if a["request_id"] else ""
+            console.print(
+                f"  attempt {i}: {escape(str(a['target'] or '-'))} {mark}"
+                f" after {_fmt_s(a['total_s'])}{rid}"
+            )
     if resp is not None:
-        console.print(f"stop reason: {resp.stop_reason} (raw {resp.raw_stop_reason!r})")
+        stop = resp.stop_reason or "none (the stream ended without one)"
+        raw_stop = resp.raw_stop_reason
+        console.print(
+            f"stop reason: {escape(str(stop))}"
+            + (f" (raw {escape(raw_stop)})" if raw_stop and raw_stop != resp.stop_reason else "")
+        )
         if resp.thinking:
-            console.print(f"thinking: [dim]{resp.thinking.strip()}[/dim]")
-        console.print(f"text: {resp.text!r}")
+            console.print(f"thinking: [dim]{escape(resp.thinking.strip())}[/dim]")
+        console.print(
+            "text: " + (json.dumps(resp.text, ensure_ascii=False) if resp.text else "(none)")
+        )
         for tc in resp.tool_calls:
-            args = json.dumps(tc.arguments) if tc.arguments is not None else repr(tc.arguments_raw)
-            console.print(f"tool call: {tc.name}({args})  id={tc.id}")
+            args = (
+                json.dumps(tc.arguments, ensure_ascii=False)
+                if tc.arguments is not None
+                else json.dumps(tc.arguments_raw, ensure_ascii=False)
+            )
+            console.print(f"tool call: {escape(tc.name)}({escape(args)})  id={escape(tc.id)}")
         if resp.usage is not None:
-            console.print(f"usage: {resp.usage.to_dict()}")
+            usage = ", ".join(
+                f"{k.replace('_', ' ')} {v}"
+                for k, v in resp.usage.to_dict().items()
+                if v is not None
+            )
+            console.print(f"usage: {usage or 'not reported'}")
         if resp.request_id:
             console.print(f"request id: {resp.request_id}")
         if resp.keepalives:
@@ -551,4 +629,17 @@ def _wire_text(kind: str, data: Any) -> str:
 
 
 def _event_text(event: Event) -> str:
-    return repr(event)
+    """One decoded event as a person reads it (never a Python repr)."""
+    fields = {
+        k: v
+        for k, v in (
+            (name, getattr(event, name)) for name in event.__dataclass_fields__ if name != "kind"
+        )
+        if v is not None and v != ""
+    }
+    if isinstance(fields.get("redacted"), bytes):
+        fields["redacted"] = f"{len(fields['redacted'])} bytes"
+    if "usage" in fields and hasattr(fields["usage"], "to_dict"):
+        fields["usage"] = fields["usage"].to_dict()
+    body = json.dumps(fields, ensure_ascii=False, default=str)
+    return f"{event.kind} {body}"

@@ -29,10 +29,63 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _request_api(path: str) -> str | None:
+    """The wire API a request path belongs to (None when it is none of them)."""
+    if path.endswith("/chat/completions"):
+        return "openai-completions"
+    if path.endswith("/responses"):
+        return "openai-responses"
+    if path.startswith("/model/") and path.endswith("/converse-stream"):
+        return "bedrock-converse-stream"
+    if path.startswith("/model/") and path.endswith("/converse"):
+        return "bedrock-converse"
+    return None
+
+
 def _replay_app(path: Path) -> Any:
+    """The capture's replay, refusing requests of another wire API with a clear error in the
+    requester's own format (a Bedrock capture served to an OpenAI client would otherwise
+    surface as a confusing ``incomplete_stream``)."""
+    import json
+
+    from callproof.capture import read_capture
     from callproof.emulator.replay import replay_app
 
-    return replay_app(path)
+    captured = str(read_capture(path).meta.get("api") or "")
+    inner = replay_app(path)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        wanted = _request_api(str(scope.get("path") or "")) if scope["type"] == "http" else None
+        if wanted is None or not captured or wanted == captured:
+            await inner(scope, receive, send)
+            return
+        article = "an" if wanted.startswith("openai") else "a"
+        message = (
+            f"callproof emulate --replay: {path.name} is a capture of {captured}; it cannot "
+            f"answer {article} {wanted} request (replay it with a {captured} client, or "
+            f"capture a {wanted} call)"
+        )
+        body: dict[str, Any]
+        if wanted.startswith("openai"):
+            body = {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "code": "capture_api_mismatch",
+                }
+            }
+            headers = [(b"content-type", b"application/json")]
+        else:
+            body = {"message": message}
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"x-amzn-errortype", b"ValidationException"),
+            ]
+        data = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": 400, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    return app
 
 
 def _write_env_file(path: Path, url: str, ca_path: Path | None) -> None:
