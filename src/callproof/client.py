@@ -37,6 +37,7 @@ import httpx
 from callproof import transport as _transport
 from callproof.callstate import REQUEST_ID_HEADERS, CallState, decode_step, request_id_from
 from callproof.capture import CaptureWriter
+from callproof.clock import REAL_CLOCK, Clock, timeout_after
 from callproof.conversation import Conversation
 from callproof.dialects.base import Dialect
 from callproof.endpoints import Signer, build_request
@@ -103,8 +104,10 @@ class ResponseStream:
         state: CallState,
         http_response: httpx.Response,
         capture: CaptureWriter | None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         self.target = target
+        self._clock = clock  # the client's: every clock of this response reads it
         self._state = state
         self._http = http_response
         self._bytes = http_response.aiter_bytes()
@@ -138,7 +141,7 @@ class ResponseStream:
         if not self._pending and not self._done:
             # The idle clock restarts when the consumer comes back for more, not at every
             # chunk read: a chunk of keep-alive comments must not reset it.
-            self._resumed_at = self._loop.time()
+            self._resumed_at = self._clock.monotonic()
         while not self._pending:
             if self._done:
                 raise StopAsyncIteration
@@ -150,20 +153,20 @@ class ResponseStream:
         limit, stall_cls = state.next_limit(resumed_at=self._resumed_at)
         try:
             try:
-                async with asyncio.timeout_at(limit):
+                async with self._clock.timeout_at(limit):
                     chunk = await anext(self._bytes)
             except StopAsyncIteration:
-                now = self._loop.time()
+                now = self._clock.monotonic()
                 self._done = True
                 self._pending.extend(decode_step(state.on_eof, now))
                 await self._finish(None)
                 return
             except TimeoutError:
-                now = self._loop.time()
+                now = self._clock.monotonic()
                 raise state.stall(stall_cls, now) from None
             except httpx.HTTPError as exc:
                 raise self._translate_body_error(exc) from exc
-            now = self._loop.time()
+            now = self._clock.monotonic()
             self._count(len(chunk))
             if self._capture is not None:
                 self._capture.chunk(now, chunk)
@@ -186,13 +189,13 @@ class ResponseStream:
         stall. Trailing bytes are captured but not decoded. The clocks stop at the event."""
         self._done = True
         try:
-            async with asyncio.timeout(AFTER_STOP_GRACE_S):
+            async with timeout_after(self._clock, AFTER_STOP_GRACE_S):
                 async for chunk in self._bytes:
                     self._received += len(chunk)
                     if self._received > MAX_BODY_BYTES:
                         break  # the answer is complete; the rest is not worth the memory
                     if self._capture is not None:
-                        self._capture.chunk(self._loop.time(), chunk)
+                        self._capture.chunk(self._clock.monotonic(), chunk)
         except TimeoutError:
             log.debug(
                 "%s: body still open %.2f s after the terminal event; closing it",
@@ -228,7 +231,7 @@ class ResponseStream:
         return _translate_transport(exc, during="reading the response body")
 
     async def _finish(self, error: CallError | None, *, at: float | None = None) -> None:
-        now = self._loop.time()
+        now = self._clock.monotonic()
         self._state.finish(now if at is None else at)
         if self._capture is not None:
             self._capture.end(now, error=error, eof=error is None or self._done_eof(error))
@@ -244,7 +247,7 @@ class ResponseStream:
             return
         self._closed = True
         if not self._done and self._capture is not None:
-            now = self._loop.time()
+            now = self._clock.monotonic()
             self._state.finish(now)
             self._capture.end(now, error=None, eof=False, note="closed by the caller")
         self._done = True
@@ -302,6 +305,7 @@ class Client:
         policy: TransformPolicy | None = None,
         signer: Signer | None = None,
         admission: AdmissionGate | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._owned: dict[str, httpx.AsyncClient] = {}
         self._http = http
@@ -316,6 +320,9 @@ class Client:
             self._http = httpx.AsyncClient(transport=transport, timeout=None)  # noqa: S113
             self._owned["transport"] = self._http
         self.keep_events = keep_events
+        #: The clock of every call's watchdogs (first event, idle, deadline); a router over
+        #: this client takes it as its own (one clock for both).
+        self.clock: Clock = clock or REAL_CLOCK
         self.policy = policy or TransformPolicy()
         self._signer = signer or Signer()
 
@@ -439,8 +446,8 @@ class Client:
         writer: CaptureWriter | None = None
         if capture is not None:
             writer = CaptureWriter(capture, target=target, timeouts=timeouts)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        clock = self.clock
+        t0 = clock.monotonic()
         decoder = dialect.stream_decoder()
         decoder.record_raw = writer is not None  # raw units only for a capture to record
         state = CallState(
@@ -459,24 +466,24 @@ class Client:
         try:
             try:
                 limit, stall_cls = state.next_limit()
-                async with asyncio.timeout_at(limit):
+                async with clock.timeout_at(limit):
                     http_response = await http.send(request, stream=True)
             except TimeoutError:
-                raise state.stall(stall_cls, loop.time()) from None
+                raise state.stall(stall_cls, clock.monotonic()) from None
             except httpx.HTTPError as exc:
                 raise _translate_transport(exc, during="sending the request") from exc
-            now = loop.time()
+            now = clock.monotonic()
             state.on_headers(now, http_response.headers)
             if writer is not None:
                 writer.response(now, http_response.status_code, http_response.headers.multi_items())
             if not 200 <= http_response.status_code < 300:
-                await self._raise_status(dialect, http_response, state, writer)
+                await self._raise_status(dialect, http_response, state, writer, clock)
             if _json_for_stream(dialect, http_response):
-                await self._raise_json_for_stream(http_response, state, writer)
+                await self._raise_json_for_stream(http_response, state, writer, clock)
         except CallError as err:
-            state.finish(loop.time())
+            state.finish(clock.monotonic())
             if writer is not None:
-                writer.end(loop.time(), error=err, eof=not isinstance(err, StallError))
+                writer.end(clock.monotonic(), error=err, eof=not isinstance(err, StallError))
                 writer.close()
             raise _contextualise(err, target, state) from err.__cause__
         except BaseException:
@@ -484,7 +491,7 @@ class Client:
                 writer.close()
             raise
         return ResponseStream(
-            target=target, state=state, http_response=http_response, capture=writer
+            target=target, state=state, http_response=http_response, capture=writer, clock=clock
         )
 
     @staticmethod
@@ -492,18 +499,18 @@ class Client:
         http_response: httpx.Response,
         state: CallState,
         writer: CaptureWriter | None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
         """A 2xx JSON body where an event stream was expected (a proxy or a server that
         ignored ``stream``): a protocol error that names it, with the body kept (bounded) in
         the message and the capture, instead of "0 data events" (issue 9)."""
-        loop = asyncio.get_running_loop()
         body = bytearray()
         limit, _ = state.next_limit()
         try:
-            async with asyncio.timeout_at(limit):
+            async with clock.timeout_at(limit):
                 async for chunk in http_response.aiter_bytes():
                     if writer is not None:
-                        writer.chunk(loop.time(), chunk)
+                        writer.chunk(clock.monotonic(), chunk)
                     body += chunk
                     if len(body) > MAX_ERROR_BODY:
                         break
@@ -520,15 +527,15 @@ class Client:
         http_response: httpx.Response,
         state: CallState,
         writer: CaptureWriter | None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
-        loop = asyncio.get_running_loop()
         body = bytearray()
         limit, stall_cls = state.next_limit()
         try:
-            async with asyncio.timeout_at(limit):
+            async with clock.timeout_at(limit):
                 async for chunk in http_response.aiter_bytes():
                     if writer is not None:
-                        writer.chunk(loop.time(), chunk)
+                        writer.chunk(clock.monotonic(), chunk)
                     body += chunk
                     if len(body) > MAX_ERROR_BODY:
                         break

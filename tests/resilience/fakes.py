@@ -1,9 +1,11 @@
 """A scripted stand-in for the client's ``stream()`` protocol, for the router's logic.
 
 The router only needs ``client.stream(target, conversation, timeouts=)`` yielding an async
-iterator of events with ``.response``; these fakes play scripted behaviours with real (short)
-delays and real watchdog errors, and count opened and closed streams. The emulator tests
-(``test_router_emulator.py``) run the same mechanisms over the real client and wire.
+iterator of events with ``.response``; these fakes play scripted behaviours with delays and
+watchdog errors on a :class:`~callproof.clock.VirtualClock` (the client's ``clock``, which the
+router takes as its own), so the timing logic runs the same on an idle and a loaded machine,
+and count opened and closed streams. The emulator tests (``test_router_emulator.py``) run the
+same mechanisms over the real client and wire.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from callproof.clock import Clock, VirtualClock, timeout_after
 from callproof.conversation import Conversation
 from callproof.errors import CallError, StallMidStream, StallNoEvents
 from callproof.events import Event, Response, StreamStart, StreamStop, TextDelta, Usage
@@ -31,6 +34,16 @@ def target(name: str, first_event: float = 1.0) -> Target:
     )
 
 
+async def pause(clock: Clock, seconds: float) -> None:
+    """Wait ``seconds`` on ``clock`` without it counting as a ``sleep`` (``vc.sleeps`` records
+    the router's own waits only)."""
+    try:
+        async with timeout_after(clock, seconds):
+            await asyncio.Event().wait()
+    except TimeoutError:
+        pass
+
+
 @dataclass
 class Play:
     """One scripted answer: ``kind`` is ok | hang | stall_after | empty | raise."""
@@ -43,15 +56,15 @@ class Play:
 
 
 class FakeStream:
-    def __init__(self, play: Play, timeouts: Timeouts, t0: float) -> None:
+    def __init__(self, play: Play, timeouts: Timeouts, clock: Clock) -> None:
         self.play = play
         self.timeouts = timeouts
         self.response = Response()
-        self._loop = asyncio.get_running_loop()
-        self._t0 = t0
+        self._clock = clock
+        self._t0 = clock.monotonic()
 
     def _accept(self, event: Event) -> Event:
-        t = self._loop.time() - self._t0
+        t = self._clock.monotonic() - self._t0
         timings = self.response.timings
         if timings.first_event_s is None:
             timings.first_event_s = t
@@ -73,16 +86,16 @@ class FakeStream:
         p = self.play
         first = self.timeouts.first_event or 60.0
         if p.kind == "hang":
-            await asyncio.sleep(first)
+            await pause(self._clock, first)
             raise StallNoEvents("no event", elapsed_s=first, limit_s=first)
-        await asyncio.sleep(p.delay)
+        await pause(self._clock, min(p.delay, first))
         if p.delay > first:
             raise StallNoEvents("no event", elapsed_s=first, limit_s=first)
         yield self._accept(StreamStart())
         if p.kind == "stall_after":
             if p.text:
                 yield self._accept(TextDelta(0, p.text))
-            await asyncio.sleep(self.timeouts.idle or 1.0)
+            await pause(self._clock, self.timeouts.idle or 1.0)
             err = StallMidStream("idle", elapsed_s=1.0, limit_s=1.0)
             err.response = self.response
             raise err
@@ -96,6 +109,8 @@ class FakeClient:
     """``scripts[target_name]`` is a list of plays used in order (the last one repeats)."""
 
     scripts: dict[str, list[Play]]
+    #: The clock every delay runs on; a router over this client takes it as its own.
+    clock: Clock = field(default_factory=VirtualClock)
     opened: Counter[str] = field(default_factory=Counter)
     closed: Counter[str] = field(default_factory=Counter)
     timeouts_seen: list[tuple[str, float | None]] = field(default_factory=list)
@@ -113,9 +128,9 @@ class FakeClient:
         try:
             if play.kind == "raise":
                 assert play.error is not None
-                await asyncio.sleep(play.delay)
+                await pause(self.clock, play.delay)
                 raise play.error
-            yield FakeStream(play, t, asyncio.get_running_loop().time())
+            yield FakeStream(play, t, self.clock)
         finally:
             self.closed[target.name] += 1
 

@@ -22,7 +22,7 @@ class Outage:
     """A client whose ``down`` target answers 503 while the virtual time is in [start, end)."""
 
     def __init__(self, vc: VirtualClock, down: str, start: float, end: float) -> None:
-        self.inner = FakeClient({"a": [Play()], "b": [Play()]})
+        self.inner = FakeClient({"a": [Play()], "b": [Play()]}, clock=vc)
         self.vc, self.down, self.start, self.end = vc, down, start, end
         self.sent: list[tuple[float, str]] = []
 

@@ -41,6 +41,7 @@ def busy(status: int, after: float | None) -> Play:
 
 
 def route(client: FakeClient, vc: VirtualClock, policy: RoutePolicy = NO_HEDGE) -> Router:
+    client.clock = vc
     return Router(
         "r",
         [target("a"), target("b")],

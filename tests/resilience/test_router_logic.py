@@ -29,7 +29,7 @@ from callproof.resilience import (
 )
 from callproof.scenarios import tool_call, tool_result
 
-from .fakes import FakeClient, Play, target
+from .fakes import FakeClient, Play, pause, target
 
 CONV = tool_result().conversation
 NO_HEDGE = RoutePolicy(hedge=HedgePolicy(mode="off"))
@@ -78,7 +78,7 @@ async def test_all_attempts_failed_carries_every_error() -> None:
             "b": [Play("raise", error=http_error(404, "ResourceNotFoundException"))],
         }
     )
-    vc = VirtualClock()
+    vc = client.clock = VirtualClock()
     router = Router(
         "r",
         [target("a", 0.02), target("b")],
@@ -109,7 +109,7 @@ async def test_retry_after_is_honoured_on_a_single_target() -> None:
     client = FakeClient(
         {"a": [Play("raise", error=http_error(429, "ThrottlingException", 2.5)), Play()]}
     )
-    vc = VirtualClock()
+    vc = client.clock = VirtualClock()
     router = Router(
         "r", [target("a")], client=client, policy=NO_HEDGE, clock=vc.clock, sleep=vc.sleep
     )
@@ -122,7 +122,7 @@ async def test_retry_after_is_capped() -> None:
     client = FakeClient(
         {"a": [Play("raise", error=http_error(503, "ServiceUnavailableException", 3600)), Play()]}
     )
-    vc = VirtualClock()
+    vc = client.clock = VirtualClock()
     policy = NO_HEDGE.replace(backoff=BackoffPolicy(retry_after_cap_s=20.0))
     router = Router("r", [target("a")], client=client, policy=policy, sleep=vc.sleep)
     await router.complete(CONV)
@@ -131,7 +131,7 @@ async def test_retry_after_is_capped() -> None:
 
 async def test_max_total_time_stops_the_waiting() -> None:
     client = FakeClient({"a": [Play("raise", error=http_error(429, "ThrottlingException", 25))]})
-    vc = VirtualClock()
+    vc = client.clock = VirtualClock()
     policy = NO_HEDGE.replace(retry=RetryPolicy(max_attempts=10, max_total_s=10.0))
     router = Router(
         "r", [target("a")], client=client, policy=policy, clock=vc.clock, sleep=vc.sleep
@@ -153,7 +153,7 @@ async def test_non_retryable_error_on_single_target_is_final() -> None:
 
 async def test_max_attempts_caps_retries() -> None:
     client = FakeClient({"a": [Play("hang")]})
-    vc = VirtualClock(follow_real_time=True)
+    vc = client.clock = VirtualClock()
     policy = NO_HEDGE.replace(retry=RetryPolicy(max_attempts=3))
     router = Router("r", [target("a", 0.02)], client=client, policy=policy, sleep=vc.sleep)
     with pytest.raises(AllAttemptsFailed) as info:
@@ -229,11 +229,10 @@ async def test_hedge_wins_against_a_hang_and_the_loser_is_closed() -> None:
     client = FakeClient({"a": [Play("hang")], "b": [Play(delay=0.01)]})
     policy = RoutePolicy(hedge=HedgePolicy(mode="fixed", delay_s=0.05))
     router = Router("r", [target("a", 5.0), target("b")], client=client, policy=policy)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    t0 = client.clock.monotonic()
     resp = await router.complete(CONV)
-    elapsed = loop.time() - t0
-    assert elapsed < 1.0  # far under a's 5 s first-event timeout
+    elapsed = client.clock.monotonic() - t0
+    assert elapsed == pytest.approx(0.06)  # the hedge at 0.05 s, its answer 0.01 s later
     assert resp.text == "It is 22 degrees."
     records = {a["target"]: a for a in resp.attempts}
     assert records["a"]["outcome"] == "abandoned"
@@ -288,16 +287,16 @@ async def test_quantile_hedge_delay_follows_observed_latency() -> None:
     router = Router("r", [target("a", 10.0), target("b")], client=client, policy=policy)
     for _ in range(5):
         await router.complete(CONV)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    t0 = client.clock.monotonic()
     resp = await router.complete(CONV)
-    assert loop.time() - t0 < 1.0  # hedged at ~2 x 0.02 s, not the 10 s cold-start delay
+    # hedged at 0.25 s (2 x 0.02 s, raised to min_delay_s), not the 10 s cold-start delay
+    assert client.clock.monotonic() - t0 == pytest.approx(0.25)
     assert resp.attempts[-1]["target"] == "b"
 
 
 async def test_breaker_opens_then_skips_then_half_opens_and_closes() -> None:
-    vc = VirtualClock(follow_real_time=True)
     client = FakeClient({"a": [Play("hang")] * 2 + [Play()], "b": [Play()]})
+    vc = client.clock = VirtualClock()
     policy = NO_HEDGE.replace(breaker=BreakerPolicy(failures=2, open_s=30.0, stall_rate=1.0))
     router = Router(
         "r", [target("a", 0.02), target("b")], client=client, policy=policy, clock=vc.clock
@@ -385,7 +384,7 @@ async def test_cancelling_a_call_closes_every_attempt() -> None:
     policy = RoutePolicy(hedge=HedgePolicy(mode="fixed", delay_s=0.01))
     router = Router("r", [target("a", 5.0), target("b", 5.0)], client=client, policy=policy)
     task = asyncio.create_task(router.complete(CONV))
-    await asyncio.sleep(0.1)
+    await pause(client.clock, 0.1)
     assert client.in_flight == 2
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -408,13 +407,12 @@ async def test_a_cold_call_picks_up_the_learned_hedge_delay_while_waiting() -> N
     client = FakeClient({"a": [Play("hang")] + [Play(delay=0.02)] * 3, "b": [Play()]})
     policy = RoutePolicy(hedge=HedgePolicy(mode="quantile", min_samples=3, delay_s=5.0))
     router = Router("r", [target("a", 10.0), target("b")], client=client, policy=policy)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    t0 = client.clock.monotonic()
     first = asyncio.create_task(router.complete(CONV))
-    await asyncio.sleep(0.01)
+    await pause(client.clock, 0.01)
     await asyncio.gather(*(router.complete(CONV) for _ in range(3)))
     resp = await first
-    assert loop.time() - t0 < 1.0
+    assert client.clock.monotonic() - t0 < 1.0  # virtual seconds: not the 5 s cold delay
     assert [(a["target"], a["outcome"]) for a in resp.attempts] == [
         ("a", "abandoned"),
         ("b", "ok"),

@@ -1,4 +1,4 @@
-"""How long to wait before trying again: one pure formula, a server's word, and a test clock.
+"""How long to wait before trying again: one pure formula and a server's word.
 
 Exponential backoff with full jitter (AWS's "full jitter": a uniform draw in
 ``[0, min(max, initial x multiplier^(n-1))]``) spreads the retries of many callers. When the
@@ -6,16 +6,16 @@ server says how long to wait (``retry-after-ms`` or AWS's ``x-amz-retry-after`` 
 milliseconds, or ``Retry-After`` in seconds or as an HTTP date; one parser,
 :func:`parse_retry_after`, which is the dialects' own) its value wins over the formula, up
 to a cap so a hostile or buggy header cannot park a caller for an hour.
+
+``VirtualClock`` is re-exported from :mod:`callproof.clock`, where it lives now.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
+from callproof.clock import VirtualClock
 from callproof.dialects._common import retry_after_s
 from callproof.resilience.policy import BackoffPolicy
 
@@ -71,30 +71,3 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     :func:`callproof.dialects._common.retry_after_s` (``retry-after-ms``, then
     ``x-amz-retry-after``, then ``Retry-After`` as seconds or an HTTP date)."""
     return retry_after_s(headers, now=now)
-
-
-@dataclass
-class VirtualClock:
-    """A clock and sleep for tests: ``sleep`` advances time at once and records each wait.
-
-    ``Router(..., clock=vc.clock, sleep=vc.sleep)`` zeroes every backoff wait while keeping
-    the arithmetic observable (``vc.sleeps``).
-    """
-
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-    #: When true the clock also follows real time (for routes with real network waits).
-    follow_real_time: bool = False
-    _origin: float = field(default_factory=time.monotonic, init=False)
-
-    def clock(self) -> float:
-        """The virtual time in seconds."""
-        if self.follow_real_time:
-            return self.now + (time.monotonic() - self._origin)
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        """Advance virtual time by ``seconds`` without waiting (one scheduler turn)."""
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
-        await asyncio.sleep(0)

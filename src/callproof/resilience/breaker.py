@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from callproof.clock import Clock
 from callproof.errors import CircuitOpenError
 from callproof.resilience.policy import BreakerPolicy
 
@@ -61,12 +62,15 @@ class Transition:
 
 
 class CircuitBreaker:
-    """The breaker of one target. ``clock`` is injectable (monotonic seconds)."""
+    """The breaker of one target. ``clock`` is injectable: a :class:`~callproof.clock.Clock`
+    or a plain function of monotonic seconds (the router passes its own clock's)."""
 
-    def __init__(self, target: str, policy: BreakerPolicy, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, target: str, policy: BreakerPolicy, clock: Clock | Callable[[], float]
+    ) -> None:
         self.target = target
         self.policy = policy
-        self._clock = clock
+        self._clock: Callable[[], float] = clock.monotonic if isinstance(clock, Clock) else clock
         self._state: BreakerState = "closed"
         self._consecutive = 0
         self._window: deque[bool] = deque(maxlen=policy.window)

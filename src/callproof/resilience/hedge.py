@@ -94,8 +94,8 @@ class AttemptRun:
         timeouts: Timeouts,
         hedge: bool,
         started: float,
-        started_loop: float,
         breaker_state: str,
+        started_loop: float | None = None,
         capture: Path | None = None,
     ) -> None:
         self.number = number
@@ -104,10 +104,10 @@ class AttemptRun:
         self.target = target
         self.timeouts = timeouts
         self.hedge = hedge
-        #: On the router's (injectable) clock, for records and budgets.
+        #: On the router's (injectable) clock: records, budgets and the hedge timer.
         self.started = started
-        #: On the event loop's clock, for hedge timers (which need real time).
-        self.started_loop = started_loop
+        #: The same moment (kept for callers of the older two-clock form).
+        self.started_loop = started if started_loop is None else started_loop
         self.breaker_state = breaker_state
         self.events: asyncio.Queue[Event | _End] = asyncio.Queue()
         self.first_event = False

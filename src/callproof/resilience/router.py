@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from callproof.clock import REAL_CLOCK, Clock, as_clock, timeout_after
 from callproof.conversation import Conversation, ToolResult, UserMessage
 from callproof.errors import (
     STOP_CATEGORIES,
@@ -77,9 +77,12 @@ _COLD_POLL_S = 0.05
 class Router:
     """A named route over ``targets`` (tried in order) through ``client``.
 
-    ``clock`` (monotonic seconds) and ``sleep`` are injectable: pass a
-    :class:`~callproof.resilience.backoff.VirtualClock`'s to zero every backoff wait in tests.
-    ``rng`` draws the jitter. Breakers and learned latencies live as long as the router.
+    ``clock`` is the one :class:`~callproof.clock.Clock` of every timing decision: the hedge
+    timer, backoff and Retry-After waits, budgets, breaker cool-downs (default: the client's
+    ``clock``, else the real one). A :class:`~callproof.clock.VirtualClock` runs them on
+    virtual time in tests. The older forms still work: ``clock`` as a plain time function and
+    ``sleep`` as a plain sleep function. ``rng`` draws the jitter. Breakers and learned
+    latencies live as long as the router.
     """
 
     def __init__(
@@ -89,7 +92,7 @@ class Router:
         *,
         client: StreamingClient,
         policy: RoutePolicy | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -103,12 +106,16 @@ class Router:
         self.client = client
         self.policy = policy or RoutePolicy()
         self.policy.validate(where=f"routes.{name}")
-        self.clock: Callable[[], float] = clock or time.monotonic
-        self.sleep: Callable[[float], Awaitable[None]] = sleep or asyncio.sleep
+        client_clock = getattr(client, "clock", None)
+        default = client_clock if isinstance(client_clock, Clock) else REAL_CLOCK
+        #: The router's :class:`Clock` (callable: ``router.clock()`` is its monotonic time).
+        self.clock: Clock = as_clock(clock, sleep=sleep, default=default)
+        self.sleep: Callable[[float], Awaitable[None]] = self.clock.sleep
         self.rng = rng or random.Random()
         self.watchdog = AdaptiveWatchdog(self.policy.watchdog)
         self.breakers = {
-            t.name: CircuitBreaker(t.name, self.policy.breaker, self.clock) for t in targets
+            t.name: CircuitBreaker(t.name, self.policy.breaker, self.clock.monotonic)
+            for t in targets
         }
         #: Calls started and HTTP requests sent over the router's life.
         self.calls = 0
@@ -221,8 +228,7 @@ class RouteStream:
         self.winner: AttemptRun | None = None
         self.requests = 0
         self.output_reached = False
-        self._loop = asyncio.get_running_loop()
-        self._t0 = router.clock()
+        self._t0 = router.clock.monotonic()
         self._records: dict[int, dict[str, Any]] = {}
         self._errors: list[CallError] = []
         self._inflight: set[AttemptRun] = set()
@@ -307,7 +313,7 @@ class RouteStream:
         if gate is not None and not is_admitted():
             # A starved loop must not run this call's clocks: wait before they start.
             await gate.admit()
-            self._t0 = self.router.clock()
+            self._t0 = self.router.clock.monotonic()
         while True:
             run = await self._acquire()
             self.winner = run
@@ -355,7 +361,7 @@ class RouteStream:
                 # Cold: the delay may shorten as other calls teach the target's latency.
                 wait = min(wait, _COLD_POLL_S)
             try:
-                async with asyncio.timeout(wait):
+                async with timeout_after(self.router.clock, wait):
                     run, signal = await self._notify.get()
             except TimeoutError:
                 due, _ = self._hedge_wait()
@@ -384,7 +390,7 @@ class RouteStream:
     # -- choosing and launching -----------------------------------------------------------
 
     def _elapsed(self) -> float:
-        return self.router.clock() - self._t0
+        return self.router.clock.monotonic() - self._t0
 
     async def _launch_primary(self) -> None:
         retry = self.router.policy.retry
@@ -412,7 +418,7 @@ class RouteStream:
         if retry.max_total_s is not None and self._elapsed() >= retry.max_total_s:
             return None
         targets = self.router.targets
-        now = self.router.clock()
+        now = self.router.clock.monotonic()
         if self._prefer is not None:
             name, self._prefer = self._prefer, None
             preferred = next(t for t in targets if t.name == name)
@@ -444,7 +450,7 @@ class RouteStream:
             order = [targets[(idx + k) % n] for k in range(1, n)] + [last.target]
         else:
             order = [last.target] + [targets[(idx + k) % n] for k in range(1, n)]
-        now = self.router.clock()
+        now = self.router.clock.monotonic()
         for target in order:
             if target.name in self._dead or self._not_before.get(target.name, now) > now:
                 continue
@@ -468,7 +474,7 @@ class RouteStream:
         if delay is None:
             return None, True
         settled = hedge.mode == "fixed" or len(window) >= hedge.min_samples
-        return max(0.0, last.started_loop + delay - self._loop.time()), settled
+        return max(0.0, last.started + delay - self.router.clock.monotonic()), settled
 
     def _launch(self, target: Target, *, hedge: bool) -> None:
         self._seq += 1
@@ -478,8 +484,7 @@ class RouteStream:
             target=target,
             timeouts=router.watchdog.timeouts_for(target),
             hedge=hedge,
-            started=router.clock(),
-            started_loop=self._loop.time(),
+            started=router.clock.monotonic(),
             breaker_state=router.breakers[target.name].state,
             capture=self._capture_path(target),
         )
@@ -562,10 +567,12 @@ class RouteStream:
                 retry_after_s=getattr(err, "retry_after_s", None),
                 rng=router.rng,
             )
-            self._not_before[name] = router.clock() + wait
+            self._not_before[name] = router.clock.monotonic() + wait
             after = getattr(err, "retry_after_s", None)
             if after is not None and after > 0:
-                until = router.clock() + min(after, router.policy.backoff.retry_after_cap_s)
+                until = router.clock.monotonic() + min(
+                    after, router.policy.backoff.retry_after_cap_s
+                )
                 router.cooldowns[name] = max(router.cooldowns.get(name, 0.0), until)
             if self._waits_out(err):
                 self._waited_out.add(name)
@@ -617,7 +624,7 @@ class RouteStream:
         self, runs: list[AttemptRun], reason: str, *, winner: AttemptRun | None = None
     ) -> None:
         router = self.router
-        now = self._loop.time()
+        now = router.clock.monotonic()
         for run in runs:
             self._inflight.discard(run)
         await cancel_runs(runs)
@@ -627,10 +634,10 @@ class RouteStream:
             if run.error is not None:  # it had failed already: record the failure
                 self._fail(run, run.error)
                 continue
-            waited = now - run.started_loop
+            waited = now - run.started
             breaker = router.breakers[run.target.name]
             suspected = winner is not None and self._likely_stalled(
-                run, waited, now - winner.started_loop
+                run, waited, now - winner.started
             )
             if suspected:
                 breaker.record_suspected_stall()
