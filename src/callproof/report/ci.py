@@ -1,9 +1,11 @@
 """CI outputs of ``callproof run``: JUnit XML, the GitHub step summary, GitHub annotations.
 
 * :func:`junit_xml(summary, gate) <junit_xml>`: one ``<testcase>`` per target and scenario
-  (``classname`` the target, ``name`` the scenario), in the JUnit format pytest writes. A case
-  fails when it fails the gate; its ``<failure>`` carries the outcome counts and the Wilson 95%
-  interval, and every case carries them as ``<properties>``.
+  (``classname`` the target, ``name`` the scenario), in the JUnit format pytest writes
+  (``xunit2``). A case fails when it fails the gate; its ``<failure>`` carries the outcome
+  counts and the Wilson 95% interval, every case has them in ``<system-out>``, and the suite's
+  ``<properties>`` hold the figures as ``TARGET/SCENARIO.passed`` etc. (xunit2 allows
+  properties on the suite only).
 * :func:`step_summary(summary, gate) <step_summary>`: Markdown for ``$GITHUB_STEP_SUMMARY``: the
   seeds' verdict lines (``Passed: 6/10 (60%)`` / ``Failed: 4/10 (40% STALL_NO_EVENTS)``), the
   table of pass rates and intervals, and the compound table (from :mod:`.markdown`).
@@ -109,15 +111,10 @@ def junit_xml(summary: dict[str, Any], gate: Gate, *, meta: dict[str, Any] | Non
         timestamp=str((meta or {}).get("started_at") or datetime.now(UTC).isoformat()),
         hostname=socket.gethostname(),
     )
+    # the figures as suite properties: pytest's xunit2 schema has no properties on a testcase
+    props = ET.SubElement(suite, "properties")
     for entry in results:
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=str(entry["target"]),
-            name=str(entry["scenario"]),
-            time=f"{_entry_seconds(entry):.3f}",
-        )
-        props = ET.SubElement(case, "properties")
+        key = f"{entry['target']}/{entry['scenario']}"
         low, high = entry["ci95"]
         values: list[tuple[str, object]] = [
             ("n", entry["n"]),
@@ -126,13 +123,25 @@ def junit_xml(summary: dict[str, Any], gate: Gate, *, meta: dict[str, Any] | Non
             ("ci95_low", round(float(low), 6)),
             ("ci95_high", round(float(high), 6)),
             *((f"outcome.{name}", count) for name, count in entry["outcomes"].items()),
-            ("gate", gate.describe()),
         ]
         for name, value in values:
-            ET.SubElement(props, "property", name=name, value=str(value))
+            ET.SubElement(props, "property", name=f"{key}.{name}", value=str(value))
+    ET.SubElement(props, "property", name="gate", value=gate.describe())
+    for entry in results:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=str(entry["target"]),
+            name=str(entry["scenario"]),
+            time=f"{_entry_seconds(entry):.3f}",
+        )
+        lines = f"{passed_line(entry)}\n{failed_line(entry)}\n{_verdict(entry, gate)}"
         if gate.fails(entry):
-            failure = ET.SubElement(case, "failure", message=_verdict(entry, gate))
-            failure.text = f"{passed_line(entry)}\n{failed_line(entry)}\n{_verdict(entry, gate)}"
+            failure = ET.SubElement(
+                case, "failure", type="callproof.gate", message=_verdict(entry, gate)
+            )
+            failure.text = lines
+        ET.SubElement(case, "system-out").text = lines
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
 
