@@ -62,8 +62,8 @@ from callproof.resilience.hedge import (
 )
 from callproof.resilience.policy import RoutePolicy
 from callproof.resilience.watchdog import AdaptiveWatchdog
-from callproof.telemetry.tracing import route_trace
 from callproof.targets import Target
+from callproof.telemetry.tracing import route_trace
 
 __all__ = ["EmptyResponseError", "RouteStream", "Router", "served_by"]
 
