@@ -72,6 +72,7 @@ bench: setup
 	$(UV) run --frozen python bench/router_load.py
 	UV_PROJECT_ENVIRONMENT=.venv-bench $(UV) run --frozen --group bench python bench/resilience.py
 	$(UV) run --frozen python bench/scale.py
+	$(UV) run --frozen python bench/gateway.py
 
 ## bench-quick: a smoke run of every benchmark (small sizes; figures are not for the README)
 bench-quick: setup
@@ -80,6 +81,7 @@ bench-quick: setup
 	$(UV) run --frozen python bench/probe.py --quick
 	$(UV) run --frozen python bench/scale.py --quick
 	$(UV) run --frozen python bench/router_load.py --quick
+	$(UV) run --frozen python bench/gateway.py --quick
 
 ## docs: regenerate the CLI reference from --help
 docs: setup

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -192,13 +193,17 @@ def bedrock_client(
     return client
 
 
-def read_evidence(gw: GatewayServer) -> list[dict[str, Any]]:
-    """The gateway's evidence records so far."""
+def read_evidence(gw: GatewayServer, at_least: int = 1) -> list[dict[str, Any]]:
+    """The gateway's evidence records, once there are ``at_least`` (a streamed call is recorded
+    just after its last bytes went out, so a client may finish first)."""
     directory = gw.app.state.evidence_dir
     path = Path(directory) / "results.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    deadline = time.monotonic() + 30
+    while True:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        if len(lines) >= at_least or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines if line]
+        time.sleep(0.02)
 
 
 NodeRunner = Callable[..., dict[str, Any]]

@@ -99,7 +99,7 @@ def test_boto3_converse_tool_loop_through_the_embedded_default(
         assert "22" in text
         assert second["usage"]["inputTokens"] > 0
         assert second["metrics"]["latencyMs"] >= 0
-        records = read_evidence(gw)
+        records = read_evidence(gw, 2)
         assert [r["scenario"] for r in records] == ["serve:converse", "serve:converse"]
         assert all(r["target"] == "route:kimi" for r in records)
         assert records[-1]["outcome"] == "ok"

@@ -156,12 +156,20 @@ async def _converse(call: GatewayCall, headers: dict[str, str]) -> Response:
 
 async def _stream(call: GatewayCall, encoder: BedrockStreamEncoder) -> AsyncIterator[bytes]:
     error: BaseException | None = None
+    pending: list[bytes] = []
     try:
         async for event in call.events():
             data = encoder.encode(event)
             if data:
-                yield data
+                pending.append(data)
+            if pending and not call.more_ready():  # one send for what is ready
+                yield b"".join(pending)
+                pending.clear()
+        if pending:
+            yield b"".join(pending)
     except CallError as err:
+        if pending:
+            yield b"".join(pending)
         error = err
         log.info("call to %s failed after commit: %s", call.requested, err.outcome)
         yield encoder.error(in_band_message(err))

@@ -304,6 +304,13 @@ class GatewayCall:
             out["x-callproof-raw-stop-reason"] = response.raw_stop_reason
         return out
 
+    def more_ready(self) -> bool:
+        """Whether the next event is already decoded (so a front can write several events
+        in one send instead of one system call each)."""
+        s = self._stream
+        run = s.winner if s is not None else None
+        return run is not None and not run.events.empty()
+
     def tool_id(self, raw: str, api: str) -> str:
         return self.gateway.tool_ids.outward(raw, api)
 
@@ -347,8 +354,17 @@ class GatewayCall:
         if self._done:
             return
         stream = self._stream
+        draining = self.gateway.draining
         expired = self.gateway.drain_expired
         while True:
+            if not draining.is_set():  # the hot path: no task per event
+                try:
+                    event = await stream.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield event
+                continue
+            # draining: every wait races the drain deadline
             step = asyncio.ensure_future(stream.__anext__())
             if not expired.is_set():
                 stopper = asyncio.ensure_future(expired.wait())

@@ -1,0 +1,423 @@
+"""Gateway benchmark: the founding case end to end, the gateway's overhead, and streams/s.
+
+Run:  python bench/gateway.py            (the full run: about 6 minutes on a quiet machine)
+      python bench/gateway.py --quick    (a smoke run, about a minute; figures not for the README)
+
+Everything runs on loopback. The emulator and the gateway (``callproof serve``) are child
+processes, so neither shares a GIL with the clients. Figures are ratios against a baseline
+measured in the same run (the machine may be shared).
+
+1. **Founding case.** An unmodified boto3 tool-use loop (question -> tool_use -> tool result ->
+   answer) against ``callproof serve`` with the seed preset behind it (Kimi K2.5 on Bedrock
+   hangs on 40% of tool-result turns; route ``kimi`` = [Bedrock Kimi, OpenRouter Kimi]),
+   ``--calls`` tool-result calls (default 1,000). Targets: success >= 99.9%, p99 latency of the
+   tool-result call <= 1.5x the healthy p99 (the same loop, straight to a healthy emulator),
+   <= 1.5 upstream requests per call (from the gateway's evidence records). Beside it, the same
+   loop pointed at the bare seed emulator (the README's "60% against 100%"); boto3 would wait
+   its 60 s read timeout on each hang, so that baseline uses ``--bare-timeout`` (default 5 s)
+   and counts a hang as a failure.
+2. **Overhead.** Streamed chat completions on the fast preset (no model latency), straight to
+   the emulator and through the gateway, at 1 and 64 concurrent streams: the added first-event
+   latency (p50, p99) and the added total. Target: added p99 first-event latency <= 5 ms at 64.
+3. **Streams/s** at 1, 64 and 512 concurrent streams through the gateway (fast preset).
+   TODO: the LiteLLM proxy side by side (it needs ``litellm[proxy]`` in .venv-bench, which the
+   pinned ``bench`` group does not carry yet); the figures here are the gateway's alone.
+
+Exit code 1 when a founding-case target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config as BotoConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GATEWAY_TOML = """\
+[defaults]
+timeouts = {{ connect = 2.0, first_event = 1.5, idle = 1.0, deadline = 30.0 }}
+
+[providers.bedrock]
+api = "bedrock-converse-stream"
+endpoint = "{url}"
+region = "us-east-1"
+
+[providers.openrouter]
+api = "openai-completions"
+endpoint = "{url}/v1"
+
+[targets."bedrock-kimi-k2.5"]
+provider = "bedrock"
+model = "moonshotai.kimi-k2.5"
+
+[targets."openrouter-kimi-k2.5"]
+provider = "openrouter"
+model = "moonshotai/kimi-k2.5"
+
+[routes.kimi]
+targets = ["bedrock-kimi-k2.5", "openrouter-kimi-k2.5"]
+
+[serve]
+evidence = "{evidence}"
+
+[serve.models]
+"moonshotai.kimi-k2.5" = "route:kimi"
+"moonshotai/kimi-k2.5" = "route:kimi"
+"""
+
+TOOLS = [
+    {
+        "toolSpec": {
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "inputSchema": {
+                "json": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                }
+            },
+        }
+    }
+]
+
+
+# -- child processes ------------------------------------------------------------------------
+
+
+class Child:
+    """A ``callproof`` command in a child process that prints its URL first."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "callproof", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            self.stop()
+            raise RuntimeError(f"callproof {' '.join(args)} did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def emulator(preset: str) -> Child:
+    return Child("emulate", "--preset", preset, "--port", "0", "--seed", "7")
+
+
+def gateway(emulator_url: str, workdir: Path, name: str) -> tuple[Child, Path]:
+    evidence = workdir / f"evidence-{name}"
+    config = workdir / f"gateway-{name}.toml"
+    config.write_text(
+        GATEWAY_TOML.format(url=emulator_url, evidence=evidence.as_posix()), encoding="utf-8"
+    )
+    return Child("serve", "--config", str(config), "--port", "0"), evidence
+
+
+# -- 1. the founding case -------------------------------------------------------------------
+
+
+@dataclass
+class LoopResult:
+    label: str
+    ok: int = 0
+    failed: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def calls(self) -> int:
+        return self.ok + self.failed
+
+    def p(self, q: float) -> float:
+        values = sorted(self.latencies)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _client(url: str, read_timeout: float) -> Any:
+    return boto3.client(
+        "bedrock-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDBENCH",
+        aws_secret_access_key="bench-secret",
+        config=BotoConfig(
+            read_timeout=read_timeout, retries={"mode": "standard"}, max_pool_connections=64
+        ),
+    )
+
+
+def _collect(stream: Any) -> tuple[str, str | None, dict[str, Any] | None]:
+    text, stop, tool = "", None, None
+    for event in stream:
+        if "contentBlockStart" in event:
+            tool = {**event["contentBlockStart"]["start"]["toolUse"], "input": ""}
+        elif "contentBlockDelta" in event:
+            delta = event["contentBlockDelta"]["delta"]
+            text += delta.get("text", "")
+            if "toolUse" in delta and tool is not None:
+                tool["input"] += delta["toolUse"]["input"]
+        elif "messageStop" in event:
+            stop = event["messageStop"]["stopReason"]
+    return text, stop, tool
+
+
+def one_loop(client: Any) -> tuple[bool, float, str]:
+    """An agent's loop: the question, the tool call, its result, the answer. Returns (passed,
+    latency of the tool-result call, why it failed)."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"text": "Weather for Tokyo?"}]}]
+    try:
+        first = client.converse_stream(
+            modelId="moonshotai.kimi-k2.5", messages=messages, toolConfig={"tools": TOOLS}
+        )
+        _, stop, tool = _collect(first["stream"])
+        if stop != "tool_use" or tool is None:
+            return False, 0.0, f"first turn stop {stop}"
+        arguments = json.loads(tool["input"]) if tool["input"] else {}
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "toolUse": {
+                            "toolUseId": tool["toolUseId"],
+                            "name": tool["name"],
+                            "input": arguments,
+                        }
+                    }
+                ],
+            }
+        )
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "toolResult": {
+                            "toolUseId": tool["toolUseId"],
+                            "content": [{"json": {"temp": 22}}],
+                        }
+                    }
+                ],
+            }
+        )
+        t0 = time.perf_counter()
+        second = client.converse_stream(
+            modelId="moonshotai.kimi-k2.5", messages=messages, toolConfig={"tools": TOOLS}
+        )
+        text, stop, _ = _collect(second["stream"])
+        latency = time.perf_counter() - t0
+    except Exception as exc:
+        return False, 0.0, type(exc).__name__
+    if stop != "end_turn" or "22" not in text:
+        return False, latency, f"answer stop {stop}"
+    return True, latency, ""
+
+
+def run_loops(label: str, url: str, n: int, concurrency: int, read_timeout: float) -> LoopResult:
+    result = LoopResult(label)
+    client = _client(url, read_timeout)
+    with ThreadPoolExecutor(concurrency) as pool:
+        for passed, latency, why in pool.map(lambda _: one_loop(client), range(n)):
+            if passed:
+                result.ok += 1
+                result.latencies.append(latency)
+            else:
+                result.failed += 1
+                result.errors[why] = result.errors.get(why, 0) + 1
+                if latency:
+                    result.latencies.append(latency)
+    return result
+
+
+def upstream_requests(evidence: Path) -> tuple[int, int]:
+    """(tool-result calls, upstream requests they sent) from the gateway's evidence."""
+    calls = requests = 0
+    path = evidence / "results.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("tool_calls"):
+            continue  # the question turn (answered with a tool call)
+        calls += 1
+        requests += int(record.get("requests") or 0)
+    return calls, requests
+
+
+# -- 2./3. overhead and streams/s -----------------------------------------------------------
+
+CHAT = {
+    "model": "moonshotai/kimi-k2.5",
+    "messages": [{"role": "user", "content": "Weather for Tokyo?"}],
+    "stream": True,
+}
+
+
+async def _stream_once(http: httpx.AsyncClient, url: str) -> tuple[float, float]:
+    """(first content event, total) seconds of one streamed chat completion."""
+    t0 = time.perf_counter()
+    first = None
+    async with http.stream("POST", url + "/v1/chat/completions", json=CHAT) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data: {"):
+                first = time.perf_counter() - t0
+            if line == "data: [DONE]":
+                break
+    return first or float("nan"), time.perf_counter() - t0
+
+
+async def streams(url: str, concurrency: int, total: int) -> tuple[list[float], list[float], float]:
+    """Run ``total`` streams, ``concurrency`` at a time: first-event and total latencies and
+    the wall time."""
+    limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency)
+    firsts: list[float] = []
+    totals: list[float] = []
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        for _ in range(min(concurrency, 16)):  # warm the connections and the gateway
+            await _stream_once(http, url)
+        queue = iter(range(total))
+        t0 = time.perf_counter()
+
+        async def worker() -> None:
+            for _ in queue:
+                first, whole = await _stream_once(http, url)
+                firsts.append(first)
+                totals.append(whole)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return firsts, totals, wall
+
+
+def _q(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=1000, help="tool-result calls (founding)")
+    parser.add_argument("--bare-calls", type=int, default=200, help="loops on the bare emulator")
+    parser.add_argument("--bare-timeout", type=float, default=5.0, help="boto3 read timeout, bare")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent loops")
+    parser.add_argument("--streams", type=int, default=2000, help="streams per overhead level")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (small sizes)")
+    args = parser.parse_args()
+    if args.quick:
+        args.calls, args.bare_calls, args.streams = 60, 30, 200
+    work = Path(tempfile.mkdtemp(prefix="callproof-bench-gateway-"))
+    print("callproof gateway benchmark (loopback; the machine may be shared: read the ratios)")
+    failed = False
+
+    # 1. the founding case
+    healthy = emulator("healthy")
+    seed = emulator("seed")
+    serve, evidence = gateway(seed.url, work, "seed")
+    try:
+        base = run_loops("boto3 -> healthy emulator", healthy.url, args.calls, args.concurrency, 60)
+        bare = run_loops(
+            f"boto3 -> bare seed emulator (read_timeout {args.bare_timeout:g} s)",
+            seed.url,
+            args.bare_calls,
+            max(args.concurrency, 32),
+            args.bare_timeout,
+        )
+        through = run_loops(
+            "boto3 -> callproof serve -> seed emulator", serve.url, args.calls, args.concurrency, 60
+        )
+    finally:
+        serve.stop()
+    calls, requests = upstream_requests(evidence)
+    print("\n1. founding case: boto3 tool-use loop, tool-result calls")
+    print(f"{'client':58} {'calls':>6} {'success':>8} {'p50 s':>7} {'p99 s':>7}")
+    for r in (base, bare, through):
+        rate = r.ok / r.calls if r.calls else 0.0
+        print(f"{r.label:58} {r.calls:>6} {rate:>8.1%} {r.p(0.5):>7.3f} {r.p(0.99):>7.3f}")
+        if r.errors:
+            print(f"{'':4}failures: {r.errors}")
+    success = through.ok / through.calls if through.calls else 0.0
+    ratio = through.p(0.99) / base.p(0.99)
+    per_call = requests / calls if calls else float("nan")
+    print(f"success through the gateway {success:.2%} (target >= 99.9%)")
+    print(f"p99 / healthy p99 = {ratio:.2f}x (target <= 1.5x)")
+    print(f"upstream requests per tool-result call = {per_call:.3f} (target <= 1.5)")
+    failed |= success < 0.999 or ratio > 1.5 or per_call > 1.5
+
+    # 2./3. overhead and streams/s, on the fast preset
+    fast = emulator("fast")
+    fast_gw, _ = gateway(fast.url, work, "fast")
+    try:
+        print("\n2. overhead: streamed chat completions, fast preset (no model latency)")
+        print(
+            f"{'level':>6} {'direct p50/p99 ms':>20} {'gateway p50/p99 ms':>20} "
+            f"{'added p50/p99 ms':>18} {'added total p50 ms':>19}"
+        )
+        for level in (1, 64):
+            d_first, d_total, _ = asyncio.run(
+                streams(fast.url, level, args.streams // 4 if level == 1 else args.streams)
+            )
+            g_first, g_total, _ = asyncio.run(
+                streams(fast_gw.url, level, args.streams // 4 if level == 1 else args.streams)
+            )
+            d50, d99, g50, g99 = (
+                _q(d_first, 0.5) * 1e3,
+                _q(d_first, 0.99) * 1e3,
+                _q(g_first, 0.5) * 1e3,
+                _q(g_first, 0.99) * 1e3,
+            )
+            added_total = (statistics.median(g_total) - statistics.median(d_total)) * 1e3
+            print(
+                f"{level:>6} {d50:>9.1f}/{d99:<10.1f} {g50:>9.1f}/{g99:<10.1f} "
+                f"{g50 - d50:>8.1f}/{g99 - d99:<9.1f} {added_total:>19.1f}"
+            )
+        print("\n3. streams/s (fast preset)")
+        print(f"{'level':>6} {'direct':>10} {'gateway':>10} {'gateway/direct':>15}")
+        for level in (1, 64, 512):
+            n = args.streams // 4 if level == 1 else args.streams
+            _, _, d_wall = asyncio.run(streams(fast.url, level, n))
+            _, _, g_wall = asyncio.run(streams(fast_gw.url, level, n))
+            print(f"{level:>6} {n / d_wall:>10.0f} {n / g_wall:>10.0f} {d_wall / g_wall:>15.2f}")
+        print("LiteLLM proxy: TODO (needs litellm[proxy] in .venv-bench)")
+    finally:
+        fast_gw.stop()
+        fast.stop()
+        healthy.stop()
+        seed.stop()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
