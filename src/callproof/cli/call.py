@@ -23,11 +23,11 @@ from typing import Any
 import click
 
 from callproof.attempt import Attempt
-from callproof.capture import redact_url
 from callproof.dialects.base import API_NAMES
 from callproof.endpoints import is_loopback
 from callproof.errors import ConfigError
 from callproof.events import Event
+from callproof.redact import redact_url
 from callproof.scenarios import BUILTIN, Scenario
 from callproof.targets import Auth, Endpoint, Target, Timeouts
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from callproof.redact import redact_url
+
 __all__ = [
     "grouped_requests",
     "meta_requests",
@@ -80,9 +82,7 @@ def target_row(target: dict[str, Any], meta: dict[str, Any]) -> list[str]:
         endpoint = endpoint.get("base_url") or endpoint.get("url")
     members = target.get("members")
     if isinstance(endpoint, str) and endpoint:
-        from callproof.capture import Redactor
-
-        endpoint = Redactor().url(endpoint)
+        endpoint = redact_url(endpoint)
     if not endpoint and isinstance(members, list) and members:
         names = [str(m.get("name")) for m in members if isinstance(m, dict)]
         endpoint = "route over " + " → ".join(names)

@@ -39,7 +39,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from callproof.capture import Redactor
+from callproof.redact import Redactor
 from callproof.state.base import StateBackend
 
 if TYPE_CHECKING:
