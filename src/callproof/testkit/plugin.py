@@ -20,6 +20,7 @@ errors from a fixture method fail that test with the message and the test's line
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -144,9 +145,9 @@ def pytest_runtest_makereport(
 
     if excinfo.errisinstance(CallproofUsageError):
         where = ""
-        for entry in reversed(excinfo.traceback):
-            path = str(entry.path)
-            if "callproof/testkit" not in path.replace("\\", "/"):
+        ours = Path(__file__).parent
+        for entry in reversed(excinfo.traceback):  # the innermost line outside the test kit
+            if ours not in Path(entry.path).parents:
                 where = f"{entry.path}:{entry.lineno + 1}: "
                 break
         report.longrepr = f"{where}callproof usage error: {excinfo.value}"
