@@ -357,7 +357,7 @@ def per_call(
         ours_calls(bedrock)
         prof.disable()
         print(f"cProfile of {calls} whole Bedrock calls (callproof), top by own time:")
-        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        pstats.Stats(prof).sort_stats(os.environ.get("H7_SORT", "tottime")).print_stats(int(os.environ.get("H7_N", "15")))
     loop.run_until_complete(client.aclose())
     loop.close()
     return rows

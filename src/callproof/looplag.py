@@ -13,6 +13,10 @@ records ``fired_at - due``; above ``warn_above_s`` it logs a warning, at most on
     async with LoopLagMonitor() as lag:
         ...
     lag.stats()   # {"samples": ..., "p50_s": ..., "p99_s": ..., "max_s": ..., "warnings": ...}
+
+Each sample also says whose lag it was: when the loop thread's own CPU over the tick's span is
+under half the span, the loop was not running (a loaded machine, or another thread holding the
+GIL), and lowering the concurrency would not help; ``own_p99_s`` is the p99 of the others.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import contextvars
 import logging
 import statistics
+import time
 from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
@@ -59,12 +64,16 @@ class LoopLagMonitor:
         self.warn_above_s = warn_above_s
         self.warn_every_s = warn_every_s
         self.samples: deque[float] = deque(maxlen=keep)
+        #: The lags of ticks whose span the loop thread spent mostly on its own CPU.
+        self.own_samples: deque[float] = deque(maxlen=keep)
         self.max_s = 0.0
         self.warnings = 0
         self._log = logger or log
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._armed_at = 0.0
+        self._armed_cpu = 0.0
         self._last_warning: float | None = None
 
     def start(self) -> None:
@@ -73,6 +82,7 @@ class LoopLagMonitor:
             return
         self._loop = asyncio.get_running_loop()
         self._due = self._loop.time() + self.interval_s
+        self._armed_at, self._armed_cpu = self._loop.time(), time.thread_time()
         self._handle = self._loop.call_at(self._due, self._tick)
 
     def stop(self) -> None:
@@ -96,31 +106,44 @@ class LoopLagMonitor:
     def _tick(self) -> None:
         loop = self._loop
         assert loop is not None
-        now = loop.time()
+        now, cpu = loop.time(), time.thread_time()
         lag = max(0.0, now - self._due)
+        # Whose lag: the loop thread's own CPU over the span since the tick was armed. A busy
+        # loop (our own work) used most of it; a loop the OS did not run (a shared machine,
+        # or another thread holding the GIL) used little.
+        span = now - self._armed_at
+        busy = span <= 0 or (cpu - self._armed_cpu) >= 0.5 * span
         self.samples.append(lag)
         self.max_s = max(self.max_s, lag)
+        if busy:
+            self.own_samples.append(lag)
         if lag > self.warn_above_s:
             self.warnings += 1
             if self._last_warning is None or now - self._last_warning >= self.warn_every_s:
                 self._last_warning = now
                 self._log.warning(
                     "event loop lagged %.3f s (warning above %.3f s): every timeout fires late "
-                    "while the loop is starved; lower the concurrency",
+                    "while the loop is starved; %s",
                     lag,
                     self.warn_above_s,
+                    "lower the concurrency"
+                    if busy
+                    else "the process was not running (a loaded machine, or another thread)",
                 )
         self._due = now + self.interval_s
+        self._armed_at, self._armed_cpu = now, cpu
         self._handle = loop.call_at(self._due, self._tick)
 
-    def quantile(self, q: float) -> float | None:
+    def quantile(self, q: float, *, own: bool = False) -> float | None:
         """The ``q`` quantile (0 < q < 1) of the lags kept (linear interpolation, as
-        :func:`statistics.quantiles` ``inclusive``), or None before any sample."""
-        if not self.samples:
+        :func:`statistics.quantiles` ``inclusive``), or None before any sample. ``own``: of
+        the ticks the loop spent on its own work only."""
+        samples = self.own_samples if own else self.samples
+        if not samples:
             return None
-        if len(self.samples) == 1:
-            return self.samples[0]
-        cuts = statistics.quantiles(self.samples, n=1000, method="inclusive")
+        if len(samples) == 1:
+            return samples[0]
+        cuts = statistics.quantiles(samples, n=1000, method="inclusive")
         return cuts[min(len(cuts) - 1, max(0, round(q * 1000) - 1))]
 
     def stats(self) -> dict[str, Any]:
@@ -130,6 +153,9 @@ class LoopLagMonitor:
             "p50_s": self.quantile(0.5),
             "p99_s": self.quantile(0.99),
             "max_s": self.max_s,
+            "own_samples": len(self.own_samples),
+            "own_p99_s": self.quantile(0.99, own=True),
+            "own_max_s": max(self.own_samples, default=None),
             "warnings": self.warnings,
             "warn_above_s": self.warn_above_s,
         }
@@ -145,6 +171,10 @@ class AdmissionGate(LoopLagMonitor):
     while the tick was on time (lag under ``target_lag_s``), halved when it was late. A call
     that finds a token and a loop on time passes without waiting, so an unloaded client pays
     nothing; otherwise it waits in FIFO order, with no clock of its own running yet.
+
+    The gate ticks only while calls arrive: a tick re-arms itself when something was admitted
+    or is waiting since the previous one, so an idle client (or one whose loop is stopped
+    between ``run_until_complete`` calls) runs no timer and reports no lag of its own.
 
     Attempts inside an admitted call (a router's hedges and fallbacks) are started under
     :func:`admitted` and skip the gate: they are part of work already let in.
@@ -167,15 +197,23 @@ class AdmissionGate(LoopLagMonitor):
         self.batch = max(min_batch, min(16, max_batch))
         self._tokens = self.batch
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._recent = 0  # admissions since the last tick
         self.waited = 0
 
     def _behind(self) -> bool:
         loop = self._loop
-        return loop is not None and loop.time() - self._due > self.target_lag_s
+        return (
+            self._handle is not None
+            and loop is not None
+            and loop.time() - self._due > self.target_lag_s
+        )
 
     async def admit(self) -> None:
         """Return when a new call may start (at once on a loop that keeps time)."""
-        self.start()
+        if self._handle is None:
+            self._tokens = max(self._tokens, self.batch)
+            self.start()
+        self._recent += 1
         if not self._waiters and self._tokens > 0 and not self._behind():
             self._tokens -= 1
             return
@@ -205,6 +243,10 @@ class AdmissionGate(LoopLagMonitor):
             if not waiter.done():
                 waiter.set_result(None)
                 self._tokens -= 1
+        if not self._recent and not self._waiters and self._handle is not None:
+            self._handle.cancel()  # idle: no timer until the next call arrives
+            self._handle = None
+        self._recent = 0
 
     def stop(self) -> None:
         super().stop()
