@@ -47,18 +47,15 @@ from callproof.errors import (
     TransportError,
 )
 from callproof.events import Event, Response
-from callproof.redact import REDACTED, Redactor, redact_url
+from callproof.redact import Redactor
 from callproof.scrub_body import BodyScrubber
 from callproof.targets import Target, Timeouts
 
 __all__ = [
-    "REDACTED",
     "Capture",
     "CaptureWriter",
-    "Redactor",
     "decode_capture",
     "read_capture",
-    "redact_url",
 ]
 
 FORMAT = "callproof-capture"

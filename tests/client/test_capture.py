@@ -10,12 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from callproof.capture import Redactor, decode_capture, read_capture
+from callproof.capture import decode_capture, read_capture
 from callproof.client import Client
 from callproof.conversation import Conversation, UserMessage
 from callproof.emulator.replay import replay_app
 from callproof.errors import HTTPStatusError, StallMidStream, StallNoEvents
 from callproof.events import Response
+from callproof.redact import Redactor
 from callproof.scenarios import tool_result
 from callproof.targets import Auth, Endpoint, Target, Timeouts
 from tests.client.conftest import FAST, awkward, emulator_target, make_target
