@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from callproof import dialects
 from callproof import transport as _transport
 from callproof.callstate import REQUEST_ID_HEADERS, CallState, decode_step, request_id_from
 from callproof.capture import CaptureWriter
@@ -85,8 +86,6 @@ AFTER_STOP_GRACE_S = 0.25
 def get_dialect(api: str, **options: Any) -> Dialect:
     """The dialect for ``api`` (one of :data:`~callproof.dialects.base.API_NAMES`), built with
     ``options`` (a target's ``dialect_options``)."""
-    from callproof import dialects
-
     return dialects.get_dialect(api, **options)
 
 

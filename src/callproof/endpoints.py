@@ -20,6 +20,7 @@ to set, never an HTTP 403 from far away.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 from collections.abc import Mapping
@@ -77,8 +78,6 @@ def join_url(base_url: str, path: str) -> str:
 
 def is_loopback(url: str) -> bool:
     """Whether ``url`` points at this machine (an emulator, a local proxy)."""
-    import ipaddress
-
     host = urlsplit(url).hostname or ""
     if host == "localhost":
         return True
