@@ -119,6 +119,19 @@ class Connection:
         return inner if isinstance(inner, H2Protocol) else None
 
     @property
+    def idle(self) -> bool:
+        """No request in flight: between keep-alive requests, or still waiting for headers."""
+        wrapper = getattr(self._server, "protocol", None)
+        inner = getattr(wrapper, "protocol", None)
+        if isinstance(inner, H2Protocol):
+            return bool(inner.idle)
+        return getattr(inner, "stream", None) is None
+
+    def close(self) -> None:
+        """Close the connection now (an idle one evicted to admit a new client)."""
+        self._writer.transport.abort()
+
+    @property
     def http_version(self) -> str:
         """``"2"`` once the connection speaks HTTP/2, else ``"1.1"``."""
         return "2" if self._h2 is not None else "1.1"
@@ -323,8 +336,18 @@ class HTTPServer:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             peer = writer.get_extra_info("peername")
-            if len(self.connections) >= cap or not peer:
-                over_cap.warn(f"{len(self.connections)} connections open (the cap); closing new")
+            if len(self.connections) >= cap:
+                # the oldest idle connection (keep-alive, or never sent its headers) gives way,
+                # so idle clients cannot deny service; with none idle, the new one is refused
+                oldest = next((k for k, c in self.connections.items() if c.idle), None)
+                if oldest is not None:
+                    over_cap.warn(f"{cap} connections open (the cap); closing the oldest idle")
+                    self.connections.pop(oldest).close()
+                else:
+                    over_cap.warn(f"{cap} connections open (the cap), none idle; refusing new")
+                    writer.transport.abort()
+                    return
+            if not peer:
                 writer.transport.abort()
                 return
             key = (str(peer[0]), int(peer[1]))

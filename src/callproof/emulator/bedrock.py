@@ -20,7 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from callproof.emulator.bedrock_auth import BedrockAuth
-from callproof.emulator.bedrock_validation import BedrockError, decode_request, parse_body
+from callproof.emulator.bedrock_validation import (
+    MALFORMED,
+    BedrockError,
+    decode_request,
+    parse_body,
+)
 from callproof.emulator.bedrock_wire import (
     EVENTSTREAM,
     HTTP_ERRORS,
@@ -32,7 +37,7 @@ from callproof.emulator.bedrock_wire import (
     stream_exception_as_http,
     stream_steps,
 )
-from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
+from callproof.emulator.body import BodyTimeout, BodyTooLarge, lone_surrogates, read_body
 from callproof.emulator.faults import FAULT_HEADER, InvalidFault, apply_to_turn, replay_rejection
 from callproof.emulator.models import script_turn
 from callproof.emulator.state import EmulatorState
@@ -114,6 +119,9 @@ async def _serve(
     url = f"{request.url.scheme}://{host}{raw_path.decode('latin-1')}"
     auth.check(method=request.method, url=url, headers=request.headers, body=body)
     data = parse_body(body)
+    if lone_surrogates(body):
+        # no UTF-8 string holds one: the service refuses the input (a 400, never a 500)
+        raise BedrockError(400, "ValidationException", MALFORMED)
     profile = state.profile("bedrock", model_id)
     if profile is None:
         raise BedrockError(400, "ValidationException", INVALID_MODEL)

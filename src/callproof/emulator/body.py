@@ -9,12 +9,17 @@ and dropped instead of kept forever.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from typing import Any
 
 from starlette.requests import Request
 
 from callproof.emulator.state import Limits
 
-__all__ = ["BodyTimeout", "BodyTooLarge", "read_body"]
+__all__ = ["BodyTimeout", "BodyTooLarge", "lone_surrogates", "read_body"]
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class BodyTooLarge(Exception):
@@ -43,3 +48,19 @@ async def read_body(request: Request, limits: Limits) -> bytes:
     except TimeoutError:
         raise BodyTimeout from None
     return b"".join(chunks)
+
+
+def lone_surrogates(body: bytes) -> bool:
+    """True when the JSON body holds a lone UTF-16 surrogate (``"\\ud800"``): legal JSON
+    text, but no UTF-8 string, so any answer that quotes it would fail to encode. Cheap: the
+    body is parsed again only when it holds a surrogate escape (json.loads joins real pairs)."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        data: Any = json.loads(body)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False  # not JSON: the decoder reports it
+    return False

@@ -377,7 +377,9 @@ def script_turn(profile: ModelProfile, conversation: Conversation, rng: random.R
     calls: tuple[ScriptedCall, ...] = ()
     if pending:
         tool = pending[0]
-        entities: list[str | None] = [*_entities(question)] or [None]
+        # bounded, like the work a hostile prompt ("A and B and C and ...") can cause
+        named: list[str | None] = list(_entities(question)[:MAX_PARALLEL_CALLS])
+        entities = named or [None]
         if not _takes_text(tool):
             entities = entities[:1]  # nothing to vary between parallel calls
         base = _previous_call_count(conversation)
@@ -423,6 +425,14 @@ def script_turn(profile: ModelProfile, conversation: Conversation, rng: random.R
         + len(split_tokens(reasoning))
         + sum(len(c.arguments) // 4 + 2 for c in calls)
     )
+    limit = _output_limit(conversation)
+    if out_tokens > limit:
+        # the cap holds for every answer, tool calls included (issue 10: 19,100 output
+        # tokens of calls with no maxTokens): cut off mid-call, as a real model is
+        kept = split_tokens(reasoning)[:limit]
+        reasoning = "".join(kept)
+        text = "".join(split_tokens(text)[: max(0, limit - len(kept))])
+        calls, stop, out_tokens = (), "max_tokens", limit
     return Turn(
         reasoning=reasoning,
         text=text,
@@ -450,7 +460,13 @@ def _plain_answer(question: str) -> str:
 #: Output tokens when the request sets no limit, and the most any request gets: real models
 #: have both, and they keep one hostile request from producing an unbounded answer.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
+#: Parallel calls in one turn at most (OpenAI allows 128 tools per request).
+MAX_PARALLEL_CALLS = 128
 MAX_OUTPUT_TOKENS = 32768
+
+
+def _output_limit(conversation: Conversation) -> int:
+    return min(conversation.settings.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS)
 
 
 def _apply_limits(conversation: Conversation, text: str, stop: str) -> tuple[str, str]:
@@ -458,7 +474,7 @@ def _apply_limits(conversation: Conversation, text: str, stop: str) -> tuple[str
     for sequence in settings.stop_sequences:
         if sequence and sequence in text:
             return text[: text.index(sequence)], "stop_sequence"
-    limit = min(settings.max_tokens or DEFAULT_MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS)
+    limit = _output_limit(conversation)
     pieces = split_tokens(text)
     if len(pieces) > limit:
         return "".join(pieces[:limit]), "max_tokens"

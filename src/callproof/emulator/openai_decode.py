@@ -36,6 +36,7 @@ from callproof.conversation import (
 )
 
 __all__ = [
+    "BAD_JSON",
     "ChatRequest",
     "OpenAIRequestError",
     "decode_chat",
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_BAD_JSON = (
+BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
     "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
     "valid JSON. If you have trouble figuring out how to fix this, please contact us through our "
@@ -161,7 +162,7 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        raise OpenAIRequestError(_BAD_JSON) from None
+        raise OpenAIRequestError(BAD_JSON) from None
     if not isinstance(data, dict):
         raise OpenAIRequestError(
             f"Invalid type for request body: expected an object, but got {_type_name(data)} "

@@ -69,7 +69,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
+from callproof.emulator.body import BodyTimeout, BodyTooLarge, lone_surrogates, read_body
 from callproof.emulator.faults import (
     FAULT_HEADER,
     Fault,
@@ -85,7 +85,12 @@ from callproof.emulator.openai_chat import (
     finish_reason_for,
     stream_error_for,
 )
-from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
+from callproof.emulator.openai_decode import (
+    BAD_JSON,
+    ChatRequest,
+    OpenAIRequestError,
+    decode_chat,
+)
 from callproof.emulator.openai_responses import ResponsesEncoder, ResponsesRequest, decode_responses
 from callproof.emulator.state import EmulatorState, Limits
 from callproof.emulator.streaming import (
@@ -255,6 +260,8 @@ async def _answer(
 ) -> Response:
     try:
         body = await _read_body(request, state.limits)
+        if lone_surrogates(body):
+            raise OpenAIRequestError(BAD_JSON)  # the API's own answer to unparseable input
         decoded: ChatRequest | ResponsesRequest = (
             decode_responses(body, state.responses) if responses else decode_chat(body)
         )
