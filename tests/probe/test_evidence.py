@@ -446,3 +446,30 @@ def test_model_families_match_across_providers() -> None:
     assert model_family("mistral.mistral-large-3-675b-instruct") == model_family(
         "mistralai/mistral-large-3-675b-instruct"
     )
+
+
+def test_terminal_output_fits_80_columns_without_breaking_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    out = tmp_path / "run"
+    (tmp_path / "faults.toml").write_text(MIXED_FAULTS)
+    config = tmp_path / "callproof.toml"
+    config.write_text(MIXED_TOML.format(n=20, seed=11))
+    code, stdout, err = run_cli(
+        capsys, "run", "--config", str(config), "--no-history", "--out", str(out)
+    )
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    tokens = set(stdout.split())
+    summary = json.loads((out / "summary.json").read_text())
+    for sentence in executive_summary(summary):
+        for word in sentence.split():
+            assert word in tokens, word  # wrapped at word boundaries, never inside one
+    for record in read_records(out):
+        if record["attempt"] <= 20 and record.get("detail"):
+            for word in str(record["detail"]).split():
+                assert word in tokens, word
+    for leak in ("None", "{'"):
+        assert leak not in stdout, leak

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,7 +249,9 @@ def run(
     options.gate = gate or config.defaults.gate
 
     # piped output gets room for the tables instead of rich's 80-column fallback
-    out_console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    # (COLUMNS, when set, is the width asked for: lines wrap at words, never mid-number)
+    wide = sys.stdout.isatty() or os.environ.get("COLUMNS")
+    out_console = Console(highlight=False, width=None if wide else 140)
     progress = _progress(enabled=not as_json and sys.stderr.isatty())
     if progress is not None:
         options.on_start = progress.start_total

@@ -43,7 +43,8 @@ def print_attempt(console: Console, record: dict[str, Any], *, show_target: bool
     total = (record.get("timings") or {}).get("total_s")
     if isinstance(total, (int, float)):
         line.append(f"  {total:.2f}s", style="dim")
-    console.print(line, soft_wrap=True, highlight=False)
+    # wrapped by rich at word boundaries (a terminal's own soft wrap cuts words and numbers)
+    console.print(line, highlight=False)
 
 
 def _outcome_cell(outcomes: dict[str, int]) -> Text:
