@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from callproof.emulator import EmulatorServer
+from callproof.emulator.faults import FaultPlan
 
 NODE_DIR = Path(__file__).parent / "node"
 NODE_MODULES = Path(__file__).parent.parent / "node" / "node_modules"
@@ -32,6 +33,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def emulator() -> Iterator[EmulatorServer]:
     """The seed's models, no latency; faults only where a request forces one."""
     with EmulatorServer(preset="fast", seed=3) as server:
+        yield server
+
+
+#: OpenAI-flavoured models the seed preset lacks: a reasoning model (o4-mini, which the Vercel
+#: AI SDK treats as one: reasoning items, item_reference on step 2) and a plain one.
+OPENAI_MODELS = FaultPlan.from_mapping(
+    {
+        "models": [
+            {"id": "o4-mini", "flavour": "openai", "thinking": True, "first_event_s": 0,
+             "tokens_per_s": 0},
+            {"id": "gpt-4o", "flavour": "openai", "first_event_s": 0, "tokens_per_s": 0},
+        ]
+    }
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def openai_emulator() -> Iterator[EmulatorServer]:
+    """The seed's models (incl. OpenRouter-flavoured Kimi) plus o4-mini and gpt-4o."""
+    with EmulatorServer(preset="fast", faults=OPENAI_MODELS, seed=3) as server:
         yield server
 
 
