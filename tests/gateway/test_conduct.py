@@ -83,3 +83,16 @@ def test_converse_non_stream_falls_over_invisibly(make_gateway: GatewayFactory) 
     assert response["stopReason"] == "end_turn"
     assert response["metrics"]["latencyMs"] >= 0
     assert PRIMARY in [a["target"] for a in read_evidence(gw)[-1]["route_attempts"]]
+
+
+@pytest.mark.parametrize("fault", ["tool_call_in_text", "empty_response"])
+@pytest.mark.parametrize("front", ["bedrock", "openai"])
+def test_buffered_judges_the_answer_before_sending_it(
+    make_gateway: GatewayFactory, front: str, fault: str
+) -> None:
+    gw = make_gateway()
+    r = call(gw.url, front, model=_model(front), mode="buffered", fault=fault, after_tool=False)
+    assert r.kind == "ok", r
+    assert r.headers["x-callproof-served-by"] == FALLBACK
+    assert r.stop == ("tool_use" if front == "bedrock" else "tool_calls")
+    assert r.tool_calls

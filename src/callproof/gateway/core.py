@@ -326,7 +326,7 @@ class GatewayCall:
         token = _FORWARD.set(list(self._faults))
         try:
             router = self.resolved.router
-            self._stream = RouteStream(router, self.conversation, hold_all=self.buffered)
+            self._stream = router.stream(self.conversation, buffered=self.buffered)
             try:
                 self._first = await self._stream.__anext__()
             except StopAsyncIteration:
