@@ -232,14 +232,28 @@ def scrub_bytes(data: bytes) -> bytes:
 
 def scrub_obj(value: Any) -> Any:
     """A JSON-like value with every string scrubbed (keys too), for records and rows."""
-    if not _REGISTRY.forms:
+    forms = _REGISTRY.forms
+    if not forms:
         return value
+    if isinstance(value, dict | list):
+        # One serialisation and one scan decide whether the walk is needed at all (most
+        # records hold no secret); JSON-escaped forms are among the forms scanned for.
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError, RecursionError):
+            text = None
+        if text is not None and not any(form in text for form in forms):
+            return value
+    return _scrub_walk(value)
+
+
+def _scrub_walk(value: Any) -> Any:
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
-        return {scrub(str(k)) if isinstance(k, str) else k: scrub_obj(v) for k, v in value.items()}
+        return {scrub(k) if isinstance(k, str) else k: _scrub_walk(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub_obj(v) for v in value]
+        return [_scrub_walk(v) for v in value]
     return value
 
 

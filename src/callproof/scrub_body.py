@@ -68,7 +68,10 @@ class BodyScrubber:
         """The reads, scrubbed: ``(time, bytes)`` pieces in order."""
         if not self._buf:
             return []
-        units = list(self._frames() if self.eventstream else self._lines())
+        # One scan of the joined body: with no secret in it (the common case) no unit needs
+        # scrubbing on its own, only the split-across-units pass below.
+        clean = not _contains_secret(bytes(self._buf))
+        units = list(self._frames(clean) if self.eventstream else self._lines(clean))
         _scrub_across(units)
         out: list[tuple[float, bytes]] = []
         pieces = list(self._pieces)
@@ -78,7 +81,7 @@ class BodyScrubber:
         self._pieces.clear()
         return out
 
-    def _frames(self) -> Iterator[_Unit]:
+    def _frames(self, clean: bool) -> Iterator[_Unit]:
         buf, pos = self._buf, 0
         while len(buf) - pos >= 12:
             total, headers_len, crc = _PRELUDE.unpack_from(buf, pos)
@@ -86,33 +89,42 @@ class BodyScrubber:
                 break
             if len(buf) - pos < total:
                 break
-            yield _frame_unit(bytes(buf[pos : pos + total]))
+            yield _frame_unit(bytes(buf[pos : pos + total]), clean)
             pos += total
         if pos < len(buf):
             rest = bytes(buf[pos:])
             yield _Unit(len(rest), scrub_bytes(rest))
 
-    def _lines(self) -> Iterator[_Unit]:
+    def _lines(self, clean: bool) -> Iterator[_Unit]:
         buf, pos = bytes(self._buf), 0
         while pos < len(buf):
             end = buf.find(b"\n", pos)
             end = len(buf) if end < 0 else end + 1
-            yield _line_unit(buf[pos:end])
+            yield _line_unit(buf[pos:end], clean)
             pos = end
 
 
-def _frame_unit(frame: bytes) -> _Unit:
+def _contains_secret(data: bytes) -> bool:
+    return scrub_bytes(data) != data
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _frame_unit(frame: bytes, clean: bool) -> _Unit:
+    scrub_b, scrub_s = (_same, _same) if clean else (scrub_bytes, scrub)
     try:
         (message,) = EventStreamDecoder().feed(frame)
     except (CallError, ValueError):
         # A frame that does not decode (a corrupt_crc fault) stays as it came unless it holds
         # a secret; then the bytes are scrubbed and it stays undecodable either way.
-        return _Unit(len(frame), scrub_bytes(frame))
+        return _Unit(len(frame), scrub_b(frame))
     headers: dict[str, HeaderValue] = {
-        name: scrub(value) if isinstance(value, str) else value
+        name: scrub_s(value) if isinstance(value, str) else value
         for name, value in message.headers.items()
     }
-    payload = scrub_bytes(message.payload)
+    payload = scrub_b(message.payload)
     if payload == message.payload and headers == message.headers:
         data = frame
     else:
@@ -122,8 +134,8 @@ def _frame_unit(frame: bytes) -> _Unit:
     return unit
 
 
-def _line_unit(line: bytes) -> _Unit:
-    data = scrub_bytes(line)
+def _line_unit(line: bytes, clean: bool) -> _Unit:
+    data = line if clean else scrub_bytes(line)
     body = data.rstrip(b"\r\n")
     suffix = data[len(body) :]
     if body.startswith(b"data:"):
