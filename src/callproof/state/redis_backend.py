@@ -69,6 +69,8 @@ class _TargetLink:
     seen: set[str] = field(default_factory=set)
     #: The cooldown end (router clock) last published or adopted.
     cooldown: float = 0.0
+    #: Syncs in a row that found no shared open record while the local circuit mirrors one.
+    absent: int = 0
 
 
 class _RouteMirror:
@@ -202,6 +204,7 @@ class _RouteMirror:
                 open_id, by, reason = str(info["id"]), str(info["by"]), str(info["reason"])
             except (ValueError, KeyError, TypeError):
                 return  # not ours: leave it alone
+            link.absent = 0
             if open_id in link.seen:
                 return
             link.seen.add(open_id)
@@ -214,9 +217,13 @@ class _RouteMirror:
         if state == "open":
             if link.linked is not None:
                 # The shared circuit ended (closed by another replica's probe, or expired):
-                # probe from here too rather than wait out a local copy of it.
-                link.linked = None
-                breaker.adopt("half_open", "shared circuit closed or expired")
+                # probe from here too rather than wait out a local copy of it. Two syncs in
+                # a row must say so, so one odd read never ends a circuit early.
+                link.absent += 1
+                if link.absent >= 2:
+                    link.linked = None
+                    link.absent = 0
+                    breaker.adopt("half_open", "shared circuit closed or expired")
             elif not any(op[0] == "open" and op[1] == target for op in self.pending):
                 # Opened here while Redis was away: publish it now.
                 self._opens += 1
@@ -357,8 +364,17 @@ class RedisState(StateBackend):
             mirror.write(pipe)
         write_count = len(pipe)
         counts = [mirror.read(pipe) for mirror in self._mirrors]
-        async with asyncio.timeout(self.op_timeout_s):
-            results = await pipe.execute(raise_on_error=False)
+        try:
+            # the socket timeout (op_timeout_s) normally fires first and drops the connection;
+            # this outer one only bounds a round trip that keeps trickling
+            async with asyncio.timeout(2 * self.op_timeout_s):
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            # never reuse a connection a failed or cancelled round trip may have left with
+            # unread replies: the next sync would read them as its own
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect()
+            raise
         errors = [r for r in results if isinstance(r, RedisError)]
         if errors:
             raise errors[0]
