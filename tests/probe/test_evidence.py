@@ -473,3 +473,38 @@ def test_terminal_output_fits_80_columns_without_breaking_words(
                 assert word in tokens, word
     for leak in ("None", "{'"):
         assert leak not in stdout, leak
+
+
+def test_compare_with_names_the_comparison_and_is_validated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "faults.toml").write_text(MIXED_FAULTS)
+    config = tmp_path / "callproof.toml"
+    text = MIXED_TOML.format(n=10, seed=11).replace(
+        'model = "moonshotai.kimi-k2.5"\n',
+        'model = "moonshotai.kimi-k2.5"\ncompare_with = "bedrock-nova-pro"\n',
+        1,
+    )
+    config.write_text(text)
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "run", "--config", str(config), "--no-history", "--out", str(out)
+    )
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["compare_with"] == {"bedrock-kimi-k2.5": "bedrock-nova-pro"}
+    sentences = executive_summary(summary)
+    assert any(
+        s.startswith("Its comparison target (compare_with), bedrock-nova-pro, passed")
+        for s in sentences
+    ), sentences
+    # report DIR keeps the choice
+    code, _, err = run_cli(capsys, "report", str(out), "-q")
+    assert code == 0, err
+    assert (
+        "Its comparison target (compare_with), bedrock-nova-pro" in (out / "report.md").read_text()
+    )
+    config.write_text(text.replace('compare_with = "bedrock-nova-pro"', 'compare_with = "nope"'))
+    code, _, err = run_cli(capsys, "run", "--config", str(config), "--no-history")
+    assert code == 2
+    assert "compare_with names no other target: 'nope'" in err

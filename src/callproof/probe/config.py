@@ -144,6 +144,9 @@ class Config:
     emulator: EmulatorSettings = field(default_factory=EmulatorSettings)
     #: The file read, or ``None`` for the embedded default.
     path: Path | None = None
+    #: ``[targets.X] compare_with = "Y"``: the target the reports compare X with (else the same
+    #: model on another provider, found by model id).
+    compare_with: dict[str, str] = field(default_factory=dict)
 
     @property
     def needs_emulator(self) -> bool:
@@ -215,6 +218,8 @@ class _TargetModel(BaseModel):
     #: Options of the wire dialect (e.g. ``{max_tokens_field = "max_completion_tokens"}``).
     dialect: dict[str, Any] = Field(default_factory=dict)
     timeouts: _TimeoutsModel = Field(default_factory=_TimeoutsModel)
+    #: The target the reports compare this one with (the same model elsewhere).
+    compare_with: str | None = None
 
 
 class _RouteModel(BaseModel):
@@ -487,6 +492,17 @@ def _build(data: Mapping[str, Any], source: _Source, path: Path | None) -> Confi
                     ) from None
         scenarios[name] = s.to_probe(name)
     _check_names(d, targets, routes, scenarios, source)
+    compare_with: dict[str, str] = {}
+    for name, t in model.targets.items():
+        if t.compare_with is None:
+            continue
+        if t.compare_with not in targets or t.compare_with == name:
+            known = ", ".join(n for n in targets if n != name) or "none"
+            raise source.error(
+                ("targets", name, "compare_with"),
+                f"compare_with names no other target: {t.compare_with!r} (targets: {known})",
+            )
+        compare_with[name] = t.compare_with
     faults = None
     if model.emulator.faults:
         faults = Path(model.emulator.faults)
@@ -518,6 +534,7 @@ def _build(data: Mapping[str, Any], source: _Source, path: Path | None) -> Confi
             preset=model.emulator.preset, faults=faults, seed=model.emulator.seed
         ),
         path=path,
+        compare_with=compare_with,
     )
 
 

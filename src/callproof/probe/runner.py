@@ -628,6 +628,10 @@ async def _run_probe_locked(config: Config, options: RunOptions) -> RunResult:
         "config": plan["config"],
         "seed": options.seed,
     }
+    if config.compare_with:
+        # the reports' comparison partners ([targets.X] compare_with), kept with the summary
+        summary["compare_with"] = dict(config.compare_with)
+        meta["compare_with"] = dict(config.compare_with)
     if options.fail_under is not None:
         failing = gate_failures(summary, options.fail_under, options.gate)
         summary["gate"] = {

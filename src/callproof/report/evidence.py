@@ -284,9 +284,14 @@ def headline(summary: dict[str, Any], compare_with: dict[str, str] | None = None
     )
     peer = same_model_peer(summary, worst, compare_with)
     if peer is not None:
+        chosen = (compare_with or {}).get(worst["target"]) == peer["target"]
+        what = (
+            f"Its comparison target (compare_with), {peer['target']},"
+            if chosen
+            else f"The same model on another provider, {peer['target']},"
+        )
         sentences.append(
-            f"The same model on another provider, {peer['target']}, passed {_rate(peer)} of the "
-            f"same requests{_fisher(summary, worst, peer)}."
+            f"{what} passed {_rate(peer)} of the same requests{_fisher(summary, worst, peer)}."
         )
     elif not _is_route(worst):
         sentences.append(
