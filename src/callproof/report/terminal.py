@@ -11,6 +11,7 @@ from rich.text import Text
 
 from callproof.probe.stats import format_pct
 from callproof.report.common import attempt_line, executive_summary, worst_entry
+from callproof.report.evidence import recommendations
 
 __all__ = ["print_attempt", "print_summary"]
 
@@ -165,3 +166,8 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             console.print(f" [dim]{hidden} pairs with equal pass rates not shown[/]")
     for sentence in executive_summary(summary):
         console.print(f"[bold]{escape(sentence)}[/]", highlight=False)
+    advice = recommendations(summary, summary.get("compare_with"))
+    if advice:
+        console.print("Recommendations:")
+        for i, item in enumerate(advice, 1):
+            console.print(f" {i}. {escape(item)}", highlight=False)
