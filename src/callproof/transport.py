@@ -44,8 +44,11 @@ import httpcore
 import httpx
 
 __all__ = [
+    "COALESCE_MAX_BYTES",
     "DEFAULT_KEEPALIVE_EXPIRY_S",
     "DEFAULT_MAX_IDLE",
+    "CoalescingBackend",
+    "CoalescingStream",
     "FreeListPool",
     "FreeListTransport",
     "make_transport",
@@ -209,6 +212,86 @@ class _ReturningStream:
             await self._pool._checkin(self._key, self._connection)
 
 
+#: Writes held back past this many bytes are sent at once (a large body is not buffered whole).
+COALESCE_MAX_BYTES = 64 * 1024
+
+
+class CoalescingStream(httpcore.AsyncNetworkStream):
+    """A network stream whose writes wait for the next read: h11 writes a request's head and
+    its body separately, and each write is a ``send`` syscall (on loopback, the receiver's
+    TCP processing runs inside it); held until the response is read, they leave as one."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._pending: list[bytes] = []
+        self._size = 0
+
+    async def _flush(self, timeout: float | None) -> None:  # noqa: ASYNC109 - httpcore's
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending.clear()
+            self._size = 0
+            await self._inner.write(data, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        if not buffer:
+            return
+        self._pending.append(buffer)
+        self._size += len(buffer)
+        if self._size >= COALESCE_MAX_BYTES:
+            await self._flush(timeout)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        await self._flush(timeout)
+        return await self._inner.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        self._pending.clear()
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        await self._flush(timeout)
+        return CoalescingStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class CoalescingBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's asyncio (anyio) backend, its streams wrapped in :class:`CoalescingStream`."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: typing.Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return CoalescingStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: typing.Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
+        return CoalescingStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
 class FreeListTransport(httpx.AsyncHTTPTransport):
     """httpx's own :class:`~httpx.AsyncHTTPTransport` (request conversion, exception mapping,
     response streams) over a :class:`FreeListPool` instead of httpcore's pool."""
@@ -222,7 +305,10 @@ class FreeListTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify)
         self._pool = FreeListPool(
-            ssl_context=context, max_idle=max_idle, keepalive_expiry=keepalive_expiry
+            ssl_context=context,
+            max_idle=max_idle,
+            keepalive_expiry=keepalive_expiry,
+            network_backend=CoalescingBackend(),
         )
 
     @property

@@ -9,10 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpcore
 import httpx
 import pytest
 
-from callproof.transport import FreeListTransport, make_transport, raise_fd_limit
+from callproof.transport import (
+    COALESCE_MAX_BYTES,
+    CoalescingStream,
+    FreeListTransport,
+    make_transport,
+    raise_fd_limit,
+)
 
 
 @dataclass
@@ -185,3 +192,50 @@ def test_raise_fd_limit_never_lowers() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert raise_fd_limit(1) == soft
     assert raise_fd_limit(soft) == soft
+
+
+class _Recording(httpcore.AsyncNetworkStream):
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return b"HTTP/1.1 200 OK\r\n"
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.writes.append(buffer)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, info: str) -> object:
+        return f"info:{info}"
+
+
+async def test_a_request_head_and_body_leave_in_one_write() -> None:
+    inner = _Recording()
+    stream = CoalescingStream(inner)
+    await stream.write(b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n")
+    await stream.write(b"{}")
+    await stream.write(b"")
+    assert inner.writes == []  # held until the response is read
+    assert await stream.read(100) == b"HTTP/1.1 200 OK\r\n"
+    assert inner.writes == [b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}"]
+    await stream.read(100)
+    assert len(inner.writes) == 1  # nothing more to send
+    big = b"x" * COALESCE_MAX_BYTES
+    await stream.write(big)
+    assert inner.writes[-1] == big  # a large body is not held whole
+    assert stream.get_extra_info("is_readable") == "info:is_readable"
+    await stream.write(b"dropped")
+    await stream.aclose()
+    assert inner.closed
+    assert inner.writes[-1] == big
+
+
+async def test_real_requests_go_through_the_coalescing_backend() -> None:
+    transport = FreeListTransport(verify=False)
+    async with keepalive_server() as srv, httpx.AsyncClient(transport=transport) as http:
+        assert await _get(http, srv.url) == b"hello"
+        (conn,) = transport.pool.connections
+        assert isinstance(conn._connection._network_stream, CoalescingStream)  # type: ignore[attr-defined]
