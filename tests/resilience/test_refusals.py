@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from callproof.client import Client
-from callproof.errors import ConfigError, HTTPStatusError
+from callproof.errors import ConfigError, HTTPStatusError, StreamExceptionError
 from callproof.resilience import HedgePolicy, RoutePolicy, Router, run_route_attempt
 from callproof.scenarios import tool_result
 from callproof.targets import Endpoint, Target
@@ -155,3 +155,40 @@ def test_fallback_on_names_are_checked() -> None:
         RoutePolicy.from_mapping({"fallback_on": ["context"]}, where="routes.r")
     with pytest.raises(ConfigError, match=r"routes\.r\.fallback_on: expected a list"):
         RoutePolicy.from_mapping({"fallback_on": "validation"}, where="routes.r")
+
+
+@pytest.mark.parametrize("fallback_on", [[], ["stream_exception"]])
+async def test_an_in_stream_refusal_when_buffered(
+    make_target: MakeTarget, fallback_on: list[str]
+) -> None:
+    transport = ScriptedFaults(["stream_exception:validationException", None])
+    policy = NO_HEDGE.replace(buffered=True, fallback_on=frozenset(fallback_on))
+    async with Client(transport=transport) as client:
+        router = Router("r", [make_target("a"), make_target("b")], client=client, policy=policy)
+        if not fallback_on:
+            with pytest.raises(StreamExceptionError) as info:
+                async with router.stream(CONV) as s:
+                    async for _ in s:
+                        pass
+            assert info.value.category == "validation"
+            assert (info.value.error_type or "").lower() == "validationexception"
+            assert transport.sent == ["stream_exception:validationException"]
+            return
+        async with router.stream(CONV) as s:
+            async for _ in s:
+                pass
+    assert s.served_by == "b"
+    assert [x["outcome"] for x in s.attempts] == ["stream_exception", "ok"]
+
+
+async def test_a_refusal_through_an_unbuffered_stream(make_target: MakeTarget) -> None:
+    transport = ScriptedFaults(["http_error:400"])
+    async with Client(transport=transport) as client:
+        router = Router("r", [make_target("a"), make_target("b")], client=client, policy=NO_HEDGE)
+        with pytest.raises(HTTPStatusError) as info:
+            async with router.stream(CONV) as s:
+                async for _ in s:
+                    pass
+    assert info.value.category == "validation"
+    assert s.served_by is None
+    assert transport.sent == ["http_error:400"]
