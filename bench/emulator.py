@@ -1,16 +1,26 @@
 """Benchmark: the callproof emulator against aimock serving the same Bedrock ConverseStream.
 
-Both servers run as their own process on loopback; a raw-asyncio load client keeps N
-keep-alive connections busy (N = 1, 64, 512), each sending the seed's tool-result request to
-``POST /model/amazon.nova-pro-v1%3A0/converse-stream`` and reading the whole chunked
-eventstream body. The answer is tuned to 20 events on each server. Measured per level:
-streams/s, events/s, server CPU seconds per 1000 events (from /proc), and the server's peak
-resident memory (VmHWM). Ratios are callproof / aimock, measured in the same run.
+Every server runs as its own process on loopback; a raw-asyncio load client keeps N
+keep-alive HTTP/1.1 connections busy (N = 1, 64, 512), each sending the seed's tool-result
+request to ``POST /model/amazon.nova-pro-v1%3A0/converse-stream`` and reading the whole chunked
+eventstream body. HTTP/2 (h2c, prior knowledge) is driven by h2load (Debian's nghttp2-client)
+with N concurrent streams over min(N, 8) connections. The answer is tuned to 20 events on each
+server. Measured per level: streams/s, events/s, server CPU seconds per 1000 events (from
+/proc), and the server's peak resident memory (VmHWM). Servers:
+
+* ``callproof``: ``callproof emulate`` as shipped (hypercorn: HTTP/1.1 and HTTP/2);
+* ``uvicorn-h1``: the same app on uvicorn + httptools, the emulator's server before HTTP/2
+  (HTTP/1.1 only), the baseline for the server change;
+* ``aimock``: @copilotkit/aimock (HTTP/1.1), when installed.
+
+Ratios are callproof / aimock and callproof / uvicorn-h1, measured in the same run, levels
+alternating between servers so load from elsewhere on the machine hits all alike.
 
     .venv/bin/python bench/emulator.py [--duration 3] [--levels 1,64,512] [--no-aimock]
+        [--no-baseline] [--no-h2]
 
-aimock comes from ``bench/aimock`` (``npm ci --prefix bench/aimock``); without it the table
-has the emulator alone. Linux only (reads /proc).
+aimock comes from ``bench/aimock`` (``npm ci --prefix bench/aimock``); h2load from
+``apt-get install nghttp2-client``; without them their rows are left out. Linux only.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -220,6 +231,56 @@ def start_callproof() -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
+def start_uvicorn_baseline() -> tuple[subprocess.Popen[bytes], int]:
+    """The emulator's app on uvicorn (httptools), as the emulator served it before HTTP/2."""
+    port = free_port()
+    code = (
+        "import sys, uvicorn; sys.path.insert(0, sys.argv[2]);"
+        "from callproof.emulator.app import create_app;"
+        "uvicorn.run(create_app(preset='fast'), host='127.0.0.1', port=int(sys.argv[1]),"
+        " log_level='warning', access_log=False, lifespan='off', backlog=2048)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(port), str(ROOT / "src")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return process, port
+
+
+def measure_h2load(
+    name: str, pid: int, port: int, events: int, concurrency: int, duration: float, body: Path
+) -> LevelResult | None:
+    """One HTTP/2 level with h2load: ``concurrency`` streams over min(concurrency, 8) conns."""
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        return None
+    clients = min(concurrency, 8)
+    streams = -(-concurrency // clients)
+    url = f"http://127.0.0.1:{port}{PATH}"
+    base = [h2load, "-c", str(clients), "-m", str(streams), "-d", str(body),
+            "-H", "content-type: application/json"]  # fmt: skip
+    subprocess.run([*base, "-n", "200", url], capture_output=True, check=False)  # warm up
+    cpu0 = cpu_seconds(pid)
+    done = subprocess.run(
+        [*base, "-D", str(int(max(1, duration))), url], capture_output=True, text=True, check=False
+    )
+    cpu = cpu_seconds(pid) - cpu0
+    found = re.search(r"finished in ([\d.]+)s", done.stdout)
+    counts = re.search(
+        r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored",
+        done.stdout,
+    )
+    if found is None or counts is None:
+        print(f"  {name} h2 c={concurrency}: h2load said {done.stdout[-300:]!r}", file=sys.stderr)
+        return None
+    seconds, ok = float(found.group(1)), int(counts.group(1))
+    errors = int(counts.group(2)) + int(counts.group(3))
+    print(f"  {name} h2 c={concurrency}: {ok} streams in {seconds:.2f}s", file=sys.stderr)
+    return LevelResult(concurrency, ok, seconds, events, cpu, errors)
+
+
 def start_aimock(text: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int] | None:
     node = shutil.which("node")
     if node is None or not AIMOCK_CLI.exists():
@@ -270,6 +331,7 @@ def measure_level(
 
 
 def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> str:
+    """Rows keyed "server" (HTTP/1.1) or "server h2"; ratios of callproof against the others."""
     rows = [
         "| server | streams | events/stream | streams/s | events/s | CPU ms/1k events "
         "| errors | peak RSS MB |",
@@ -280,21 +342,35 @@ def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> st
             rows.append(
                 f"| {name} c={r.concurrency} | {r.streams} | {r.events_per_stream} "
                 f"| {r.streams_per_s:,.0f} | {r.events_per_s:,.0f} | {r.cpu_ms_per_1k_events:.1f} "
-                f"| {r.errors} | {memory[name]:.0f} |"
+                f"| {r.errors} | {memory[name.split()[0]]:.0f} |"
             )
-    if "aimock" in results and "callproof" in results:
+    pairs = [
+        (ours, theirs)
+        for ours in ("callproof", "callproof h2")
+        for theirs in ("aimock", "uvicorn-h1")
+        if ours in results and theirs in results
+    ]
+    for ours_name, theirs_name in pairs:
         rows.append("")
-        rows.append("| concurrency | streams/s ratio (callproof/aimock) | CPU per event ratio |")
+        rows.append(
+            f"| concurrency | streams/s ratio ({ours_name}/{theirs_name}) | CPU per event ratio |"
+        )
         rows.append("|---:|---:|---:|")
-        for ours, theirs in zip(results["callproof"], results["aimock"], strict=True):
+        theirs_by_level = {r.concurrency: r for r in results[theirs_name]}
+        for ours in results[ours_name]:
+            theirs = theirs_by_level.get(ours.concurrency)
+            if theirs is None or not theirs.streams:
+                continue
             rows.append(
                 f"| {ours.concurrency} | {ours.streams_per_s / theirs.streams_per_s:.2f} "
                 f"| {ours.cpu_ms_per_1k_events / theirs.cpu_ms_per_1k_events:.2f} |"
             )
-        rows.append("")
-        rows.append(
-            f"peak RSS ratio (callproof/aimock): {memory['callproof'] / memory['aimock']:.2f}"
-        )
+    for other in ("aimock", "uvicorn-h1"):
+        if other in memory and "callproof" in memory:
+            rows.append("")
+            rows.append(
+                f"peak RSS ratio (callproof/{other}): {memory['callproof'] / memory[other]:.2f}"
+            )
     return "\n".join(rows)
 
 
@@ -304,6 +380,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,64,512")
     parser.add_argument("--max-streams", type=int, default=200_000, help="cap per level")
     parser.add_argument("--no-aimock", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true", help="skip uvicorn-h1")
+    parser.add_argument("--no-h2", action="store_true", help="skip the HTTP/2 (h2load) rows")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     results: dict[str, list[LevelResult]] = {}
@@ -312,6 +390,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             servers["callproof"] = start_callproof()
+            if not args.no_baseline:
+                servers["uvicorn-h1"] = start_uvicorn_baseline()
             text = emulator_text(servers["callproof"][1])
             started = None if args.no_aimock else start_aimock(text, Path(tmp))
             if started is not None:
@@ -319,8 +399,12 @@ def main() -> None:
             elif not args.no_aimock:
                 print("aimock not installed: npm ci --prefix bench/aimock", file=sys.stderr)
             events = {name: count_events("127.0.0.1", port) for name, (_, port) in servers.items()}
+            body = Path(tmp) / "body.json"
+            body.write_bytes(request_body())
+            if not args.no_h2 and shutil.which("h2load") is None:
+                print("h2load not installed: apt-get install nghttp2-client", file=sys.stderr)
             # levels alternate between the servers, so load from elsewhere on the machine
-            # hits both alike
+            # hits all alike
             for concurrency in levels:
                 for name, (process, port) in servers.items():
                     result = measure_level(
@@ -328,6 +412,13 @@ def main() -> None:
                         args.max_streams,
                     )  # fmt: skip
                     results.setdefault(name, []).append(result)
+                    if name == "callproof" and not args.no_h2:
+                        h2 = measure_h2load(
+                            name, process.pid, port, events[name], concurrency, args.duration,
+                            body,
+                        )  # fmt: skip
+                        if h2 is not None:
+                            results.setdefault("callproof h2", []).append(h2)
             for name, (process, _) in servers.items():
                 memory[name] = peak_rss_mb(process.pid)
         finally:
@@ -335,7 +426,7 @@ def main() -> None:
                 process.terminate()
                 process.wait(10)
     print(f"Bedrock ConverseStream, {TARGET_EVENTS}-event tool-result streams, loopback, "
-          f"{os.cpu_count()} CPUs, {args.duration:.0f}s per level")  # fmt: skip
+          f"{os.cpu_count()} CPUs (shared), {args.duration:.0f}s per level")  # fmt: skip
     print(table(results, memory))
 
 
