@@ -303,6 +303,14 @@ def test_marked_again(callproof_emulator):
     result.stdout.fnmatch_lines(["callproof: 2 emulator server(s) started (fast at *seed at *)"])
 
 
+def test_preset_from_the_ini_file(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI + "callproof_preset = fast\n")
+    pytester.makepyfile(
+        "def test_it(callproof_emulator):\n    assert callproof_emulator.preset == 'fast'\n"
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
 def test_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile("def test_it(callproof_emulator):\n    pass\n")

@@ -72,5 +72,7 @@ def test_markers_stop_the_run_as_usage_errors(
 def test_unknown_preset_option(pytester: pytest.Pytester) -> None:
     result = _run(pytester, "def test_it():\n    pass\n", "--callproof-preset", "nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--callproof-preset: unknown emulator preset 'nope'" in result.stderr.str()
+    assert "--callproof-preset / callproof_preset: unknown emulator preset 'nope'" in (
+        result.stderr.str()
+    )
     _no_traceback(result)

@@ -10,7 +10,8 @@ Fixtures:
 
 Markers: ``callproof_preset(name)`` (the emulator preset; default ``healthy``, or
 ``--callproof-preset``) and ``callproof_repeat(n, min_pass_rate, gate="point")``
-(:mod:`callproof.testkit.repeat`). Options: ``--callproof-preset``, ``--callproof-seed``.
+(:mod:`callproof.testkit.repeat`). Options: ``--callproof-preset`` (or the ini key
+``callproof_preset``), ``--callproof-seed``.
 
 Usage errors (unknown fault, rate outside [0, 1], n < 1, unknown gate, unknown preset) are one
 line: marker and option errors stop the run before any test (exit code 4, pytest's usage error),
@@ -57,6 +58,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"Emulator preset for callproof_emulator (default {_DEFAULT_PRESET}).",
     )
+    parser.addini(
+        "callproof_preset",
+        f"Emulator preset for callproof_emulator (default {_DEFAULT_PRESET}); "
+        "--callproof-preset wins.",
+        default=None,
+    )
     group.addoption(
         "--callproof-seed",
         type=int,
@@ -74,12 +81,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "callproof_preset(name): the emulator preset for callproof_emulator"
     )
-    preset = config.getoption("callproof_preset", None)
-    if preset is not None:
+    preset = config.getoption("callproof_preset", None) or config.getini("callproof_preset")
+    if preset:
         from callproof.testkit.usage import CallproofUsageError, check_preset
 
         try:
-            check_preset(preset, "--callproof-preset")
+            check_preset(preset, "--callproof-preset / callproof_preset")
         except CallproofUsageError as exc:
             raise pytest.UsageError(f"callproof: {exc}") from None
     config.stash[_PRESET] = preset or _DEFAULT_PRESET
