@@ -318,3 +318,26 @@ async def test_retry_after_windows_are_shared(
         finally:
             for backend in backends:
                 await backend.aclose()
+
+
+async def test_a_router_attached_after_start_is_shared(redis_server: RedisServer) -> None:
+    from tests.resilience.fakes import target
+
+    first = RedisState(redis_server.url, namespace="callproof:late")
+    first.attach(Router("early", [target("a")], client=None, policy=POLICY))  # type: ignore[arg-type]
+    await first.start()
+    other = RedisState(redis_server.url, namespace="callproof:late")
+    remote = Router("late", [target("t")], client=None, policy=POLICY)  # type: ignore[arg-type]
+    other.attach(remote)
+    await other.start()
+    try:
+        assert await _wait(lambda: first.healthy and other.healthy)
+        late = Router("late", [target("t")], client=None, policy=POLICY)  # type: ignore[arg-type]
+        first.attach(late)  # as the gateway does for a target: router made on first use
+        for _ in range(3):
+            late.breakers["t"].record_failure()
+        assert await _wait(lambda: remote.breakers["t"].state == "open", within=3.0)
+        assert first.healthy
+    finally:
+        await first.aclose()
+        await other.aclose()

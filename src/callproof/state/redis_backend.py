@@ -360,10 +360,12 @@ class RedisState(StateBackend):
 
         assert self._client is not None, "start() first"
         pipe = self._client.pipeline(transaction=False)
-        for mirror in self._mirrors:
+        # a snapshot: a router attached while this round trip is out waits for the next one
+        mirrors = list(self._mirrors)
+        for mirror in mirrors:
             mirror.write(pipe)
         write_count = len(pipe)
-        counts = [mirror.read(pipe) for mirror in self._mirrors]
+        counts = [mirror.read(pipe) for mirror in mirrors]
         try:
             # the socket timeout (op_timeout_s) normally fires first and drops the connection;
             # this outer one only bounds a round trip that keeps trickling
@@ -379,7 +381,7 @@ class RedisState(StateBackend):
         if errors:
             raise errors[0]
         offset = write_count
-        for mirror, count in zip(self._mirrors, counts, strict=True):
+        for mirror, count in zip(mirrors, counts, strict=True):
             mirror.apply(list(results[offset : offset + count]))
             offset += count
         self.syncs += 1
@@ -403,6 +405,8 @@ class RedisState(StateBackend):
                         Redactor().url(self.url),
                         type(exc).__name__,
                     )
+            except Exception:  # a bug here must not end sharing for the process's life
+                log.exception("shared state: sync failed; retrying")
             else:
                 self.healthy = True
                 if self._degraded:
