@@ -68,6 +68,7 @@ __all__ = [
     "InvalidLength",
     "ProtocolError",
     "ProviderError",
+    "RunDirLocked",
     "StallBeforeHeaders",
     "StallError",
     "StallMidStream",
@@ -92,6 +93,11 @@ class ConfigError(CallproofError):
         super().__init__(f"{where}: {message}" if where else message)
         self.message = message
         self.where = where
+
+
+class RunDirLocked(ConfigError):
+    """Another live process is writing this run directory: one writer per run (exit 2 at
+    once, never a wait; see ``callproof.probe.rundir.lock_run_dir``)."""
 
 
 class CallError(CallproofError):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from callproof import redact
-from callproof.errors import CallproofError, ConfigError
+from callproof.errors import CallproofError, ConfigError, RunDirLocked
 from callproof.probe.config import RouteConfig
 from callproof.probe.scenarios import ProbeScenario
 from callproof.redact import Redactor
@@ -32,7 +32,6 @@ from callproof.targets import Target
 __all__ = [
     "LOCK_FILE",
     "RESULTS",
-    "RunDirLocked",
     "Unit",
     "capture_name",
     "environment",
@@ -52,10 +51,6 @@ __all__ = [
 RESULTS = "results.jsonl"
 #: The lock file of a run directory: held (``flock``) by the one process writing the run.
 LOCK_FILE = ".callproof.lock"
-
-
-class RunDirLocked(ConfigError):
-    """Another live process is writing this run directory (exit 2 at once, never a wait)."""
 
 
 _HELD: dict[str, tuple[int, int]] = {}  # resolved run dir -> (fd, depth), this process's locks
