@@ -242,6 +242,24 @@ class Capture:
         return bool(self.end and self.end.get("eof"))
 
 
+def _timeouts(value: Any, where: str) -> dict[str, float | None]:
+    """The meta line's clocks: numbers of seconds or null, else a :class:`ConfigError`."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: timeouts is not an object")
+    out: dict[str, float | None] = {}
+    for key in ("connect", "first_event", "idle", "deadline"):
+        item = value.get(key)
+        if item is not None and (isinstance(item, bool) or not isinstance(item, int | float)):
+            raise ConfigError(f"{where}: timeouts.{key} is not a number of seconds")
+        try:
+            out[key] = None if item is None else float(item)
+        except OverflowError:
+            raise ConfigError(f"{where}: timeouts.{key} is out of range") from None
+    return out
+
+
 def read_capture(path: Path) -> Capture:
     """Parse a capture file; a file that is not one is a :class:`ConfigError`."""
     try:
@@ -260,6 +278,9 @@ def read_capture(path: Path) -> Capture:
         if capture is None:
             if kind != "meta" or obj.get("format") != FORMAT:
                 raise ConfigError(f"{path}: not a callproof capture (no meta line first)")
+            obj["timeouts"] = _timeouts(obj.get("timeouts"), f"{path}:{number}")
+            if not isinstance(obj.get("api"), str):
+                raise ConfigError(f"{path}:{number}: the meta line names no api")
             capture = Capture(meta=obj)
             continue
         try:
@@ -277,8 +298,10 @@ def read_capture(path: Path) -> Capture:
                     capture.raw.append(obj)
                 case "end":
                     obj["t"] = float(obj.get("t", 0.0))
+                    if not isinstance(obj.get("error"), dict | None):
+                        raise TypeError("error is not an object")
                     capture.end = obj
-        except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # binascii: ValueError
             raise ConfigError(
                 f"{path}:{number}: a malformed {kind} line ({type(exc).__name__}: {exc})"
             ) from exc

@@ -7,14 +7,15 @@ works on whole units of the *joined* body, after the last read:
 
 1. The body is cut into units: eventstream frames (by their prelude), else lines (SSE, NDJSON);
    what is left (a JSON document, a cut frame) is one last unit.
-2. Each unit is scrubbed of every secret the process knows (:mod:`callproof.redact`). A frame
-   that held one is decoded, its string headers and payload scrubbed, and re-encoded with
-   :func:`~callproof.wire.eventstream.encode_message` (lengths and CRCs recomputed). A frame
-   whose CRC was already wrong is left as it came, so a ``corrupt_crc`` fault stays one.
-3. A secret split across units (half in one text delta, half in the next) is found by joining,
+2. A secret split across units (half in one text delta, half in the next) is found by joining,
    per JSON path, the strings of every unit's JSON (``choices.0.delta.content`` across SSE
    events, ``delta.text`` across frames), and removed from each piece it spans; the units it
-   touched are re-encoded.
+   touched are re-encoded. This runs first, so a form spanning two pieces goes whole.
+3. Each unit is scrubbed of every secret the process knows (:mod:`callproof.redact`). A frame
+   that held one is decoded, its string headers and payload scrubbed, and re-encoded with
+   :func:`~callproof.wire.eventstream.encode_message` (lengths and CRCs recomputed). A frame
+   that does not decode (a ``corrupt_crc`` fault) is scrubbed as bytes and stays undecodable.
+   One scan of the joined body skips this step when it holds no secret at all.
 4. The scrubbed bytes go back into the reads they came from: a unit that did not change keeps
    its exact pieces, one that changed length gives or takes the difference in its last piece.
 """
@@ -68,11 +69,15 @@ class BodyScrubber:
         """The reads, scrubbed: ``(time, bytes)`` pieces in order."""
         if not self._buf:
             return []
-        # One scan of the joined body: with no secret in it (the common case) no unit needs
-        # scrubbing on its own, only the split-across-units pass below.
-        clean = not _contains_secret(bytes(self._buf))
-        units = list(self._frames(clean) if self.eventstream else self._lines(clean))
+        units = list(self._frames() if self.eventstream else self._lines())
+        # First the secrets split across units, on the decoded strings (a form that spans two
+        # deltas is removed whole, before a shorter form inside one piece could be).
         _scrub_across(units)
+        # Then each unit on its own, unless one scan of the joined body finds no secret at
+        # all (the common case).
+        if _contains_secret(bytes(self._buf)) or any(u.changed for u in units):
+            for unit in units:
+                unit.data = _scrub_unit(unit)
         out: list[tuple[float, bytes]] = []
         pieces = list(self._pieces)
         for unit in units:
@@ -81,7 +86,7 @@ class BodyScrubber:
         self._pieces.clear()
         return out
 
-    def _frames(self, clean: bool) -> Iterator[_Unit]:
+    def _frames(self) -> Iterator[_Unit]:
         buf, pos = self._buf, 0
         while len(buf) - pos >= 12:
             total, headers_len, crc = _PRELUDE.unpack_from(buf, pos)
@@ -89,18 +94,18 @@ class BodyScrubber:
                 break
             if len(buf) - pos < total:
                 break
-            yield _frame_unit(bytes(buf[pos : pos + total]), clean)
+            yield _frame_unit(bytes(buf[pos : pos + total]))
             pos += total
         if pos < len(buf):
             rest = bytes(buf[pos:])
-            yield _Unit(len(rest), scrub_bytes(rest))
+            yield _Unit(len(rest), rest)
 
-    def _lines(self, clean: bool) -> Iterator[_Unit]:
+    def _lines(self) -> Iterator[_Unit]:
         buf, pos = bytes(self._buf), 0
         while pos < len(buf):
             end = buf.find(b"\n", pos)
             end = len(buf) if end < 0 else end + 1
-            yield _line_unit(buf[pos:end], clean)
+            yield _line_unit(buf[pos:end])
             pos = end
 
 
@@ -108,47 +113,47 @@ def _contains_secret(data: bytes) -> bool:
     return scrub_bytes(data) != data
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
-def _frame_unit(frame: bytes, clean: bool) -> _Unit:
-    scrub_b, scrub_s = (_same, _same) if clean else (scrub_bytes, scrub)
+def _frame_unit(frame: bytes) -> _Unit:
     try:
         (message,) = EventStreamDecoder().feed(frame)
     except (CallError, ValueError):
-        # A frame that does not decode (a corrupt_crc fault) stays as it came unless it holds
-        # a secret; then the bytes are scrubbed and it stays undecodable either way.
-        return _Unit(len(frame), scrub_b(frame))
-    headers: dict[str, HeaderValue] = {
-        name: scrub_s(value) if isinstance(value, str) else value
-        for name, value in message.headers.items()
-    }
-    payload = scrub_b(message.payload)
-    if payload == message.payload and headers == message.headers:
-        data = frame
-    else:
-        data = encode_message(headers, payload)
-    unit = _Unit(len(frame), data, kind="frame", headers=headers)
-    unit.doc = _json(payload)
+        return _Unit(len(frame), frame)  # undecodable (corrupt_crc): bytes only
+    unit = _Unit(len(frame), frame, kind="frame", headers=dict(message.headers))
+    unit.doc = _json(message.payload)
     return unit
 
 
-def _line_unit(line: bytes, clean: bool) -> _Unit:
-    data = line if clean else scrub_bytes(line)
-    body = data.rstrip(b"\r\n")
-    suffix = data[len(body) :]
+def _line_unit(line: bytes) -> _Unit:
+    body = line.rstrip(b"\r\n")
+    suffix = line[len(body) :]
     if body.startswith(b"data:"):
         prefix = b"data: " if body.startswith(b"data: ") else b"data:"
         return _Unit(
             len(line),
-            data,
+            line,
             doc=_json(body[len(prefix) :]),
             kind="sse",
             prefix=prefix,
             suffix=suffix,
         )
-    return _Unit(len(line), data, doc=_json(body), kind="line", suffix=suffix)
+    return _Unit(len(line), line, doc=_json(body), kind="line", suffix=suffix)
+
+
+def _scrub_unit(unit: _Unit) -> bytes:
+    """One unit's bytes scrubbed; a frame re-encoded around its scrubbed headers and payload
+    (a frame that does not decode, as after a ``corrupt_crc`` fault, is scrubbed as bytes and
+    stays undecodable)."""
+    if unit.kind != "frame":
+        return scrub_bytes(unit.data)
+    scrubbed = scrub_bytes(unit.data)
+    if scrubbed == unit.data:
+        return unit.data
+    (message,) = EventStreamDecoder().feed(unit.data)
+    headers: dict[str, HeaderValue] = {
+        name: scrub(value) if isinstance(value, str) else value
+        for name, value in message.headers.items()
+    }
+    return encode_message(headers, scrub_bytes(message.payload))
 
 
 def _json(data: bytes) -> Any:

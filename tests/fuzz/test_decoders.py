@@ -8,6 +8,7 @@ numbers and lone surrogates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -293,3 +294,46 @@ def test_eventstream_codec(data: bytes, sizes: list[int]) -> None:
         decoder.close()
     except CallproofError:
         pass
+
+
+capture_lines = st.lists(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"type": st.sampled_from(["request", "response", "chunk", "raw", "end", "x"])},
+            optional={
+                "t": json_values,
+                "status": json_values,
+                "headers": json_values,
+                "b64": st.sampled_from(["", "AAAA", "!!", "ZGF0YTogW0RPTkVdCgo="]) | json_values,
+                "eof": json_values,
+                "error": json_values,
+            },
+        ).map(dump),
+        st.text(max_size=30),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(API_NAMES), json_values, capture_lines)
+def test_capture_files(api: str, timeouts: Any, lines: list[str]) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from callproof.capture import decode_capture
+
+    meta = dump(
+        {
+            "type": "meta",
+            "format": "callproof-capture",
+            "version": 1,
+            "api": api,
+            "timeouts": timeouts,
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "c.jsonl"
+        path.write_text("\n".join([meta, *lines]) + "\n", encoding="utf-8", errors="replace")
+        with contextlib.suppress(CallproofError):
+            decode_capture(path)
