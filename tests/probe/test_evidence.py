@@ -508,3 +508,39 @@ def test_compare_with_names_the_comparison_and_is_validated(
     code, _, err = run_cli(capsys, "run", "--config", str(config), "--no-history")
     assert code == 2
     assert "compare_with names no other target: 'nope'" in err
+
+
+def test_root_cause_tells_whether_hangs_follow_throttling() -> None:
+    from callproof.probe.summary import Aggregator
+    from callproof.report.evidence import root_cause
+
+    def rec(i: int, outcome: str) -> dict[str, Any]:
+        error = {"status": 429} if outcome == "http_error" else None
+        return {
+            "target": "k",
+            "scenario": "s",
+            "attempt": i,
+            "outcome": outcome,
+            "passed": outcome == "ok",
+            "error": error,
+            "started_at": f"2026-12-01T10:00:{i:02d}.000Z",
+            "timings": {"headers_s": 0.01, "total_s": 1.0},
+        }
+
+    def verdict(pattern: list[str]) -> bool:
+        records = [rec(i, o) for i, o in enumerate(pattern)]
+        summary = Aggregator().add_all(records).summary()
+        timeline = [
+            (r["started_at"], r["target"], r["scenario"], r["outcome"], r["passed"])
+            for r in records
+        ]
+        failures = [r for r in records if not r["passed"]]
+        (burst,) = [
+            h for h in root_cause(summary, {}, failures, None, timeline) if "throttling" in h.cause
+        ]
+        return burst.supported
+
+    bursts = ["ok", "http_error", "stall_no_events"] * 4 + ["ok"] * 8
+    assert verdict(bursts) is True  # every hang right after a throttle
+    apart = ["http_error", "ok", "ok", "stall_no_events", "ok", "ok"] * 4
+    assert verdict(apart) is False

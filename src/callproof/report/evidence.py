@@ -382,6 +382,7 @@ def root_cause(
     meta: dict[str, Any],
     failures: Sequence[dict[str, Any]],
     compare_with: dict[str, str] | None = None,
+    timeline: Sequence[tuple[str, str, str, str, bool]] = (),
 ) -> list[Hypothesis]:
     """Hypotheses for the headline target's failures, each marked supported or ruled out by
     the outcome mix, the timings and the other targets of the run."""
@@ -438,6 +439,10 @@ def root_cause(
                 "failure mode, not as hangs)",
             )
         )
+    if throttles and stalls:
+        burst = _hangs_after_throttles(worst, timeline)
+        if burst is not None:
+            out.append(burst)
     peer = same_model_peer(summary, worst, compare_with)
     if peer is not None:
         c = _comparison(summary, worst["target"], peer["target"], worst["scenario"])
@@ -473,3 +478,30 @@ def root_cause(
             )
         )
     return out
+
+
+def _hangs_after_throttles(
+    worst: dict[str, Any], timeline: Sequence[tuple[str, str, str, str, bool]]
+) -> Hypothesis | None:
+    """Whether the hangs follow throttling: how often the attempt started just before a hang
+    (same target, UTC start order) was an HTTP error, against how often any attempt was one.
+    Supported when that is over twice the base rate (and at least two hangs follow one)."""
+    mine = sorted(
+        (start, outcome)
+        for start, target, scenario, outcome, _ in timeline
+        if target == worst["target"] and scenario == worst["scenario"]
+    )
+    if len(mine) < 3:
+        return None
+    outcomes = [o for _, o in mine]
+    base = outcomes.count("http_error") / len(outcomes)
+    hangs = [i for i, o in enumerate(outcomes) if o in ("stall_no_events", "stall_mid_stream")]
+    after = sum(1 for i in hangs if i > 0 and outcomes[i - 1] == "http_error")
+    ratio = after / len(hangs) if hangs else 0.0
+    return Hypothesis(
+        "The hangs are a side effect of throttling bursts",
+        supported=after >= 2 and ratio > 2 * base,
+        evidence=f"{after} of {len(hangs)} hangs started right after an HTTP error of the same "
+        f"target ({format_pct(ratio)}), against {format_pct(base)} of all its attempts being "
+        "HTTP errors (see the timeline chart)",
+    )

@@ -181,7 +181,7 @@ def _evidence_sections(
         out.append("<h2>Recommendations</h2><ol>")
         out += [f"<li>{_e(item)}</li>" for item in items]
         out.append("</ol>")
-    hypotheses = root_cause(summary, meta, evidence.failures, compare_with)
+    hypotheses = root_cause(summary, meta, evidence.failures, compare_with, evidence.timeline)
     if hypotheses:
         out.append("<h2>Root cause</h2><p>What the outcome mix supports and rules out:</p>")
         out.append('<ul class="causes">')

@@ -371,7 +371,9 @@ def _recommendations(summary: dict[str, Any]) -> list[str]:
 
 
 def _root_cause(summary: dict[str, Any], meta: dict[str, Any], evidence: Evidence) -> list[str]:
-    hypotheses = root_cause(summary, meta, evidence.failures, summary.get("compare_with"))
+    hypotheses = root_cause(
+        summary, meta, evidence.failures, summary.get("compare_with"), evidence.timeline
+    )
     if not hypotheses:
         return []
     out = ["## Root Cause", "", "What the outcome mix supports and rules out:", ""]
