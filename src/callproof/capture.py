@@ -100,6 +100,7 @@ class CaptureWriter:
         self.redactor = Redactor()
         self._t0 = 0.0
         self._body = BodyScrubber(eventstream=False)
+        self._pending: tuple[float, bytearray] | None = None
         self._raw_written = 0
         self._raw_dropped = 0
         try:
@@ -167,24 +168,32 @@ class CaptureWriter:
         )
 
     def chunk(self, now: float, data: bytes) -> None:
-        """Body bytes as read at ``now``. They are written when the body ends, scrubbed as
-        one joined stream (see :class:`~callproof.scrub_body.BodyScrubber`), each read with
-        its own time."""
-        self._body.feed(now, data)
+        """Body bytes as read at ``now``. They are written scrubbed, a segment at a time (see
+        :class:`~callproof.scrub_body.BodyScrubber`), each read with its own time."""
+        for t, piece in self._body.feed(now, data):
+            self._put(t, piece)
 
-    def _flush_body(self) -> None:
+    def _put(self, t: float, data: bytes) -> None:
         # Pieces of one read that straddled two units come out separately: join them, so a
         # capture with no secret keeps the reads exactly as they came.
-        merged: list[tuple[float, bytearray]] = []
-        for t, piece in self._body.finish():
-            if merged and merged[-1][0] == t:
-                merged[-1][1].extend(piece)
-            else:
-                merged.append((t, bytearray(piece)))
-        for t, data in merged:
-            b64 = base64.b64encode(data).decode()
+        pending = self._pending
+        if pending is not None and pending[0] == t:
+            pending[1].extend(data)
+            return
+        self._write_pending()
+        self._pending = (t, bytearray(data))
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            b64 = base64.b64encode(pending[1]).decode()
             # Scrubbed as bytes already; the base64 text of the line cannot spell a secret.
-            self._write({"type": "chunk", "t": self._t(t), "b64": b64}, scrub=False)
+            self._write({"type": "chunk", "t": self._t(pending[0]), "b64": b64}, scrub=False)
+
+    def _flush_body(self) -> None:
+        for t, piece in self._body.finish():
+            self._put(t, piece)
+        self._write_pending()
 
     def raw_items(self, now: float, items: Iterable[RawItem]) -> None:
         t = self._t(now)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from callproof.errors import CallError
 from callproof.redact import REDACTED, scrub, scrub_bytes, secret_forms
 from callproof.wire.eventstream import EventStreamDecoder, HeaderValue, encode_message
 
-__all__ = ["BodyScrubber"]
+__all__ = ["CARRY_UNITS", "SEGMENT_BYTES", "BodyScrubber"]
 
 _PRELUDE = struct.Struct("!III")
 
@@ -49,64 +49,125 @@ class _Unit:
     prefix: bytes = b""
     suffix: bytes = b""
     changed: bool = False
+    index: int = 0  # position in its segment
+
+
+#: Bodies are scrubbed in segments of at least this many bytes, so that memory stays bounded
+#: for a long or flooded body. The last :data:`CARRY_UNITS` units of a segment move on to the
+#: next one, so a secret split across up to ``CARRY_UNITS + 1`` units is always caught.
+SEGMENT_BYTES = 1 << 20
+CARRY_UNITS = 32
 
 
 class BodyScrubber:
-    """Collects a body's reads (``feed``), then returns them scrubbed (``finish``)."""
+    """Collects a body's reads (``feed``) and returns them scrubbed, a segment at a time
+    (``feed`` once a segment is full, then ``finish`` at the end of the body)."""
 
     def __init__(self, *, eventstream: bool) -> None:
         self.eventstream = eventstream
         self._buf = bytearray()
-        self._pieces: list[tuple[float, int]] = []  # (time, size) of each read
+        self._pieces: deque[tuple[float, int]] = deque()  # (time, size) of the reads in _buf
+        self._raw = False  # eventstream framing lost (a bad prelude): the rest is bytes
+        self._next_at = SEGMENT_BYTES  # buffer size at which to try the next segment
 
-    def feed(self, t: float, data: bytes) -> None:
-        """Add the bytes of one read at ``t``."""
+    def feed(self, t: float, data: bytes) -> list[tuple[float, bytes]]:
+        """Add the bytes of one read at ``t``; returns scrubbed ``(time, bytes)`` pieces of
+        earlier reads once a segment is full (else nothing yet)."""
         if data:
             self._buf += data
             self._pieces.append((t, len(data)))
+        if len(self._buf) >= self._next_at:
+            out = self._process(final=False)
+            self._next_at = len(self._buf) + SEGMENT_BYTES
+            return out
+        return []
 
     def finish(self) -> list[tuple[float, bytes]]:
-        """The reads, scrubbed: ``(time, bytes)`` pieces in order."""
-        if not self._buf:
+        """The rest of the body, scrubbed: ``(time, bytes)`` pieces in order."""
+        return self._process(final=True) if self._buf else []
+
+    def _process(self, *, final: bool) -> list[tuple[float, bytes]]:
+        units, consumed = self._units(final)
+        if not units:
             return []
-        units = list(self._frames() if self.eventstream else self._lines())
+        keep = 0 if final else self._carry(units)
+        if keep is None:
+            return []  # wait for more units: the carried ones must follow emitted ones
+        emit = len(units) - keep
         # First the secrets split across units, on the decoded strings (a form that spans two
-        # deltas is removed whole, before a shorter form inside one piece could be).
-        _scrub_across(units)
-        # Then each unit on its own, unless one scan of the joined body finds no secret at
-        # all (the common case).
-        if _contains_secret(bytes(self._buf)) or any(u.changed for u in units):
-            for unit in units:
+        # deltas is removed whole, before a shorter form inside one piece could be); a span
+        # that starts in a carried unit waits for the next segment, which sees all of it.
+        _scrub_across(units, emit)
+        # Then each emitted unit on its own (carried ones are scrubbed with the next segment),
+        # unless one scan finds no secret at all (the common case).
+        emitted = sum(u.size for u in units[:emit])
+        if any(u.changed for u in units) or _contains_secret(bytes(self._buf[:emitted])):
+            for unit in units[:emit]:
                 unit.data = _scrub_unit(unit)
         out: list[tuple[float, bytes]] = []
-        pieces = list(self._pieces)
-        for unit in units:
-            _emit(pieces, unit.size, unit.data, out)
-        self._buf.clear()
-        self._pieces.clear()
+        mark = 0
+        for index, unit in enumerate(units):
+            if index == len(units) - keep:
+                mark = len(out)
+            _emit(self._pieces, unit.size, unit.data, out)
+        if not keep:
+            mark = len(out)
+        carried = out[mark:]
+        del out[mark:]
+        # The carried units (already scrubbed) go back in front of the unfinished rest.
+        rest = bytes(self._buf[consumed:])
+        self._buf = bytearray(b"".join(d for _, d in carried) + rest)
+        self._pieces.extendleft(reversed([(t, len(d)) for t, d in carried]))
         return out
 
-    def _frames(self) -> Iterator[_Unit]:
-        buf, pos = self._buf, 0
-        while len(buf) - pos >= 12:
-            total, headers_len, crc = _PRELUDE.unpack_from(buf, pos)
-            if zlib.crc32(buf[pos : pos + 8]) != crc or total < 16 or headers_len > total:
-                break
-            if len(buf) - pos < total:
-                break
-            yield _frame_unit(bytes(buf[pos : pos + total]))
-            pos += total
-        if pos < len(buf):
-            rest = bytes(buf[pos:])
-            yield _Unit(len(rest), rest)
+    @staticmethod
+    def _carry(units: list[_Unit]) -> int | None:
+        """How many units at the end move on to the next segment: from the last
+        :data:`CARRY_UNITS` units that hold JSON (plain runs of comments need no company), or
+        None to wait for more. (What waits is bounded by the client's body cap.)"""
+        holding = [i for i, unit in enumerate(units) if unit.doc is not None]
+        if not holding:
+            return 0
+        if len(holding) <= CARRY_UNITS:
+            return None
+        return len(units) - holding[-CARRY_UNITS]
 
-    def _lines(self) -> Iterator[_Unit]:
-        buf, pos = bytes(self._buf), 0
-        while pos < len(buf):
-            end = buf.find(b"\n", pos)
-            end = len(buf) if end < 0 else end + 1
-            yield _line_unit(buf[pos:end])
-            pos = end
+    def _units(self, final: bool) -> tuple[list[_Unit], int]:
+        """The complete units at the front of the buffer (all of it when ``final``) and how
+        many bytes they cover."""
+        buf, pos = self._buf, 0
+        units: list[_Unit] = []
+        if self.eventstream:
+            while not self._raw and len(buf) - pos >= 12:
+                total, headers_len, crc = _PRELUDE.unpack_from(buf, pos)
+                if zlib.crc32(buf[pos : pos + 8]) != crc or total < 16 or headers_len > total:
+                    self._raw = True
+                    break
+                if len(buf) - pos < total:
+                    break
+                units.append(_frame_unit(bytes(buf[pos : pos + total])))
+                pos += total
+            if pos < len(buf) and (final or self._raw):
+                units.append(_Unit(len(buf) - pos, bytes(buf[pos:])))
+                pos = len(buf)
+            return units, pos
+        data = bytes(buf)
+        end = len(data) if final else data.rfind(b"\n") + 1
+        plain = -1  # start of a run of lines that carry no JSON (comments, event:, blank)
+        while pos < end:
+            stop = data.find(b"\n", pos, end)
+            stop = end if stop < 0 else stop + 1
+            if data.startswith(b"data:", pos) or data.startswith(b"{", pos):
+                if plain >= 0:
+                    units.append(_Unit(pos - plain, data[plain:pos]))
+                    plain = -1
+                units.append(_line_unit(data[pos:stop]))
+            elif plain < 0:
+                plain = pos
+            pos = stop
+        if plain >= 0:
+            units.append(_Unit(pos - plain, data[plain:pos]))
+        return units, pos
 
 
 def _contains_secret(data: bytes) -> bool:
@@ -185,15 +246,17 @@ def _leaves(value: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], 
                 _leaves(item, (*path, i), out)
 
 
-def _scrub_across(units: list[_Unit]) -> None:
+def _scrub_across(units: list[_Unit], emit: int) -> None:
+    """Remove secrets split across units; only spans starting in ``units[:emit]``."""
     forms = list(secret_forms())
     if not forms:
         return
     # Per JSON path (prefixed by the event type for frames), the strings in order.
     streams: dict[tuple[Any, ...], list[tuple[_Unit, Any, Any]]] = {}
-    for unit in units:
+    for index, unit in enumerate(units):
         if unit.doc is None:
             continue
+        unit.index = index
         head = (unit.headers or {}).get(":event-type") if unit.kind == "frame" else None
         found: list[tuple[tuple[Any, ...], Any, Any]] = []
         _leaves(unit.doc, (head,), found)
@@ -201,7 +264,7 @@ def _scrub_across(units: list[_Unit]) -> None:
             streams.setdefault(path, []).append((unit, container, key))
     for pieces in streams.values():
         if len(pieces) > 1:
-            _cut(pieces, forms)
+            _cut(pieces, forms, emit)
     for unit in units:
         if unit.changed:
             _reencode(unit)
@@ -217,13 +280,22 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _cut(pieces: list[tuple[_Unit, Any, Any]], forms: list[str]) -> None:
+def _cut(pieces: list[tuple[_Unit, Any, Any]], forms: list[str], emit: int) -> None:
     texts = [container[key] for _, container, key in pieces]
     joined = "".join(texts)
+    # Where each piece starts in ``joined``; spans starting at or after ``limit`` wait.
+    starts, pos = [], 0
+    for text in texts:
+        starts.append(pos)
+        pos += len(text)
+    limit = next(
+        (at for at, (unit, _, _) in zip(starts, pieces, strict=True) if unit.index >= emit),
+        len(joined),
+    )
     spans: list[tuple[int, int]] = []
     for form in forms:
         start = joined.find(form)
-        while start >= 0:
+        while 0 <= start < limit:
             spans.append((start, start + len(form)))
             start = joined.find(form, start + len(form))
     if not spans:
@@ -259,7 +331,7 @@ def _reencode(unit: _Unit) -> None:
 
 
 def _emit(
-    pieces: list[tuple[float, int]], size: int, data: bytes, out: list[tuple[float, bytes]]
+    pieces: deque[tuple[float, int]], size: int, data: bytes, out: list[tuple[float, bytes]]
 ) -> None:
     """Put ``data`` (the scrubbed form of the next ``size`` body bytes) into the reads they
     came in, consuming ``pieces``; a length change goes to the unit's last piece."""
@@ -271,7 +343,7 @@ def _emit(
         sizes.append((t, take))
         left -= take
         if take == n:
-            pieces.pop(0)
+            pieces.popleft()
         else:
             pieces[0] = (t, n - take)
     extra = len(data) - size

@@ -16,7 +16,7 @@ import secrets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callproof import redact
+from callproof import redact, scrub_body
 from callproof.dialects import get_dialect
 from callproof.events import StreamStop, TextDelta
 from callproof.redact import REDACTED
@@ -89,11 +89,22 @@ def read(body: bytes, sizes: list[int]) -> list[tuple[float, bytes]]:
     return reads
 
 
-def scrubbed(reads: list[tuple[float, bytes]], *, eventstream: bool) -> list[tuple[float, bytes]]:
-    scrubber = BodyScrubber(eventstream=eventstream)
-    for t, data in reads:
-        scrubber.feed(t, data)
-    return scrubber.finish()
+def scrubbed(
+    reads: list[tuple[float, bytes]], *, eventstream: bool, segment: int = 1 << 20
+) -> list[tuple[float, bytes]]:
+    """Scrub ``reads``, in segments of ``segment`` bytes (small ones exercise the carry of
+    units from one segment to the next)."""
+    saved = scrub_body.SEGMENT_BYTES, scrub_body.CARRY_UNITS
+    scrub_body.SEGMENT_BYTES = segment
+    scrub_body.CARRY_UNITS = 32 if segment > 1000 else 16
+    try:
+        scrubber = BodyScrubber(eventstream=eventstream)
+        out: list[tuple[float, bytes]] = []
+        for t, data in reads:
+            out += scrubber.feed(t, data)
+        return out + scrubber.finish()
+    finally:
+        scrub_body.SEGMENT_BYTES, scrub_body.CARRY_UNITS = saved
 
 
 def merge(pieces: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
@@ -116,14 +127,17 @@ def decoded_text(api: str, body: bytes) -> tuple[str, bool]:
 sizes_st = st.lists(st.integers(1, 97), min_size=1, max_size=5)
 
 
+segments = st.sampled_from([1 << 20, 64, 300])
+
+
 @FUZZ
-@given(st.lists(words, min_size=1, max_size=6), sizes_st, st.booleans())
+@given(st.lists(words, min_size=1, max_size=6), sizes_st, st.booleans(), segments)
 def test_a_body_without_secrets_comes_back_exactly(
-    deltas: list[str], sizes: list[int], eventstream: bool
+    deltas: list[str], sizes: list[int], eventstream: bool, segment: int
 ) -> None:
     body = bedrock(deltas) if eventstream else chat(deltas)
     reads = read(body, sizes)
-    assert merge(scrubbed(reads, eventstream=eventstream)) == reads
+    assert merge(scrubbed(reads, eventstream=eventstream, segment=segment)) == reads
 
 
 @FUZZ
@@ -134,6 +148,8 @@ def test_a_body_without_secrets_comes_back_exactly(
     sizes_st,
     st.sampled_from(["raw", "base64", "percent"]),
     st.booleans(),
+    segments,
+    st.integers(0, 40),
 )
 def test_a_reflected_secret_is_gone_and_the_outcome_is_the_same(
     before: str,
@@ -142,7 +158,10 @@ def test_a_reflected_secret_is_gone_and_the_outcome_is_the_same(
     sizes: list[int],
     form: str,
     eventstream: bool,
+    segment: int,
+    filler: int,
 ) -> None:
+    """``filler`` deltas first, so that small segments are emitted before the secret."""
     from urllib.parse import quote
 
     shown = {
@@ -151,10 +170,10 @@ def test_a_reflected_secret_is_gone_and_the_outcome_is_the_same(
         "percent": quote(SECRET, safe=""),
     }[form]
     text = f"{before} {shown} {after}"
-    deltas = split(text, cuts)
+    deltas = ["f"] * filler + split(text, cuts)
     api = "bedrock-converse-stream" if eventstream else "openai-completions"
     body = bedrock(deltas) if eventstream else chat(deltas)
-    pieces = scrubbed(read(body, sizes), eventstream=eventstream)
+    pieces = scrubbed(read(body, sizes), eventstream=eventstream, segment=segment)
     out = b"".join(d for _, d in pieces)
     assert shown.encode() not in out
     assert SECRET.encode() not in out
@@ -162,4 +181,4 @@ def test_a_reflected_secret_is_gone_and_the_outcome_is_the_same(
     assert times == sorted(times)
     got, stopped = decoded_text(api, out)
     assert stopped
-    assert got == f"{before} {REDACTED} {after}"
+    assert got == "f" * filler + f"{before} {REDACTED} {after}"

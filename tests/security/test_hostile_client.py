@@ -178,3 +178,21 @@ model = "fine"
     assert by_target["hostile"] == ["protocol_error"] * 3
     assert by_target["fine"] == ["ok"] * 3
     assert summary
+
+
+@pytest.mark.parametrize("kind", ["comments", "events"])
+def test_capture_scrubbing_memory_is_bounded_for_a_flood(kind: str) -> None:
+    from callproof.scrub_body import SEGMENT_BYTES, BodyScrubber
+
+    unit = _keepalives(1) if kind == "comments" else encode_event('{"choices":[]}')
+    read_size = 65536
+    body = unit * ((8 << 20) // len(unit))
+    scrubber = BodyScrubber(eventstream=False)
+    out: list[bytes] = []
+    peak = 0
+    for i in range(0, len(body), read_size):
+        out += [d for _, d in scrubber.feed(i / read_size, body[i : i + read_size])]
+        peak = max(peak, len(scrubber._buf))
+    out += [d for _, d in scrubber.finish()]
+    assert b"".join(out) == body
+    assert peak <= 2 * SEGMENT_BYTES + read_size
