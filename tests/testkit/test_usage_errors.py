@@ -22,27 +22,35 @@ def _no_traceback(result: pytest.RunResult) -> None:
     assert "callproof/testkit" not in text
 
 
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        ("schedule('hang')", "unknown fault 'hang'; known faults: hang_before_headers"),
-        ("schedule('http_error:99')", "http_error needs a status from 400 to 599"),
-        ("schedule('stall_after')", "fault 'stall_after' needs an argument"),
-        ("schedule('empty_response', times=0)", "times must be a whole number of at least 1"),
-        ("schedule('empty_response', api='bedrock-chat')", "unknown api 'bedrock-chat'"),
-        ("schedule('empty_response', turn='second')", "turn must be 'first' or 'tool_result'"),
-        ("fault_rate('nope', 0.5)", "unknown fault 'nope'"),
-        ("fault_rate('empty_response', 1.5)", "rate must be a number from 0 to 1, got 1.5"),
-        ("fault_rate('empty_response', -0.1)", "rate must be a number from 0 to 1, got -0.1"),
-    ],
-)
-def test_fixture_methods(pytester: pytest.Pytester, call: str, message: str) -> None:
-    result = _run(pytester, f"def test_it(callproof_emulator):\n    callproof_emulator.{call}\n")
-    result.assert_outcomes(failed=1)
+FIXTURE_METHOD_CASES = [
+    ("schedule('hang')", "unknown fault 'hang'; known faults: hang_before_headers"),
+    ("schedule('http_error:99')", "http_error needs a status from 400 to 599"),
+    ("schedule('stall_after')", "fault 'stall_after' needs an argument"),
+    ("schedule('empty_response', times=0)", "times must be a whole number of at least 1"),
+    ("schedule('empty_response', api='bedrock-chat')", "unknown api 'bedrock-chat'"),
+    ("schedule('empty_response', turn='second')", "turn must be 'first' or 'tool_result'"),
+    ("fault_rate('nope', 0.5)", "unknown fault 'nope'"),
+    ("fault_rate('empty_response', 1.5)", "rate must be a number from 0 to 1, got 1.5"),
+    ("fault_rate('empty_response', -0.1)", "rate must be a number from 0 to 1, got -0.1"),
+]
+
+
+def test_fixture_methods(pytester: pytest.Pytester) -> None:
+    """Each bad call fails its own test with one line naming the test's file and line."""
+    body = "".join(
+        f"def test_{i}(callproof_emulator):\n    callproof_emulator.{call}\n\n"
+        for i, (call, _) in enumerate(FIXTURE_METHOD_CASES)
+    )
+    result = _run(pytester, body)
+    result.assert_outcomes(failed=len(FIXTURE_METHOD_CASES))
     lines = [line for line in result.stdout.lines if "callproof usage error" in line]
-    assert len(lines) >= 1, result.stdout.str()
-    assert "test_inner.py:2: callproof usage error:" in lines[0]
-    assert message in lines[0]
+    for i, (_, message) in enumerate(FIXTURE_METHOD_CASES):
+        line_no = 3 * i + 2  # the call's line in the generated file
+        found = [
+            line for line in lines if f"test_inner.py:{line_no}: callproof usage error:" in line
+        ]
+        assert found, (i, result.stdout.str())
+        assert message in found[0]
     _no_traceback(result)
 
 
