@@ -142,3 +142,32 @@ def test_skip():
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(errors=1, skipped=1)
     result.stdout.fnmatch_lines(["*fixture broke*", "*not today*"])
+
+
+def test_async_tests_repeat_with_a_fresh_loop(pytester: pytest.Pytester) -> None:
+    """Agents are often async: each repetition of an async test runs on its own event loop."""
+    pytester.makeini(INI + "asyncio_mode = auto\n")
+    pytester.makepyfile(
+        test_inner="""
+import asyncio
+import openai
+import pytest
+
+LOOPS = []
+
+@pytest.mark.callproof_repeat(4, 0.5)
+async def test_async_agent(callproof_env):
+    LOOPS.append(id(asyncio.get_running_loop()))
+    if len(LOOPS) % 2:
+        callproof_env.schedule("http_error:503")
+    client = openai.AsyncOpenAI(max_retries=0)
+    await client.chat.completions.create(
+        model="moonshotai/kimi-k2.5", messages=[{"role": "user", "content": "hi"}])
+
+def test_loops():
+    assert len(LOOPS) == 4
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_async_agent: passed 2/4 (50.0%*"])
