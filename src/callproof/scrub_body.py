@@ -101,9 +101,13 @@ class BodyScrubber:
         # Then each emitted unit on its own (carried ones are scrubbed with the next segment),
         # unless one scan finds no secret at all (the common case).
         emitted = sum(u.size for u in units[:emit])
-        if any(u.changed for u in units) or _contains_secret(bytes(self._buf[:emitted])):
+        dirty = any(u.changed for u in units)
+        if dirty or _contains_secret(bytes(self._buf[:emitted])):
+            dirty = True
             for unit in units[:emit]:
                 unit.data = _scrub_unit(unit)
+        if not dirty:  # nothing changed: the reads go out as they came
+            return self._take(emitted)
         out: list[tuple[float, bytes]] = []
         mark = 0
         for index, unit in enumerate(units):
@@ -118,6 +122,22 @@ class BodyScrubber:
         rest = bytes(self._buf[consumed:])
         self._buf = bytearray(b"".join(d for _, d in carried) + rest)
         self._pieces.extendleft(reversed([(t, len(d)) for t, d in carried]))
+        return out
+
+    def _take(self, size: int) -> list[tuple[float, bytes]]:
+        """The first ``size`` buffered bytes, unchanged, in the reads they came in."""
+        out: list[tuple[float, bytes]] = []
+        view, pos = bytes(self._buf[:size]), 0
+        while pos < size:
+            t, n = self._pieces[0]
+            take = min(n, size - pos)
+            out.append((t, view[pos : pos + take]))
+            pos += take
+            if take == n:
+                self._pieces.popleft()
+            else:
+                self._pieces[0] = (t, n - take)
+        del self._buf[:size]
         return out
 
     @staticmethod
@@ -217,13 +237,16 @@ def _scrub_unit(unit: _Unit) -> bytes:
     return encode_message(headers, scrub_bytes(message.payload))
 
 
+_decode = json.JSONDecoder().decode
+
+
 def _json(data: bytes) -> Any:
     stripped = data.strip()
     if not stripped or stripped[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(stripped)
-    except (ValueError, RecursionError):
+        return _decode(stripped.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
 
 

@@ -186,7 +186,7 @@ def test_capture_scrubbing_memory_is_bounded_for_a_flood(kind: str) -> None:
 
     unit = _keepalives(1) if kind == "comments" else encode_event('{"choices":[]}')
     read_size = 65536
-    body = unit * ((8 << 20) // len(unit))
+    body = unit * ((4 << 20) // len(unit))
     scrubber = BodyScrubber(eventstream=False)
     out: list[bytes] = []
     peak = 0
