@@ -11,5 +11,6 @@ def test_boto3_retries_two_503s_and_the_log_shows_them(callproof_env):
     answer = client.converse(modelId="amazon.nova-pro-v1:0", messages=MESSAGES)
     assert answer["stopReason"] == "end_turn"
     # boto3 retried silently; the emulator saw all three requests
-    assert [r["fault"] for r in callproof_env.requests] == ["http_error:503", "http_error:503", None]
+    faults = [r["fault"] for r in callproof_env.requests]
+    assert faults == ["http_error:503", "http_error:503", None]
     assert answer["ResponseMetadata"]["RetryAttempts"] == 2
