@@ -21,6 +21,12 @@ Public API:
 
 The connection handle reaches into hypercorn's protocol objects (``TCPServer.protocol``), which
 is why hypercorn's version is pinned in uv.lock; tests over both protocols hold it.
+
+One fix to hypercorn's HTTP/2 (applied when this module is imported): a client's GOAWAY with
+NO_ERROR no longer closes the connection while streams are open. RFC 9113 §6.8 lets the streams
+the GOAWAY covers finish; the AWS SDK for JavaScript sends GOAWAY right after the response
+headers of every event stream (its "isolated session", @smithy/node-http-handler 4.x), so
+hypercorn as shipped cut every ConverseStream whose first event was not already sent.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import h2.connection
 import h2.errors
+import h2.events
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
@@ -193,6 +201,36 @@ class Connection:
             return
         await self._flushed()
         self._writer.close()
+
+
+def _keep_streams_after_goaway() -> None:
+    """Patch :class:`H2Protocol` once: a peer's graceful GOAWAY lets open streams finish."""
+    if getattr(H2Protocol, "_callproof_goaway_fix", False):
+        return
+    original = H2Protocol._handle_events
+
+    async def handle_events(self: H2Protocol, events: list[h2.events.Event]) -> None:
+        graceful = [
+            e
+            for e in events
+            if isinstance(e, h2.events.ConnectionTerminated)
+            and e.error_code == h2.errors.ErrorCodes.NO_ERROR
+            and self.streams
+        ]
+        if graceful:
+            # h2 closes its state machine on any GOAWAY and would refuse every later frame;
+            # reopen it so the open streams can finish (the client opens no new ones, and
+            # closes the connection once they have ended)
+            machine = self.connection.state_machine
+            if machine.state == h2.connection.ConnectionState.CLOSED:
+                machine.state = h2.connection.ConnectionState.SERVER_OPEN
+        await original(self, [e for e in events if e not in graceful])
+
+    H2Protocol._handle_events = handle_events  # type: ignore[method-assign]
+    H2Protocol._callproof_goaway_fix = True  # type: ignore[attr-defined]
+
+
+_keep_streams_after_goaway()
 
 
 class _App(ASGIWrapper):

@@ -114,3 +114,82 @@ def test_close_without_message_stop_ends_the_iterator_silently(
     assert result["events"][0] == "messageStart"
     assert "messageStop" not in result["events"]
     assert "metadata" not in result["events"]
+
+
+# -- faults over HTTP/2: a hang holds the stream open, a cut or reset is an RST_STREAM ----------
+
+
+def test_hang_holds_the_http2_stream_open_until_the_sdk_gives_up(
+    node: NodeRunner, emulator: EmulatorServer
+) -> None:
+    # NodeHttp2Handler's requestTimeout is the only clock that fires on a stream with headers
+    # and no events (wire-facts §6: "JS SDK uses NodeHttp2Handler -> only requestTimeout
+    # works"); it closes the stream and the iterator ends with no events and no error: the
+    # seed's hang as a JS user sees it, a silent empty answer
+    spec = {"op": "converse-stream", "fault": "hang_no_events", "requestTimeout": 1000,
+            "maxAttempts": 1}  # fmt: skip
+    result = node("bedrock.mjs", emulator.url, spec)
+    assert result["events"] == []
+    assert result["elapsedMs"] >= 900  # held open until the timeout, not ended early
+
+
+def test_reset_before_headers_is_an_http2_stream_error(
+    node: NodeRunner, emulator: EmulatorServer
+) -> None:
+    spec = {"op": "converse-stream", "fault": "reset_before_headers", "maxAttempts": 1}
+    result = node("bedrock.mjs", emulator.url, spec)
+    assert result["error"]["code"] == "ERR_HTTP2_STREAM_ERROR"
+    assert "NGHTTP2_INTERNAL_ERROR" in result["error"]["message"]
+
+
+def test_cut_converse_body_is_an_http2_stream_error(
+    node: NodeRunner, emulator: EmulatorServer
+) -> None:
+    # issue 9 G6: a cut, not a complete body of broken JSON (which would be a SyntaxError)
+    spec = {"op": "converse", "fault": "truncate_frame", "maxAttempts": 1}
+    result = node("bedrock.mjs", emulator.url, spec)
+    assert result["error"]["code"] == "ERR_HTTP2_STREAM_ERROR"
+
+
+def test_truncated_frame_is_a_truncated_event_message(
+    node: NodeRunner, emulator: EmulatorServer
+) -> None:
+    # @smithy/eventstream-serde: half a frame, then the end: "Truncated event message received."
+    spec = {"op": "converse-stream", "fault": "truncate_frame", "maxAttempts": 1}
+    result = node("bedrock.mjs", emulator.url, spec)
+    assert result["error"]["message"] == "Truncated event message received."
+    assert "messageStop" not in result["events"]
+
+
+def test_reset_mid_stream_is_an_http2_stream_error(
+    node: NodeRunner, emulator: EmulatorServer
+) -> None:
+    spec = {"op": "converse-stream", "fault": "reset_mid_body", "maxAttempts": 1}
+    result = node("bedrock.mjs", emulator.url, spec)
+    assert result["events"][0] == "messageStart"
+    assert "messageStop" not in result["events"]
+    assert result["error"]["code"] == "ERR_HTTP2_STREAM_ERROR"
+
+
+@pytest.mark.parametrize("fault", ["latency:0.5", "slow_body:3000"])
+def test_events_after_a_pause_still_arrive(
+    node: NodeRunner, emulator: EmulatorServer, fault: str
+) -> None:
+    # The SDK sends GOAWAY right after the headers of every event stream (its isolated
+    # session, @smithy/node-http-handler 4.14 NodeHttp2Handler); RFC 9113 §6.8 lets the open
+    # stream finish. hypercorn + h2 as shipped closed the connection instead, so every stream
+    # whose first event came after the headers (all of them, on a real model) arrived empty.
+    spec = {"op": "converse-stream", "fault": fault, "maxAttempts": 1}
+    result = node("bedrock.mjs", emulator.url, spec)
+    assert result["error"] is None
+    assert names(result) == COMPLETE
+
+
+def test_stall_after_events_ends_at_the_request_timeout(
+    node: NodeRunner, emulator: EmulatorServer
+) -> None:
+    spec = {"op": "converse-stream", "fault": "stall_after:3", "requestTimeout": 1000,
+            "maxAttempts": 1}  # fmt: skip
+    result = node("bedrock.mjs", emulator.url, spec)
+    assert len(result["events"]) == 3
+    assert result["elapsedMs"] >= 900

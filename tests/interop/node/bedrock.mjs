@@ -19,11 +19,14 @@ const {
 
 const [url, specText] = process.argv.slice(2);
 const spec = JSON.parse(specText || "{}");
+// the default handler, only given a request timeout when the case needs one (a hang)
+const handlerOptions = spec.requestTimeout ? { requestHandler: { requestTimeout: spec.requestTimeout } } : {};
 const client = new BedrockRuntimeClient({
   region: "us-east-1",
   endpoint: url,
   credentials: { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "test-secret" },
   ...(spec.maxAttempts ? { maxAttempts: spec.maxAttempts } : {}),
+  ...handlerOptions,
 });
 if (spec.fault) {
   client.middlewareStack.add(
@@ -39,6 +42,7 @@ const messages = spec.messages || [
 ];
 const input = { modelId: spec.model || "amazon.nova-pro-v1:0", messages };
 if (spec.tools) input.toolConfig = { tools: spec.tools };
+const started = Date.now();
 const out = {
   handler: client.config.requestHandler?.constructor?.name ?? null,
   events: [],
@@ -77,5 +81,6 @@ try {
     attempts: error?.$metadata?.attempts ?? null,
   };
 }
+out.elapsedMs = Date.now() - started;
 process.stdout.write(JSON.stringify(out) + "\n");
 client.destroy();
