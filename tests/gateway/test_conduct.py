@@ -96,3 +96,24 @@ def test_buffered_judges_the_answer_before_sending_it(
     assert r.headers["x-callproof-served-by"] == FALLBACK
     assert r.stop == ("tool_use" if front == "bedrock" else "tool_calls")
     assert r.tool_calls
+
+
+def test_responses_stream_failure_after_commit_is_in_band(make_gateway: GatewayFactory) -> None:
+    import openai
+
+    gw = make_gateway(plan=PACED)
+    client = openai.OpenAI(
+        base_url=gw.url + "/v1",
+        api_key="sk-test",
+        max_retries=0,
+        default_headers={"x-callproof-fault": "reset_mid_body"},
+    )
+    kinds: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        stream = client.responses.create(
+            model="moonshotai/kimi-k2.5", input="Weather for Tokyo?", stream=True
+        )
+        kinds.extend(event.type for event in stream)
+    assert "response.created" in kinds
+    assert "response.completed" not in kinds
+    assert "transport_error" in info.value.message or "stream" in info.value.message
