@@ -228,3 +228,63 @@ def test_serve_state_key_is_checked() -> None:
     assert "serve.state" in str(info.value)
     ok = parse_serve_config(gateway_toml("e", serve_extra='state = "redis://127.0.0.1:1/0"'))
     assert ok.serve.state == "redis://127.0.0.1:1/0"
+
+
+@pytest.mark.slow
+def test_redis_killed_under_gateway_load(
+    replica: Factory, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import threading
+
+    caplog.set_level(logging.INFO, logger="callproof.state")
+    state = f'state = "{redis_server.url}"'
+    gateways = [replica(name, serve_extra=state) for name in ("a", "b")]
+    deadline = time.monotonic() + 10
+    while not all(_routes(gw)["state"]["healthy"] for gw in gateways):
+        assert time.monotonic() < deadline, "replicas never reached Redis"
+        time.sleep(0.05)
+    results: list[str] = []
+    stop = threading.Event()
+
+    def load(gw: GatewayServer) -> None:
+        client = bedrock_client(gw.url)
+        while not stop.is_set():
+            try:
+                out = client.converse(modelId="moonshotai.kimi-k2.5", messages=QUESTION)
+                results.append(out["ResponseMetadata"]["HTTPHeaders"]["x-callproof-served-by"])
+            except Exception as exc:  # a failed request is what this test looks for
+                results.append(f"FAILED {exc!r}")
+
+    threads = [threading.Thread(target=load, args=(gw,)) for gw in gateways]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(results) < 4:  # the load is running
+            assert time.monotonic() < deadline, results
+            time.sleep(0.05)
+        redis_server.stop()  # killed mid-load
+        deadline = time.monotonic() + 10
+        while any(_routes(gw)["state"]["healthy"] for gw in gateways):
+            assert time.monotonic() < deadline, "the outage was never noticed"
+            time.sleep(0.05)
+        during = len(results)
+        time.sleep(1.0)
+        redis_server.start()
+        deadline = time.monotonic() + 15
+        while not all(_routes(gw)["state"]["healthy"] for gw in gateways):
+            assert time.monotonic() < deadline, "the replicas never reconnected"
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    failed = [r for r in results if r.startswith("FAILED")]
+    assert not failed, failed[:3]
+    assert len(results) > during >= 4
+    assert all(_routes(gw)["state"]["outages"] == 1 for gw in gateways)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, [r.getMessage() for r in warnings]  # one per replica
+    assert sum("is back" in r.getMessage() for r in caplog.records) == 2
