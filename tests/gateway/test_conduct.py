@@ -117,3 +117,36 @@ def test_responses_stream_failure_after_commit_is_in_band(make_gateway: GatewayF
     assert "response.created" in kinds
     assert "response.completed" not in kinds
     assert "transport_error" in info.value.message or "stream" in info.value.message
+
+
+@pytest.mark.parametrize("front", ["bedrock", "openai"])
+def test_a_client_that_goes_away_closes_the_upstream(
+    make_gateway: GatewayFactory, front: str
+) -> None:
+    import time
+
+    import httpx
+
+    gw = make_gateway(plan=PACED)
+    state = gw.emulator.state
+    if front == "bedrock":
+        url = gw.url + "/model/moonshotai.kimi-k2.5/converse-stream"
+        body: dict[str, object] = {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    else:
+        url = gw.url + "/v1/chat/completions"
+        body = {
+            "model": "moonshotai/kimi-k2.5",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        }
+    with httpx.stream("POST", url, json=body, timeout=30) as response:
+        assert response.status_code == 200
+        next(response.iter_raw())  # the stream is running
+        assert state.active_streams == 1
+    deadline = time.monotonic() + 15
+    while state.active_streams and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert state.active_streams == 0, "the upstream connection was closed"
+    record = read_evidence(gw)[-1]
+    assert record["committed"] is True
+    assert record["outcome"] != "ok"

@@ -63,3 +63,18 @@ def test_openai_node_responses(make_gateway: GatewayFactory, node: NodeRunner) -
     turn = result["turns"][0]
     assert turn["finish"] == "completed"
     assert turn["toolCalls"][0]["name"] == "get_weather"
+
+
+def test_aws_sdk_js_paced_stream_survives_its_own_goaway(
+    make_gateway: GatewayFactory, node: NodeRunner
+) -> None:
+    # The SDK closes its isolated HTTP/2 session (GOAWAY) when the response headers arrive;
+    # a paced stream's frames come after that and must still arrive.
+    from tests.gateway.test_catalogue import PACED
+
+    gw = make_gateway(plan=PACED)
+    result = node("bedrock_loop.mjs", gw.url, {"op": "converse-stream"})
+    assert result["error"] is None, result
+    assert [t["stopReason"] for t in result["turns"]] == ["tool_use", "end_turn"]
+    assert result["turns"][1]["events"][-1] == "metadata"
+    assert "22" in result["turns"][1]["text"]

@@ -95,9 +95,6 @@ class GatewayServer:
     def start(self) -> GatewayServer:
         """Start the emulator if needed, then serve on a daemon thread; return once ready."""
         from callproof.gateway.app import create_gateway_app
-        from callproof.gateway.h2_goaway import serve_open_streams_after_goaway
-
-        serve_open_streams_after_goaway()
         serve = self.serve
         if serve.config.needs_emulator:
             from callproof.emulator import EmulatorServer
