@@ -331,12 +331,12 @@ async def test_a_router_attached_after_start_is_shared(redis_server: RedisServer
     other.attach(remote)
     await other.start()
     try:
-        assert await _wait(lambda: first.healthy and other.healthy)
+        assert await _wait(lambda: first.healthy and other.healthy, within=15.0)
         late = Router("late", [target("t")], client=None, policy=POLICY)  # type: ignore[arg-type]
         first.attach(late)  # as the gateway does for a target: router made on first use
         for _ in range(3):
             late.breakers["t"].record_failure()
-        assert await _wait(lambda: remote.breakers["t"].state == "open", within=3.0)
+        assert await _wait(lambda: remote.breakers["t"].state == "open", within=15.0)
         assert first.healthy
     finally:
         await first.aclose()
