@@ -59,6 +59,16 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _fd_targets() -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return sorted(out)
+
+
 def _pct(xs: list[float], q: float) -> float | None:
     from callproof.resilience.watchdog import quantile
 
@@ -120,7 +130,7 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
         Endpoint(url, region="us-east-1"),
     )
     orr = Target(HEALTHY_TARGET, "openai-completions", KIMI_OPENROUTER, Endpoint(url + "/v1"))
-    fds_before = _fds()
+    fds_before, targets_before = _fds(), _fd_targets()
     latencies: list[float] = []
     ok = 0
     requests = 0
@@ -171,6 +181,7 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
         "healthy_breaker_opened": len(opened),
         "fds_before": fds_before,
         "fds_after": _fds(),
+        "fds_new": sorted(set(_fd_targets()) - set(targets_before))[:5],
         "cpu_ms_per_call": 1000 * cpu / calls,
         "wall_s": wall,
         "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
@@ -335,7 +346,7 @@ def main() -> int:
         if r["healthy_breaker_opened"]:
             misses.append("healthy fallback's breaker opened")
         if r["fds_after"] > r["fds_before"]:
-            misses.append("fds leaked")
+            misses.append(f"fds leaked ({', '.join(r['fds_new'])})")
         if misses:
             failed = design == designs[0] or failed  # the shipped design is the one judged
             print(f"      MISSED: {', '.join(misses)}")

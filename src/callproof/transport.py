@@ -24,12 +24,26 @@ the pool with a last-in-first-out list of idle connections per origin:
 The probe's workers are fixed and sequential, so in a probe each worker in effect keeps its own
 connection: the "connection per worker" design, without a pool object shared by all of them.
 
-Why this design (bench/probe.py, ``--designs``, runs alternated on a shared 2-core machine, CPU
-per attempt with ``time.process_time``; figures are in the bench's output and the README):
-it was measured against httpx over aiohttp's connector (an adapter behind the same httpx
-seam, :func:`bench.probe`'s ``aiohttp`` design) and against the httpcore pool it replaces. The
-free list keeps every error mapping and stream semantic the ~1,000 client tests pin, with no new
-dependency; see the bench output for the CPU ratios that decided it.
+Why this design: bench/probe.py ``--designs`` measured it against httpx over aiohttp's
+connector (an adapter behind the same httpx seam, in the bench) and against the httpcore pool it
+replaces, the probe's tool-result attempts on the emulator in another process, runs alternated,
+on a 2-core machine shared with other work (load 5-9), client CPU by ``time.process_time``.
+Two runs, ratios within each:
+
+* against httpcore's pool: 0.26-0.41x the CPU per attempt and 2.3-4.2x the attempts/s at
+  1,000 concurrent; at 5,000 the pool did not finish 10,000 attempts in 100 s, the free list
+  did (all passed with the client's admission gate; 9,991 of 10,000 in a run before it, the
+  rest failing to connect in the 5,000-connection burst);
+* against aiohttp: 1.19-1.29x the attempts/s at 1,000 and 5,000 concurrent, at 1.09-1.24x the
+  CPU per attempt (0.90-0.99x at concurrency 1).
+
+The free list is the faster of the two in attempts/s, keeps every httpx/httpcore error mapping
+and stream semantic the client's tests pin, and needs no new dependency; aiohttp's C parser is
+the cheaper per attempt at high concurrency, which is the design to revisit if CPU rather than
+throughput becomes the limit.
+
+:class:`CoalescingBackend` (httpcore's anyio backend, its streams wrapped) holds writes until the
+response is read, so h11's separate head and body writes leave in one ``send``.
 """
 
 from __future__ import annotations
