@@ -21,6 +21,7 @@ from callproof.errors import ConfigError
 from callproof.gateway.config import load_serve_config, parse_serve_config
 from callproof.gateway.server import GatewayServer
 from callproof.probe.store import HistoryStore, default_db_url
+from callproof.state import RedisState
 from callproof.telemetry.tracing import disable_tracing, enable_tracing
 from tests.gateway.conftest import bedrock_client, read_evidence
 
@@ -44,12 +45,12 @@ def replica(tmp_path: Path) -> Iterator[Factory]:
     for every replica, so they share one key namespace)."""
     started: list[GatewayServer] = []
 
-    def make(name: str, **kw: Any) -> GatewayServer:
+    def make(name: str, *, app_options: dict[str, Any] | None = None, **kw: Any) -> GatewayServer:
         where = tmp_path / name
         where.mkdir()
         path = where / "callproof.toml"
         path.write_text(_toml(where, **kw), encoding="utf-8")
-        gw = GatewayServer(load_serve_config(path)).start()
+        gw = GatewayServer(load_serve_config(path), app_options=app_options).start()
         started.append(gw)
         return gw
 
@@ -239,7 +240,14 @@ def test_redis_killed_under_gateway_load(
 
     caplog.set_level(logging.INFO, logger="callproof.state")
     state = f'state = "{redis_server.url}"'
-    gateways = [replica(name, serve_extra=state) for name in ("a", "b")]
+
+    def roomy() -> dict[str, Any]:
+        # what [serve] state makes, with a roomy op timeout: on a loaded machine a slow round
+        # trip would be an outage too, and this test counts outages
+        backend = RedisState(redis_server.url, namespace="callproof:callproof", op_timeout_s=2.0)
+        return {"scale_options": {"state": backend}}
+
+    gateways = [replica(name, serve_extra=state, app_options=roomy()) for name in ("a", "b")]
     deadline = time.monotonic() + 10
     while not all(_routes(gw)["state"]["healthy"] for gw in gateways):
         assert time.monotonic() < deadline, "replicas never reached Redis"
