@@ -190,6 +190,13 @@ def test_every_summary_statement_matches_the_records(
     assert f"route:kimi passed {route_ok}/{len(route)}" in fix
     assert f"at {requests:.2f} requests per call" in fix
 
+    # the compound sentence: the per-call rate to the fifth power
+    rate = (n - len(failed)) / n
+    agent = next(s for s in sentences if s.startswith("At "))
+    assert agent.startswith(f"At {_pct(n - len(failed), n)} per call, an agent that needs 5 ")
+    assert f"succeeds {_pct(round(rate**5 * 10**6), 10**6)} of the time" in agent
+    assert len(sentences) == 4  # headline, comparison, fix, compound: nothing unchecked
+
     md = (run_dir / "report.md").read_text(encoding="utf-8")
     for sentence in sentences:
         assert sentence in md
