@@ -101,7 +101,7 @@ def _wait_for_records(path: Path, proc: subprocess.Popen[str], count: int = 1) -
 @pytest.mark.slow
 def test_a_second_writer_fails_at_once_and_resumes_never_duplicate(tmp_path: Path) -> None:
     (tmp_path / "faults.toml").write_text(SLOW_FAULTS)
-    (tmp_path / "callproof.toml").write_text(SLOW_TOML.format(n=14))
+    (tmp_path / "callproof.toml").write_text(SLOW_TOML.format(n=30))
     run_dir = tmp_path / "run"
     first = _spawn(tmp_path, "--config", "callproof.toml", "--out", str(run_dir))
     try:
@@ -126,7 +126,7 @@ def test_a_second_writer_fails_at_once_and_resumes_never_duplicate(tmp_path: Pat
     # the killed writer left its lock file behind (stale: its pid is gone)
     assert (run_dir / ".callproof.lock").read_text().strip() == str(first.pid)
     before = _keys(run_dir)
-    assert len(before) < 14
+    assert len(before) < 30
 
     # two resumes at once: one writes, the other fails at once; no key is ever doubled
     resumes = [
@@ -143,10 +143,10 @@ def test_a_second_writer_fails_at_once_and_resumes_never_duplicate(tmp_path: Pat
     keys = _keys(run_dir)
     assert len(keys) == len(set(keys))
     if codes == [0, 0]:  # the second started after the first had finished: nothing to add
-        assert len(keys) == 14
-    assert sorted(keys) == sorted(("nova", "tool-result", i) for i in range(1, 15))
+        assert len(keys) == 30
+    assert sorted(keys) == sorted(("nova", "tool-result", i) for i in range(1, 31))
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["totals"]["attempts"] == 14
+    assert summary["totals"]["attempts"] == 30
 
 
 def _seed_records(run_id: str, count: int) -> list[dict[str, Any]]:
