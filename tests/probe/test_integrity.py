@@ -446,3 +446,22 @@ model = "m"
     code, _, err = run_cli(capsys, "report", str(out))
     assert code == 0, err
     assert "s3cr3t-pw" not in stdout
+
+
+def test_report_into_an_unwritable_out_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    code, _, err = run_cli(
+        capsys, "run", "-n", "1", "--target", "bedrock-nova-pro", "--seed", "1", "--db", db
+    )
+    assert code == 0, err
+    with HistoryStore.open(db) as store:
+        (row,) = store.runs(emulator=True)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = run_cli(capsys, "report", row["run_id"], "--db", db, "--out", str(blocker / "r"))
+    assert code == 2
+    assert err.startswith(f"error: cannot write {blocker / 'r'}")
+    assert len(err.strip().splitlines()) == 1
