@@ -381,7 +381,10 @@ def main() -> int:
         "'' is the embedded default's route as it is)",
     )
     parser.add_argument(
-        "--parts", default="founding,overhead", help="what to run: founding, overhead"
+        "--parts",
+        default="founding,overhead",
+        help="what to run: founding, overhead, scale (streams/s with 1 and 2 workers, the cost "
+        "of metrics and traces, shared breaker state: bench/scale.py, which make bench runs)",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run (small sizes)")
     args = parser.parse_args()
@@ -487,6 +490,10 @@ def main() -> int:
         finally:
             fast_gw.stop()
             fast.stop()
+    if "scale" in parts:
+        print("\n4. at scale (bench/scale.py)", flush=True)
+        quick = ["--quick"] if args.quick else []
+        subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), *quick], check=False)
     return 1 if failed else 0
 
 
