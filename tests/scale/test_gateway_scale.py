@@ -122,7 +122,12 @@ def test_metrics_routes_and_spans_through_the_gateway(replica: Factory) -> None:
     for secret in ("test-secret", "AKIDEXAMPLE", "Tokyo", "weather"):
         assert secret not in text
 
+    # a target named by its id is served by a one-target router, listed under its own key
+    direct = bedrock_client(gw.url).converse(modelId=BACKUP, messages=QUESTION)
+    assert direct["output"]["message"]["content"]
     routes = _routes(gw)
+    assert routes["routes"][f"target:{BACKUP}"]["order"] == [BACKUP]
+    assert routes["routes"][f"target:{BACKUP}"]["mode"] == "configured"
     assert routes["state"]["kind"] == "in-process"
     kimi = routes["routes"]["route:kimi"]
     assert kimi["order"] == [PRIMARY, BACKUP]
@@ -132,9 +137,9 @@ def test_metrics_routes_and_spans_through_the_gateway(replica: Factory) -> None:
     spans = exporter.get_finished_spans()
     roots = [s for s in spans if s.parent is None]
     # one span per call (the client's own spans stay quiet inside a routed call)
-    assert [s.name for s in roots] == ["chat moonshotai.kimi-k2.5"] * 2
+    assert [s.name for s in roots] == ["chat moonshotai.kimi-k2.5"] * 2 + [f"chat {BACKUP}"]
     children = [s for s in spans if s.parent is not None]
-    assert len(children) == 3
+    assert len(children) == 4
     assert {c.parent.span_id for c in children if c.parent} <= {r.context.span_id for r in roots}
     assert (roots[1].attributes or {})["callproof.served_by"] == BACKUP
     assert (roots[1].attributes or {})["callproof.front"] == "converse"

@@ -76,6 +76,8 @@ class GatewayScale:
         self.measured: dict[str, MeasuredRouting] = {}
         self.gateway: Gateway | None = None
         self._pending: list[MeasuredRouting] = []
+        self._started = False
+        self._tasks: set[Any] = set()
 
     def _routers(self) -> list[Router]:
         return list(self.gateway.routers.values()) if self.gateway is not None else []
@@ -94,6 +96,7 @@ class GatewayScale:
         for routing in self._pending:
             await routing.start()
         self._pending.clear()
+        self._started = True
 
     async def aclose(self) -> None:
         """Stop refreshing and syncing."""
@@ -106,14 +109,26 @@ class GatewayScale:
     def router_created(self, router: Router) -> None:
         """A router was made: share its state; keep it measured when its route says so."""
         self.state.attach(router)
-        route = self.serve.config.routes.get(router.name)
-        if route is None or router.label.startswith("route:") is False:
-            return
+        if self._key(router) != f"route:{router.name}":
+            return  # a one-target router (``target:NAME``): nothing to order
+        route = self.serve.config.routes[router.name]
         settings = MeasuredSettings.from_route(route.policy, where=f"routes.{router.name}")
         if settings.enabled and router.name not in self.measured:
             routing = MeasuredRouting(router, settings, db_url=self.db_url)
             self.measured[router.name] = routing
-            self._pending.append(routing)
+            if self._started:  # made after start: refresh it in the background
+                import asyncio
+
+                task = asyncio.get_running_loop().create_task(routing.start())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                self._pending.append(routing)
+
+    def _key(self, router: Router) -> str | None:
+        """``route:NAME`` or ``target:NAME``: the gateway's key of ``router``."""
+        routers = self.gateway.routers if self.gateway is not None else {}
+        return next((k for k, r in routers.items() if r is router), None)
 
     def call_started(self, call: GatewayCall) -> None:
         """A call began: in flight, and the client's own spans stay quiet inside it."""
@@ -190,17 +205,18 @@ class GatewayScale:
     def routes_view(self) -> dict[str, Any]:
         """What ``GET /routes`` shows."""
         out: dict[str, Any] = {"state": self.state.status(), "routes": {}}
-        for router in self._routers():
+        routers = self.gateway.routers if self.gateway is not None else {}
+        for key, router in routers.items():
             entry: dict[str, Any] = {
-                "label": router.label,
+                "label": key,
                 "order": [t.name for t in router.targets],
                 "breakers": router.breaker_states(),
                 "mode": "configured",
             }
             routing = self.measured.get(router.name)
-            if routing is not None and router.label.startswith("route:"):
+            if routing is not None and key.startswith("route:"):
                 entry.update(routing.current.to_dict())
-            out["routes"][router.label] = entry
+            out["routes"][key] = entry
         return out
 
 
