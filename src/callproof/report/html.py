@@ -29,7 +29,7 @@ from callproof.report.common import (
     worst_entry,
 )
 from callproof.report.evidence import mode_rates, recommendations, root_cause
-from callproof.report.markdown import environment_rows, raw_attempt_text
+from callproof.report.markdown import NO_CAPTURE_HINT, environment_rows, raw_attempt_text
 from callproof.report.meta import (
     grouped_requests,
     meta_scenarios,
@@ -205,7 +205,9 @@ def _evidence_sections(
             + f": <code>{_e(record.get('outcome'))}</code>: "
             f"{_e(record.get('detail') or 'no detail')} (request id "
             f"<code>{_e(record.get('request_id') or 'not sent by the server')}</code>; from the "
-            f"{_e(source)}). Times are seconds since the request was sent.</p>"
+            f"{_e(source)}). Times are seconds since the request was sent."
+            + ("" if record.get("capture") else f" {_e(NO_CAPTURE_HINT)}")
+            + "</p>"
         )
         out.append(f'<pre class="wrap">{_e(text)}</pre>')
     if evidence.failures:

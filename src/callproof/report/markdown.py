@@ -43,9 +43,20 @@ from callproof.report.meta import (
     target_row,
 )
 
-__all__ = ["environment_rows", "raw_attempt_text", "render_markdown", "write_markdown"]
+__all__ = [
+    "NO_CAPTURE_HINT",
+    "environment_rows",
+    "raw_attempt_text",
+    "render_markdown",
+    "write_markdown",
+]
 
 _RAW_LINES_CAP = 80
+#: Said where a failure has no capture: how to keep the wire evidence next time.
+NO_CAPTURE_HINT = (
+    "No wire capture was kept for it: run with --capture-failures to keep the raw bytes of "
+    "every failing attempt, decoded here into timed events."
+)
 _RAW_LINE_WIDTH = 4000
 
 
@@ -354,7 +365,8 @@ def _raw_failure(run_dir: Path, record: dict[str, Any] | None) -> list[str]:
         + (f", started {started} UTC" if started else "")
         + f": `{record.get('outcome')}`: {record.get('detail') or 'no detail'} "
         f"(request id {record.get('request_id') or 'not sent by the server'}; from the "
-        f"{source}). Times are seconds since the request was sent.",
+        f"{source}). Times are seconds since the request was sent."
+        + ("" if record.get("capture") else f" {NO_CAPTURE_HINT}"),
         "",
         "```",
         text,
