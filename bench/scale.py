@@ -162,7 +162,9 @@ def bench_workers(config: Path, concurrency: int, duration: float) -> dict[int, 
 # -- 2. metrics and traces ------------------------------------------------------------------
 
 
-def bench_telemetry(config: Path, concurrency: int, duration: float) -> dict[str, list[float]]:
+def bench_telemetry(
+    config: Path, concurrency: int, duration: float
+) -> dict[str, dict[str, list[float]]]:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -183,13 +185,62 @@ def bench_telemetry(config: Path, concurrency: int, duration: float) -> dict[str
     }
     serve = load_serve_config(config)
     rates: dict[str, list[float]] = {k: [] for k in settings}
+    cpu: dict[str, list[float]] = {k: [] for k in settings}
     for _ in range(3):
         for name, options in settings.items():
             with GatewayServer(serve, app_options={"scale_options": options}) as gw:
                 _run_load(gw.url, 4, 0.3)
-                rates[name].append(_run_load(gw.url, concurrency, duration)["per_s"])
+                # this process runs the gateway and its emulator (the load is elsewhere): its
+                # CPU time per stream is steadier than streams/s on a shared machine
+                before = time.process_time()
+                result = _run_load(gw.url, concurrency, duration)
+                used = time.process_time() - before
+                rates[name].append(result["per_s"])
+                cpu[name].append(used / max(1, result["streams"]) * 1000)
     provider.shutdown()
-    return rates
+    return {"streams_per_s": rates, "cpu_ms_per_stream": cpu}
+
+
+def _micro(kind: str) -> float:
+    """Microseconds per call of Metrics.observe or Tracing.emit on a two-attempt call."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    from callproof.telemetry.metrics import Metrics
+    from callproof.telemetry.summary import AttemptSummary, CallSummary
+    from callproof.telemetry.tracing import Tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    common: dict[str, Any] = {"hedge": False, "sent": True, "breaker": "closed", "model": "m"}
+    attempt = AttemptSummary(
+        number=1, target="a", provider="aws.bedrock", outcome="http_error", started_s=0.0,
+        ended_s=0.1, first_event_s=None, abandoned_reason=None, error_type="HTTPStatusError",
+        **common,
+    )  # fmt: skip
+    ok = AttemptSummary(
+        number=2, target="b", provider="openrouter", outcome="ok", started_s=0.1, ended_s=0.3,
+        first_event_s=0.05, abandoned_reason=None, error_type=None, **common,
+    )  # fmt: skip
+    call = CallSummary(
+        operation="chat", request_model="m", response_model="m", provider="openrouter",
+        route="kimi", started_at=time.time(), duration_s=0.3, time_to_first_chunk_s=0.15,
+        input_tokens=10, output_tokens=20, outcome="ok", error_type=None, served_by="b",
+        finish_reason="end_turn", attempts=(attempt, ok), front="chat-stream",
+    )  # fmt: skip
+    if kind == "metrics":
+        step: Any = Metrics().observe
+    else:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(Drop()))
+        step = Tracing(provider).emit
+    n = 3000
+    t0 = time.process_time()
+    for _ in range(n):
+        step(call)
+    return (time.process_time() - t0) / n * 1e6
 
 
 # -- 3. shared breaker ----------------------------------------------------------------------
@@ -326,12 +377,19 @@ def main() -> int:
             ok = f"({r['streams']} ok, {r['failed']} failed {r['errors'] or ''})"
             print(f"   --workers {w}: {r['per_s']:8.1f} streams/s  {ok}")
         print(f"   2 workers / 1 worker: {two['per_s'] / one['per_s']:.2f}x")
-        rates = bench_telemetry(config, args.concurrency, duration)
-        base = statistics.median(rates["off"])
+        found = bench_telemetry(config, args.concurrency, duration)
+        rates, cpu = found["streams_per_s"], found["cpu_ms_per_stream"]
+        base, base_cpu = statistics.median(rates["off"]), statistics.median(cpu["off"])
         print("\n2. cost of metrics and traces (one process; median of 3 interleaved rounds)")
         for name, values in rates.items():
-            med = statistics.median(values)
-            print(f"   {name:15s} {med:8.1f} streams/s  {med / base:.3f}x of off")
+            med, med_cpu = statistics.median(values), statistics.median(cpu[name])
+            print(
+                f"   {name:15s} {med:8.1f} streams/s  {med / base:.3f}x of off;  "
+                f"gateway CPU {med_cpu:6.2f} ms/stream  {med_cpu / base_cpu:.3f}x of off"
+            )
+        print(
+            f"   per call: observe {_micro('metrics'):.1f} us, emit spans {_micro('traces'):.1f} us"
+        )
     breaker = bench_breaker()
     if breaker is not None:
         s, u = breaker["shared"], breaker["unshared"]
