@@ -126,3 +126,25 @@ def test_the_output_cap_holds_for_tool_calls(small: EmulatorServer) -> None:
     assert data["stopReason"] in ("max_tokens", "tool_use")
     calls = [b for b in data["output"]["message"]["content"] if "toolUse" in b]
     assert len(calls) <= 128
+
+
+def test_http2_continuation_flood_is_cut_off(small: EmulatorServer) -> None:
+    # the HTTP/2 form of endless headers: HEADERS without END_HEADERS, then CONTINUATION
+    # frames forever (RFC 9113 §6.10; the 2024 "CONTINUATION flood" class of CVEs). The
+    # header list is bounded, so the server closes the connection long before 48 MB arrive.
+    from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
+
+    sent = 0
+    with socket.create_connection(("127.0.0.1", small.port), timeout=10) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
+        headers = HeadersFrame(1)
+        headers.data = b"\x82"  # :method GET (HPACK static table)
+        sock.sendall(headers.serialize())
+        with contextlib.suppress(OSError):
+            for _ in range(3000):
+                frame = ContinuationFrame(1)
+                frame.data = b"\x40\x01a\x7f" + b"a" * 16000  # one huge literal header
+                sock.sendall(frame.serialize())
+                sent += 1
+    assert sent < 3000
+    assert healthy(small)
