@@ -31,7 +31,7 @@ MIXED_TOML = """\
 [defaults]
 n = {n}
 concurrency = 8
-timeouts = {{ connect = 2.0, first_event = 0.6, idle = 0.5, deadline = 5.0 }}
+timeouts = {{ connect = 5.0, first_event = 2.0, idle = 2.0, deadline = 15.0 }}
 
 [emulator]
 preset = "fast"
