@@ -16,7 +16,7 @@ __all__: list[str] = []
 TOML = """\
 [defaults]
 n = 24
-timeouts = {{ connect = 2.0, first_event = 0.5, idle = 0.5, deadline = 5.0 }}
+timeouts = {{ connect = 5.0, first_event = 1.5, idle = 1.5, deadline = 15.0 }}
 
 [emulator]
 preset = "fast"
@@ -45,7 +45,7 @@ model = "*kimi*"
 faults = [
   { fault = "http_error:429", probability = 0.2 },
   { fault = "stop_reason:content_filtered", probability = 0.15 },
-  { fault = "hang_no_events", probability = 0.1 },
+  { fault = "hang_no_events", probability = 0.05 },
 ]
 """
 
