@@ -36,7 +36,7 @@ import httpx
 
 from callproof.callstate import CallState, decode_step
 from callproof.dialects import get_dialect
-from callproof.dialects.base import Dialect, RawItem
+from callproof.dialects.base import Dialect, RawItem, StreamDecoder
 from callproof.errors import (
     CallError,
     ConfigError,
@@ -103,6 +103,10 @@ class CaptureWriter:
         self._pending: tuple[float, bytearray] | None = None
         self._raw_written = 0
         self._raw_dropped = 0
+        self._target = target
+        # Raw lines are decoded from the scrubbed body as it is written (not from the live
+        # decoder), so they hold no secret the body scrubbing removed, split ones included.
+        self._raw_decoder: StreamDecoder | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
@@ -158,6 +162,14 @@ class CaptureWriter:
         headers = list(headers)
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         self._body = BodyScrubber(eventstream=content_type.lower().startswith(_EVENTSTREAM))
+        if 200 <= status < 300:
+            try:
+                dialect = get_dialect(self._target.api, **self._target.dialect_options)
+            except ConfigError:
+                dialect = None
+            if dialect is not None:
+                self._raw_decoder = dialect.stream_decoder()
+                self._raw_decoder.record_raw = True
         self._write(
             {
                 "type": "response",
@@ -189,14 +201,37 @@ class CaptureWriter:
             b64 = base64.b64encode(pending[1]).decode()
             # Scrubbed as bytes already; the base64 text of the line cannot spell a secret.
             self._write({"type": "chunk", "t": self._t(pending[0]), "b64": b64}, scrub=False)
+            self._decode_raw(pending[0], bytes(pending[1]), end=False)
+
+    def _decode_raw(self, t: float, data: bytes, *, end: bool) -> None:
+        decoder = self._raw_decoder
+        if decoder is None:
+            return
+        try:
+            if end:
+                decoder.close()
+            else:
+                decoder.feed(data)
+        except CallError:
+            self._raw_decoder = None  # the body broke here: the raw lines stop with it
+        self._raw(t, decoder.raw_items())
 
     def _flush_body(self) -> None:
         for t, piece in self._body.finish():
             self._put(t, piece)
+        last = self._pending[0] if self._pending is not None else None
         self._write_pending()
+        if last is not None:
+            self._decode_raw(last, b"", end=True)
+        self._raw_decoder = None
 
     def raw_items(self, now: float, items: Iterable[RawItem]) -> None:
-        t = self._t(now)
+        """Accepted for callers that feed a live decoder's raw units; they are not written
+        (the capture decodes its raw lines from the scrubbed body itself)."""
+        del now, items
+
+    def _raw(self, t_abs: float, items: Iterable[RawItem]) -> None:
+        t = self._t(t_abs)
         for item in items:
             if self._raw_written >= MAX_RAW_LINES:
                 self._raw_dropped += 1

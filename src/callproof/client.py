@@ -170,9 +170,6 @@ class ResponseStream:
             if self._capture is not None:
                 self._capture.chunk(now, chunk)
             events = decode_step(state.on_bytes, now, chunk)
-            if self._capture is not None:
-                # Drained every chunk: a decoder would otherwise keep thousands of raw frames.
-                self._capture.raw_items(now, state.decoder.raw_items())
             self._pending.extend(events)
             if state.stopped:
                 await self._end_after_stop(now)
@@ -448,7 +445,8 @@ class Client:
         clock = self.clock
         t0 = clock.monotonic()
         decoder = dialect.stream_decoder()
-        decoder.record_raw = writer is not None  # raw units only for a capture to record
+        # A capture decodes its raw lines from the scrubbed body itself (callproof.capture).
+        decoder.record_raw = False
         state = CallState(
             decoder,
             timeouts,

@@ -33,6 +33,7 @@ import jsonschema
 from callproof.conversation import Conversation
 from callproof.errors import CallError
 from callproof.events import Response
+from callproof.redact import scrub  # excerpts are cut after scrubbing: never half a secret
 
 __all__ = ["NORMAL_STOPS", "TOOL_MARKUP", "Expectation", "Outcome", "Verdict", "classify"]
 
@@ -145,7 +146,8 @@ def _schema_error(instance: Any, schema: dict[str, Any]) -> str | None:
 def _malformed_tool_call(resp: Response, conversation: Conversation | None) -> str | None:
     for call in resp.tool_calls:
         if call.arguments is None:
-            return f"arguments of {call.name!r} are not a JSON object: {call.arguments_raw[:80]!r}"
+            shown = scrub(call.arguments_raw)[:80]
+            return f"arguments of {call.name!r} are not a JSON object: {shown!r}"
         if conversation is None:
             continue
         spec = conversation.tool(call.name)
@@ -165,5 +167,5 @@ def _expectation_missed(resp: Response, exp: Expectation) -> str | None:
         if exp.arguments_schema and (err := _schema_error(call.arguments, exp.arguments_schema)):
             return f"arguments of {call.name!r}: {err}"
     if exp.text_regex is not None and not re.search(exp.text_regex, resp.text, re.IGNORECASE):
-        return f"text does not match /{exp.text_regex}/: {resp.text[:80]!r}"
+        return f"text does not match /{exp.text_regex}/: {scrub(resp.text)[:80]!r}"
     return None

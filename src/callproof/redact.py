@@ -64,6 +64,7 @@ __all__ = [
     "scrub",
     "scrub_bytes",
     "scrub_obj",
+    "scrub_pieces",
     "secret_count",
     "secret_forms",
 ]
@@ -255,6 +256,46 @@ def _scrub_walk(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_scrub_walk(v) for v in value]
     return value
+
+
+def scrub_pieces(texts: list[str], limit: int | None = None) -> list[str]:
+    """``texts`` (consecutive pieces of one stream: text deltas, tool-argument fragments)
+    with every registered secret removed, also one split across pieces: the piece where it
+    starts gets :data:`REDACTED`, the others lose their part. Only occurrences starting
+    before offset ``limit`` of the joined text count (all when None)."""
+    forms = _REGISTRY.forms
+    joined = "".join(texts)
+    end = len(joined) if limit is None else limit
+    spans: list[tuple[int, int]] = []
+    for form in forms:
+        start = joined.find(form)
+        while 0 <= start < end:
+            spans.append((start, start + len(form)))
+            start = joined.find(form, start + len(form))
+    if not spans:
+        return list(texts)
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    out: list[str] = []
+    lo = 0
+    for text in texts:
+        hi = lo + len(text)
+        parts, cursor = [], lo
+        for a, b in merged:
+            if b <= lo or a >= hi:
+                continue
+            parts.append(text[cursor - lo : max(a, lo) - lo])
+            if a >= lo:  # the piece where the secret starts carries the marker
+                parts.append(REDACTED)
+            cursor = min(b, hi)
+        parts.append(text[cursor - lo :])
+        out.append("".join(parts))
+        lo = hi
+    return out
 
 
 class Redactor:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callproof.errors import CallError
-from callproof.redact import REDACTED, scrub, scrub_bytes, secret_forms
+from callproof.redact import scrub, scrub_bytes, scrub_pieces, secret_forms
 from callproof.wire.eventstream import EventStreamDecoder, HeaderValue, encode_message
 
 __all__ = ["CARRY_UNITS", "SEGMENT_BYTES", "BodyScrubber"]
@@ -271,8 +271,7 @@ def _leaves(value: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], 
 
 def _scrub_across(units: list[_Unit], emit: int) -> None:
     """Remove secrets split across units; only spans starting in ``units[:emit]``."""
-    forms = list(secret_forms())
-    if not forms:
+    if not secret_forms():
         return
     # Per JSON path (prefixed by the event type for frames), the strings in order.
     streams: dict[tuple[Any, ...], list[tuple[_Unit, Any, Any]]] = {}
@@ -287,60 +286,27 @@ def _scrub_across(units: list[_Unit], emit: int) -> None:
             streams.setdefault(path, []).append((unit, container, key))
     for pieces in streams.values():
         if len(pieces) > 1:
-            _cut(pieces, forms, emit)
+            _cut(pieces, emit)
     for unit in units:
         if unit.changed:
             _reencode(unit)
 
 
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(spans):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def _cut(pieces: list[tuple[_Unit, Any, Any]], forms: list[str], emit: int) -> None:
+def _cut(pieces: list[tuple[_Unit, Any, Any]], emit: int) -> None:
     texts = [container[key] for _, container, key in pieces]
-    joined = "".join(texts)
-    # Where each piece starts in ``joined``; spans starting at or after ``limit`` wait.
-    starts, pos = [], 0
-    for text in texts:
-        starts.append(pos)
+    # Spans starting in a carried unit (index >= emit) wait for the next segment.
+    limit, pos = None, 0
+    for (unit, _, _), text in zip(pieces, texts, strict=True):
+        if unit.index >= emit:
+            limit = pos
+            break
         pos += len(text)
-    limit = next(
-        (at for at, (unit, _, _) in zip(starts, pieces, strict=True) if unit.index >= emit),
-        len(joined),
-    )
-    spans: list[tuple[int, int]] = []
-    for form in forms:
-        start = joined.find(form)
-        while 0 <= start < limit:
-            spans.append((start, start + len(form)))
-            start = joined.find(form, start + len(form))
-    if not spans:
-        return
-    merged = _merged(spans)
-    lo = 0
-    for (unit, container, key), text in zip(pieces, texts, strict=True):
-        hi = lo + len(text)
-        parts, cursor = [], lo
-        for a, b in merged:
-            if b <= lo or a >= hi:
-                continue
-            parts.append(text[cursor - lo : max(a, lo) - lo])
-            if a >= lo:  # the piece where the secret starts carries the marker
-                parts.append(REDACTED)
-            cursor = min(b, hi)
-        parts.append(text[cursor - lo :])
-        replaced = "".join(parts)
-        if replaced != text:
-            container[key] = replaced
+    for (unit, container, key), text, new in zip(
+        pieces, texts, scrub_pieces(texts, limit), strict=True
+    ):
+        if new != text:
+            container[key] = new
             unit.changed = True
-        lo = hi
 
 
 def _reencode(unit: _Unit) -> None:

@@ -385,3 +385,39 @@ async def test_sigv4_requests_do_not_grow_the_registry(
     assert redact.secret_count() == after_one
     assert "Signature=[REDACTED]" not in (tmp_path / "0.jsonl").read_text()
     assert "AWS4-HMAC-SHA256 [REDACTED]" in (tmp_path / "0.jsonl").read_text()
+
+
+def test_call_v_on_a_narrow_terminal_never_prints_a_reflected_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A table folds a long cell across lines, where the stdout filter cannot see it whole.
+    from click.testing import CliRunner
+
+    from callproof.cli import cli
+    from tests.security.echo import echo_server
+
+    key = planted("narrowkey") + secrets.token_hex(10)
+    monkeypatch.setenv("COLUMNS", "40")
+    with echo_server() as url:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "call",
+                "--api",
+                "openai-completions",
+                "--model",
+                "m",
+                "--endpoint",
+                url + "/v1",
+                "--header",
+                f"X-Access-Key:{key}",
+                "-v",
+            ],
+            catch_exceptions=False,
+        )
+    assert "decoded events" in result.output
+    flat = result.output.replace("\n", "").replace("│", "").replace(" ", "")
+    # Not even the start of it: a folded or cut cell ("narrowkey5f3a…") gives a prefix away.
+    for form in (key, base64.b64encode(key.encode()).decode().rstrip("=")):
+        pieces = {form[i : i + 16] for i in range(len(form) - 15)}
+        assert not any(piece in flat for piece in pieces), form

@@ -27,7 +27,7 @@ from callproof.dialects.base import API_NAMES
 from callproof.endpoints import is_loopback
 from callproof.errors import ConfigError
 from callproof.events import Event
-from callproof.redact import redact_url
+from callproof.redact import redact_url, scrub, scrub_pieces
 from callproof.scenarios import BUILTIN, Scenario
 from callproof.targets import Auth, Endpoint, Target, Timeouts
 
@@ -594,8 +594,8 @@ def print_attempt(
         )
         if verbose:
             table = Table("#", "event", title="decoded events")
-            for i, event in enumerate(resp.events[:VERBOSE_ROWS], 1):
-                table.add_row(str(i), _event_text(event)[:2000])
+            for i, event in enumerate(_displayed(resp.events[:VERBOSE_ROWS]), 1):
+                table.add_row(str(i), scrub(_event_text(event))[:2000])
             if len(resp.events) > VERBOSE_ROWS:
                 table.add_row("...", f"{len(resp.events) - VERBOSE_ROWS} more events not shown")
             console.print(table)
@@ -606,7 +606,7 @@ def print_attempt(
                     wire.add_row("...", "", f"{item.get('data')} more raw units not shown")
                     continue
                 text = _wire_text(str(item.get("kind")), item.get("data"))
-                wire.add_row(f"{item.get('t', 0):.3f}", str(item.get("kind")), text[:240])
+                wire.add_row(f"{item.get('t', 0):.3f}", str(item.get("kind")), scrub(text)[:240])
             console.print(wire)
     if capture is not None:
         console.print(f"capture: {capture}")
@@ -626,6 +626,24 @@ def _wire_text(kind: str, data: Any) -> str:
     if kind == "comment":
         return f": {data}"
     return json.dumps(data, ensure_ascii=False)
+
+
+def _displayed(events: list[Event]) -> list[Event]:
+    """``events`` with any secret the process knows removed from the streamed pieces, also
+    one split across deltas (each row alone would show part of it)."""
+    streams: dict[tuple[str, int, str], list[int]] = {}
+    for i, event in enumerate(events):
+        field = {"text_delta": "text", "thinking_delta": "text", "tool_call_delta": "arguments"}
+        name = field.get(event.kind)
+        if name is not None:
+            streams.setdefault((event.kind, getattr(event, "index", 0), name), []).append(i)
+    out = list(events)
+    for (_, _, name), where in streams.items():
+        texts = [getattr(events[i], name) or "" for i in where]
+        for i, new in zip(where, scrub_pieces(texts), strict=True):
+            if new != getattr(events[i], name):
+                out[i] = replace(events[i], **{name: new})  # type: ignore[arg-type]
+    return out
 
 
 def _event_text(event: Event) -> str:
