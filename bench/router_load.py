@@ -135,6 +135,7 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
     ok = 0
     requests = 0
     errors: dict[str, int] = {}
+    transport: dict[str, int] = {}
     sem = asyncio.Semaphore(concurrency)
     c0, t_start = time.process_time(), time.perf_counter()
     async with LoopLagMonitor(warn_every_s=3600) as lag, Client() as client:
@@ -154,7 +155,13 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
                 except AllAttemptsFailed as group:
                     attempts = getattr(group, "attempts", [])
                     requests += sum(1 for a in attempts if a.get("sent"))
-                    key = str(group)[:140]
+                    for sub in group.exceptions:
+                        if getattr(sub, "outcome", "") == "transport_error":
+                            msg = f"transport_error: {str(sub)[:110]}"
+                            transport[msg] = transport.get(msg, 0) + 1
+                    key = "all attempts failed: " + " | ".join(
+                        f"{type(e).__name__}: {str(e)[:90]}" for e in group.exceptions
+                    )
                     errors[key] = errors.get(key, 0) + 1
                 except Exception as exc:
                     key = f"{type(exc).__name__}: {str(exc)[:120]}"
@@ -184,7 +191,8 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
         "fds_new": sorted(set(_fd_targets()) - set(targets_before))[:5],
         "cpu_ms_per_call": 1000 * cpu / calls,
         "wall_s": wall,
-        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:3]),
+        "transport_errors": dict(sorted(transport.items(), key=lambda kv: -kv[1])[:3]),
     }
 
 
@@ -333,9 +341,8 @@ def main() -> int:
             f"{r['healthy_breaker_opened']:>13} "
             f"{r['fds_before']:>5}->{r['fds_after']:<5} {r['cpu_ms_per_call']:>11.2f}"
         )
-        if r["errors"]:
-            for key, count in r["errors"].items():
-                print(f"      {count} x {key}")
+        for key, count in {**r["errors"], **r.get("transport_errors", {})}.items():
+            print(f"      {count} x {key}")
         misses = []
         if r["success"] < 0.999:
             misses.append("success < 99.9%")
