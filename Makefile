@@ -43,8 +43,10 @@ node-deps:
 	  test -d tests/node/node_modules || npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
 	else echo "node-deps: npm not found; the Node client tests will say so"; fi
 
-## interop: only the interop suite (real Node and Python clients against the emulator; pinned)
+## interop: only the interop suite (real Node and Python clients against the emulator; pinned).
+## LiteLLM (bench group) goes into .venv-bench, as for `make bench`, never into .venv.
 interop: setup node-deps
+	@test -x .venv-bench/bin/python || UV_PROJECT_ENVIRONMENT=.venv-bench $(UV) sync --frozen --group bench --quiet
 	$(UV) run --frozen pytest -q -p no:cacheprovider -m interop tests/interop
 
 lint:
