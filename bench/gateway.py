@@ -22,8 +22,10 @@ measured in the same run (the machine may be shared).
    the emulator and through the gateway, at 1 and 64 concurrent streams: the added first-event
    latency (p50, p99) and the added total. Target: added p99 first-event latency <= 5 ms at 64.
 3. **Streams/s** at 1, 64 and 512 concurrent streams through the gateway (fast preset).
-   TODO: the LiteLLM proxy side by side (it needs ``litellm[proxy]`` in .venv-bench, which the
-   pinned ``bench`` group does not carry yet); the figures here are the gateway's alone.
+   Side by side: the LiteLLM proxy (``--litellm PATH`` to a ``litellm`` command of
+   ``litellm[proxy]==1.80.17``; TODO: the pinned ``bench`` group carries plain ``litellm``, the
+   proxy extra is not locked yet) with an equivalent fallback, on the same emulator's OpenAI
+   front; the gateway's route for these runs puts that front first too.
 
 Exit code 1 when a founding-case target is missed.
 """
@@ -75,6 +77,10 @@ model = "moonshotai/kimi-k2.5"
 targets = ["bedrock-kimi-k2.5", "openrouter-kimi-k2.5"]
 {policy}
 
+[routes.kimi-openai]
+targets = ["openrouter-kimi-k2.5", "bedrock-kimi-k2.5"]
+{policy}
+
 [serve]
 evidence = "{evidence}"
 
@@ -86,6 +92,10 @@ evidence = "{evidence}"
 #: The founding case's route policy: hedge at the 0.6 quantile of the healthy first-event
 #: latency (the default, 0.9, starts the backup too late for the p99 target at 40% hangs).
 FOUNDING_POLICY = "hedge = { quantile = 0.6 }"
+
+#: The throughput runs' route: the emulator's OpenAI front first (as the LiteLLM proxy is
+#: configured), Bedrock as the fallback.
+OPENAI_ROUTE = "kimi-openai"
 
 #: The throughput runs' route policy (see main).
 THROUGHPUT_POLICY = """hedge = "off"
@@ -308,13 +318,16 @@ CHAT = {
 }
 
 
-async def _stream_once(http: httpx.AsyncClient, url: str) -> tuple[float, float] | None:
+async def _stream_once(
+    http: httpx.AsyncClient, url: str, model: str = "moonshotai/kimi-k2.5"
+) -> tuple[float, float] | None:
     """(first content event, total) seconds of one complete streamed chat completion; None
     when it failed."""
     t0 = time.perf_counter()
     first = None
     try:
-        async with http.stream("POST", url + "/v1/chat/completions", json=CHAT) as response:
+        body = {**CHAT, "model": model}
+        async with http.stream("POST", url + "/v1/chat/completions", json=body) as response:
             if response.status_code != 200:
                 return None
             async for line in response.aiter_lines():
@@ -328,7 +341,7 @@ async def _stream_once(http: httpx.AsyncClient, url: str) -> tuple[float, float]
 
 
 async def streams(
-    url: str, concurrency: int, total: int
+    url: str, concurrency: int, total: int, model: str = "moonshotai/kimi-k2.5"
 ) -> tuple[list[float], list[float], float, int]:
     """Run ``total`` streams, ``concurrency`` at a time: first-event and total latencies of
     the complete ones, the wall time and the number that failed."""
@@ -337,7 +350,7 @@ async def streams(
     totals: list[float] = []
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         for _ in range(min(concurrency, 16)):  # warm the connections and the gateway
-            await _stream_once(http, url)
+            await _stream_once(http, url, model)
         queue = iter(range(total))
         failed = 0
         t0 = time.perf_counter()
@@ -345,7 +358,7 @@ async def streams(
         async def worker() -> None:
             nonlocal failed
             for _ in queue:
-                got = await _stream_once(http, url)
+                got = await _stream_once(http, url, model)
                 if got is None:
                     failed += 1
                     continue
@@ -360,6 +373,83 @@ async def streams(
 def _q(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+# -- the LiteLLM proxy ----------------------------------------------------------------------
+
+LITELLM_YAML = """\
+model_list:
+  - model_name: kimi
+    litellm_params:
+      model: openai/moonshotai/kimi-k2.5
+      api_base: {url}/v1
+      api_key: unused
+      stream_timeout: 30
+  - model_name: kimi-fallback
+    litellm_params:
+      model: openai/moonshotai/kimi-k2.5
+      api_base: {url}/v1
+      api_key: unused
+      stream_timeout: 30
+router_settings:
+  num_retries: 1
+  fallbacks: [{{"kimi": ["kimi-fallback"]}}]
+litellm_settings:
+  telemetry: false
+"""
+
+
+class Proxy:
+    """The LiteLLM proxy (``litellm --config``) on a free port."""
+
+    def __init__(self, binary: str, emulator_url: str, workdir: Path) -> None:
+        import socket
+
+        config = workdir / "litellm.yaml"
+        config.write_text(LITELLM_YAML.format(url=emulator_url), encoding="utf-8")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        self.proc = subprocess.Popen(
+            [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the LiteLLM proxy exited at start")
+            try:
+                if httpx.get(self.url + "/health/liveliness", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("the LiteLLM proxy did not start within 120 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def litellm_proxy(binary: str | None, emulator_url: str, workdir: Path) -> Proxy | None:
+    """The proxy when a ``litellm`` command with the proxy extra is given or in .venv-bench."""
+    candidates = [binary] if binary else [str(ROOT / ".venv-bench" / "bin" / "litellm")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            try:
+                return Proxy(candidate, emulator_url, workdir)
+            except RuntimeError as exc:
+                print(f"LiteLLM proxy: {exc}")
+    return None
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -385,6 +475,11 @@ def main() -> int:
         default="founding,overhead",
         help="what to run: founding, overhead, scale (streams/s with 1 and 2 workers, the cost "
         "of metrics and traces, shared breaker state: bench/scale.py, which make bench runs)",
+    )
+    parser.add_argument(
+        "--litellm",
+        help="a `litellm` command with the proxy extra (litellm[proxy]==1.80.17); default: "
+        ".venv-bench/bin/litellm when present",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run (small sizes)")
     args = parser.parse_args()
@@ -456,7 +551,9 @@ def main() -> int:
             for level in (1, 64):
                 n = args.streams // 4 if level == 1 else args.streams
                 d_first, d_total, _, d_failed = asyncio.run(streams(fast.url, level, n))
-                g_first, g_total, _, g_failed = asyncio.run(streams(fast_gw.url, level, n))
+                g_first, g_total, _, g_failed = asyncio.run(
+                    streams(fast_gw.url, level, n, OPENAI_ROUTE)
+                )
                 d50, d99, g50, g99 = (
                     _q(d_first, 0.5) * 1e3,
                     _q(d_first, 0.99) * 1e3,
@@ -474,19 +571,38 @@ def main() -> int:
                     )
                 )
             print("\n3. streams/s (fast preset; complete streams per second of wall time)")
+            proxy = litellm_proxy(args.litellm, fast.url, work)
             print(
-                f"{'level':>6} {'direct':>10} {'gateway':>10} {'gateway/direct':>15} {'failed':>8}"
+                f"{'level':>6} {'direct':>10} {'gateway':>10} {'LiteLLM':>10} "
+                f"{'gateway/direct':>15} {'gateway/LiteLLM':>16} {'failed':>8}"
             )
-            for level in (1, 64, 512):
-                n = args.streams // 4 if level == 1 else args.streams
-                d_ok, _, d_wall, d_failed = asyncio.run(streams(fast.url, level, n))
-                g_ok, _, g_wall, g_failed = asyncio.run(streams(fast_gw.url, level, n))
-                direct, through = len(d_ok) / d_wall, len(g_ok) / g_wall
+            try:
+                for level in (1, 64, 512):
+                    n = args.streams // 4 if level == 1 else args.streams
+                    d_ok, _, d_wall, d_failed = asyncio.run(streams(fast.url, level, n))
+                    g_ok, _, g_wall, g_failed = asyncio.run(
+                        streams(fast_gw.url, level, n, OPENAI_ROUTE)
+                    )
+                    direct, through = len(d_ok) / d_wall, len(g_ok) / g_wall
+                    lite, l_failed = float("nan"), 0
+                    if proxy is not None:
+                        l_ok, _, l_wall, l_failed = asyncio.run(
+                            streams(proxy.url, level, n, "kimi")
+                        )
+                        lite = len(l_ok) / l_wall
+                    print(
+                        f"{level:>6} {direct:>10.0f} {through:>10.0f} {lite:>10.0f} "
+                        f"{through / direct:>15.2f} {through / lite:>16.2f} "
+                        f"{d_failed + g_failed + l_failed:>8}"
+                    )
+            finally:
+                if proxy is not None:
+                    proxy.stop()
+            if proxy is None:
                 print(
-                    f"{level:>6} {direct:>10.0f} {through:>10.0f} {through / direct:>15.2f} "
-                    f"{d_failed + g_failed:>8}"
+                    "LiteLLM proxy: not measured (give --litellm PATH to a `litellm` command of "
+                    "litellm[proxy]==1.80.17; TODO: lock the proxy extra in the bench group)"
                 )
-            print("LiteLLM proxy: TODO (needs litellm[proxy] in .venv-bench)")
         finally:
             fast_gw.stop()
             fast.stop()
