@@ -337,10 +337,10 @@ async def test_retry_after_windows_are_shared(
 async def test_a_router_attached_after_start_is_shared(redis_server: RedisServer) -> None:
     from tests.resilience.fakes import target
 
-    first = RedisState(redis_server.url, namespace="callproof:late")
+    first = RedisState(redis_server.url, namespace="callproof:late", op_timeout_s=2.0)
     first.attach(Router("early", [target("a")], client=None, policy=POLICY))  # type: ignore[arg-type]
     await first.start()
-    other = RedisState(redis_server.url, namespace="callproof:late")
+    other = RedisState(redis_server.url, namespace="callproof:late", op_timeout_s=2.0)
     remote = Router("late", [target("t")], client=None, policy=POLICY)  # type: ignore[arg-type]
     other.attach(remote)
     await other.start()
