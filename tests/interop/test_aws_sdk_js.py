@@ -193,3 +193,28 @@ def test_stall_after_events_ends_at_the_request_timeout(
     result = node("bedrock.mjs", emulator.url, spec)
     assert len(result["events"]) == 3
     assert result["elapsedMs"] >= 900
+
+
+def test_default_js_sdk_against_callproof_emulate(node: NodeRunner) -> None:
+    # `callproof emulate` as a user runs it (the seed preset: real first-event latency), and
+    # the founding report's own client, unchanged
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callproof", "emulate", "--port", "0", "--preset", "seed"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        result = node("bedrock.mjs", url, {"op": "converse-stream"})
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert result["handler"] == "NodeHttp2Handler"
+    assert result["error"] is None
+    assert names(result) == COMPLETE
