@@ -354,3 +354,43 @@ async def test_a_router_attached_after_start_is_shared(redis_server: RedisServer
     finally:
         await first.aclose()
         await other.aclose()
+
+
+async def test_a_circuit_closed_during_an_outage_reaches_the_others(
+    redis_server: RedisServer,
+) -> None:
+    from tests.resilience.fakes import target
+
+    routers, backends = [], []
+    for _ in range(2):
+        router = Router("r", [target("a")], client=None, policy=POLICY)  # type: ignore[arg-type]
+        backend = RedisState(
+            redis_server.url, namespace="callproof:freeze", op_timeout_s=0.3, outage_retry_s=0.2
+        )
+        backend.attach(router)
+        await backend.start()
+        routers.append(router)
+        backends.append(backend)
+    a, b = routers
+    try:
+        assert await _wait(lambda: all(x.healthy for x in backends), within=15.0)
+        for _ in range(3):
+            a.breakers["a"].record_failure()
+        assert await _wait(lambda: b.breakers["a"].state == "open", within=15.0)
+        assert redis_server.proc is not None
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)  # Redis hangs
+        try:
+            assert await _wait(lambda: not backends[0].healthy, within=15.0)
+            a.breakers["a"].adopt("half_open", "test: cool-down over")
+            assert a.breakers["a"].allow()
+            a.breakers["a"].record_success()  # closed while nobody could hear it
+            assert a.breakers["a"].state == "closed"
+            await asyncio.sleep(0.5)
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        # the closing was kept for the next round trip: B stops waiting out its 30 s copy
+        assert await _wait(lambda: b.breakers["a"].state != "open", within=15.0)
+        assert b.breakers["a"].state == "half_open"
+    finally:
+        for backend in backends:
+            await backend.aclose()

@@ -83,6 +83,8 @@ class _RouteMirror:
         self.links = {name: _TargetLink() for name in router.breakers}
         self.applying = False
         self._opens = 0
+        #: The ops of the round trip in flight (put back when it fails).
+        self.in_flight: list[tuple[Any, ...]] = []
         for name, breaker in router.breakers.items():
             breaker.on_transition = self._on_transition
             breaker.on_record = self._recorder(name)
@@ -127,6 +129,7 @@ class _RouteMirror:
         ttl = self.backend.key_ttl_s
         ops = list(self.pending)
         self.pending.clear()
+        self.in_flight = ops
         for op in ops:
             kind, target = op[0], op[1]
             breaker = self.router.breakers[target]
@@ -166,6 +169,13 @@ class _RouteMirror:
                 continue
             pipe.set(self.key(target, "cooldown"), "1", px=max(1, int((until - now) * 1000)))
             known.cooldown = until
+
+    def requeue(self) -> None:
+        """The round trip failed: keep its circuit changes for the next one (counts and
+        samples of an outage are dropped; a replica's own state covered them)."""
+        kept = [op for op in self.in_flight if op[0] in ("open", "closed")]
+        self.in_flight = []
+        self.pending.extendleft(reversed(kept))
 
     def read(self, pipe: Pipeline) -> int:
         """Queue the reads of every target's shared keys; returns how many results to take."""
@@ -372,6 +382,8 @@ class RedisState(StateBackend):
             async with asyncio.timeout(2 * self.op_timeout_s):
                 results = await pipe.execute(raise_on_error=False)
         except BaseException:
+            for mirror in mirrors:
+                mirror.requeue()
             # never reuse a connection a failed or cancelled round trip may have left with
             # unread replies: the next sync would read them as its own
             with contextlib.suppress(Exception):
