@@ -171,16 +171,22 @@ def test_reset_mid_stream_is_an_http2_stream_error(
     assert result["error"]["code"] == "ERR_HTTP2_STREAM_ERROR"
 
 
+@pytest.mark.parametrize("secure", [False, True], ids=["h2c", "tls-alpn-h2"])
 @pytest.mark.parametrize("fault", ["latency:0.5", "slow_body:3000"])
 def test_events_after_a_pause_still_arrive(
-    node: NodeRunner, emulator: EmulatorServer, fault: str
+    node: NodeRunner,
+    emulator: EmulatorServer,
+    tls_emulator: EmulatorServer,
+    fault: str,
+    secure: bool,
 ) -> None:
     # The SDK sends GOAWAY right after the headers of every event stream (its isolated
     # session, @smithy/node-http-handler 4.14 NodeHttp2Handler); RFC 9113 §6.8 lets the open
     # stream finish. hypercorn + h2 as shipped closed the connection instead, so every stream
     # whose first event came after the headers (all of them, on a real model) arrived empty.
+    server = tls_emulator if secure else emulator
     spec = {"op": "converse-stream", "fault": fault, "maxAttempts": 1}
-    result = node("bedrock.mjs", emulator.url, spec)
+    result = node("bedrock.mjs", server.url, spec, ca=server.ca_path)
     assert result["error"] is None
     assert names(result) == COMPLETE
 
