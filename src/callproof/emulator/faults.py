@@ -106,6 +106,7 @@ class AttemptKeyMiddleware:
         finally:
             CURRENT_ATTEMPT_KEY.reset(token)
 
+
 #: The exact fault names; those ending in ``:`` take an argument.
 FAULT_NAMES: tuple[str, ...] = (
     "hang_before_headers",
@@ -370,9 +371,7 @@ class FaultPlan:
         return random.Random(f"{seed}:{api}:{model}:{turn}")
 
     @staticmethod
-    def rng_for_attempt(
-        seed: int, key: str, api: str, model: str, turn: TurnType
-    ) -> random.Random:
+    def rng_for_attempt(seed: int, key: str, api: str, model: str, turn: TurnType) -> random.Random:
         """The RNG of one keyed request (:data:`ATTEMPT_KEY_HEADER`): independent of every
         other request, so order and concurrency never change which attempts fail."""
         return random.Random(f"{seed}:attempt:{key}:{api}:{model}:{turn}")
