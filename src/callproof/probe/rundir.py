@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _lock_owner(path: Path, tries: int = 20) -> int | None:
+    """The live pid in a held lock file. The holder writes its pid just after taking the lock,
+    so a file still naming a dead writer (or empty) is read again for a moment."""
+    for _ in range(tries):
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            text = ""
+        if text.isdigit() and _pid_alive(int(text)):
+            return int(text)
+        time.sleep(0.01)
+    return None
+
+
 @contextlib.contextmanager
 def lock_run_dir(run_dir: Path) -> Iterator[None]:
     """Hold the run directory's write lock for the block: one writer per run.
@@ -95,12 +110,8 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError:
-            text = ""
-        owner = int(text) if text.isdigit() else None
-        who = f"process {owner}" if owner and _pid_alive(owner) else "another process"
+        owner = _lock_owner(path)
+        who = f"process {owner}" if owner else "another process"
         raise RunDirLocked(
             f"{run_dir} is being written by {who} (lock {path}); wait for it to finish, "
             "or resume it once it has stopped"
