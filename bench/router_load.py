@@ -170,6 +170,12 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
 
         await asyncio.gather(*(one() for _ in range(calls)))
         transitions = router.breaker_transitions()
+        gate = client.admission
+        gate_info = (
+            {"window": gate.window, "max_inflight": gate.max_inflight, "left": gate.inflight}
+            if gate is not None
+            else None
+        )
     wall = time.perf_counter() - t_start
     cpu = time.process_time() - c0
     await asyncio.sleep(0.2)  # closed sockets settle
@@ -185,6 +191,7 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
         "late_p99_s": _pct(late, 0.99),
         "late_max_s": max(late) if late else None,
         "lag": lag.stats(),
+        "gate": gate_info,
         "healthy_breaker_opened": len(opened),
         "fds_before": fds_before,
         "fds_after": _fds(),
@@ -341,6 +348,12 @@ def main() -> int:
             f"{r['healthy_breaker_opened']:>13} "
             f"{r['fds_before']:>5}->{r['fds_after']:<5} {r['cpu_ms_per_call']:>11.2f}"
         )
+        if r.get("gate"):
+            g = r["gate"]
+            print(
+                f"      gate: window {g['window']}, at most {g['max_inflight']} calls in flight, "
+                f"{g['left']} slots left taken"
+            )
         for key, count in {**r["errors"], **r.get("transport_errors", {})}.items():
             print(f"      {count} x {key}")
         misses = []

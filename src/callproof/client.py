@@ -26,7 +26,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -116,6 +116,8 @@ class ResponseStream:
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._resumed_at: float | None = None
+        #: Called once when the stream closes (the admission gate's release).
+        self.on_close: Callable[[], None] | None = None
         self._received = 0  # decoded body bytes so far, against MAX_BODY_BYTES
 
     @property
@@ -247,6 +249,9 @@ class ResponseStream:
             self._state.finish(now)
             self._capture.end(now, error=None, eof=False, note="closed by the caller")
         self._done = True
+        if self.on_close is not None:
+            release, self.on_close = self.on_close, None
+            release()
         await self._http.aclose()
         if self._capture is not None:
             self._capture.close()
@@ -423,8 +428,21 @@ class Client:
     async def _open(
         self, target: Target, conversation: Conversation, timeouts: Timeouts, capture: Path | None
     ) -> ResponseStream:
-        if self.admission is not None and not is_admitted():
-            await self.admission.admit()  # before any clock or work of this call
+        gate = self.admission
+        if gate is None or is_admitted():
+            return await self._open_admitted(target, conversation, timeouts, capture)
+        await gate.admit()  # before any clock or work of this call
+        try:
+            stream = await self._open_admitted(target, conversation, timeouts, capture)
+        except BaseException:
+            gate.release()
+            raise
+        stream.on_close = gate.release
+        return stream
+
+    async def _open_admitted(
+        self, target: Target, conversation: Conversation, timeouts: Timeouts, capture: Path | None
+    ) -> ResponseStream:
         dialect = get_dialect(target.api, **target.dialect_options)
         if target.endpoint.auth.kind == "sigv4" and not self._signer.ready(
             target.endpoint.auth.profile

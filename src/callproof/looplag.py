@@ -164,17 +164,18 @@ class LoopLagMonitor:
 class AdmissionGate(LoopLagMonitor):
     """A gate new calls pass *before their clocks start*, open only while the loop keeps time.
 
-    More concurrent calls than one core can serve must not all start at once: their clocks
-    would all run while the loop works through the backlog, so every timeout fires late and a
-    healthy target looks stalled (the livelock of issue 10). The gate is a lag monitor that
-    ticks every ``interval_s`` and hands out ``batch`` admissions per tick, additive increase
-    while the tick was on time (lag under ``target_lag_s``), halved when it was late. A call
-    that finds a token and a loop on time passes without waiting, so an unloaded client pays
-    nothing; otherwise it waits in FIFO order, with no clock of its own running yet.
+    More concurrent calls than one core can serve must not all run at once: their clocks would
+    all run while the loop works through the backlog, so every timeout fires late and a healthy
+    target looks stalled (the livelock of issue 10). The gate bounds the calls in flight by a
+    window, congestion control on the loop's lag: the window grows while the gate's timer
+    (every ``interval_s``) fires on time and halves when it fires more than ``target_lag_s``
+    late; each tick also lets at most ``max_batch`` new calls in, so a burst is spread out. A
+    call that finds room and a loop on time passes without waiting, so an unloaded client pays
+    nothing; otherwise it waits in FIFO order, with no clock of its own running yet. Each
+    admitted call is handed back with :meth:`release` when it ends.
 
-    The gate ticks only while calls arrive: a tick re-arms itself when something was admitted
-    or is waiting since the previous one, so an idle client (or one whose loop is stopped
-    between ``run_until_complete`` calls) runs no timer and reports no lag of its own.
+    The gate ticks only while calls are in flight or waiting, so an idle client (or one whose
+    loop is stopped between ``run_until_complete`` calls) runs no timer.
 
     Attempts inside an admitted call (a router's hedges and fallbacks) are started under
     :func:`admitted` and skip the gate: they are part of work already let in.
@@ -185,20 +186,24 @@ class AdmissionGate(LoopLagMonitor):
         *,
         interval_s: float = 0.01,
         target_lag_s: float = 0.02,
-        min_batch: int = 1,
-        max_batch: int = 256,
+        min_window: int = 8,
+        max_window: int = 1_000_000,
+        initial_window: int = 256,
+        max_batch: int = 128,
         warn_above_s: float = DEFAULT_WARN_ABOVE_S,
         logger: logging.Logger | None = None,
     ) -> None:
         super().__init__(interval_s=interval_s, warn_above_s=warn_above_s, logger=logger)
         self.target_lag_s = target_lag_s
-        self.min_batch = min_batch
+        self.min_window = min_window
+        self.max_window = max_window
+        self.window = max(min_window, min(initial_window, max_window))
         self.max_batch = max_batch
-        self.batch = max(min_batch, min(16, max_batch))
-        self._tokens = self.batch
+        self.inflight = 0
+        self._tokens = max_batch
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._recent = 0  # admissions since the last tick
         self.waited = 0
+        self.max_inflight = 0
 
     def _behind(self) -> bool:
         loop = self._loop
@@ -208,14 +213,22 @@ class AdmissionGate(LoopLagMonitor):
             and loop.time() - self._due > self.target_lag_s
         )
 
+    def _room(self) -> bool:
+        return self.inflight < self.window and self._tokens > 0 and not self._behind()
+
+    def _enter(self) -> None:
+        self.inflight += 1
+        self._tokens -= 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+
     async def admit(self) -> None:
-        """Return when a new call may start (at once on a loop that keeps time)."""
+        """Return when a new call may start (at once on a loop that keeps time and has room);
+        pair it with :meth:`release`."""
         if self._handle is None:
-            self._tokens = max(self._tokens, self.batch)
+            self._tokens = self.max_batch
             self.start()
-        self._recent += 1
-        if not self._waiters and self._tokens > 0 and not self._behind():
-            self._tokens -= 1
+        if not self._waiters and self._room():
+            self._enter()
             return
         assert self._loop is not None
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -225,8 +238,20 @@ class AdmissionGate(LoopLagMonitor):
             await waiter
         except asyncio.CancelledError:
             if not waiter.cancelled() and waiter.done():
-                self._tokens += 1  # admitted and cancelled at once: give the token back
+                self.release()  # admitted and cancelled at once: give the slot back
             raise
+
+    def release(self) -> None:
+        """An admitted call ended: its slot goes to the next waiter if the loop keeps time."""
+        self.inflight = max(0, self.inflight - 1)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._room():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._enter()
 
     def _tick(self) -> None:
         loop = self._loop
@@ -234,19 +259,14 @@ class AdmissionGate(LoopLagMonitor):
         late = loop.time() - self._due > self.target_lag_s
         super()._tick()
         if late:
-            self.batch = max(self.min_batch, self.batch // 2)
-        else:
-            self.batch = min(self.max_batch, self.batch + max(1, self.batch // 4))
-        self._tokens = self.batch
-        while self._tokens > 0 and self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                self._tokens -= 1
-        if not self._recent and not self._waiters and self._handle is not None:
+            self.window = max(self.min_window, self.window // 2)
+        elif self.inflight >= self.window or self._waiters:
+            self.window = min(self.max_window, self.window + max(1, self.window // 8))
+        self._tokens = self.max_batch
+        self._wake()
+        if not self.inflight and not self._waiters and self._handle is not None:
             self._handle.cancel()  # idle: no timer until the next call arrives
             self._handle = None
-        self._recent = 0
 
     def stop(self) -> None:
         super().stop()

@@ -59,28 +59,47 @@ async def test_the_gate_lets_calls_through_at_once_on_a_loop_that_keeps_time() -
     try:
         await gate.admit()
         assert gate.waited == 0
+        assert gate.inflight == 1
+        gate.release()
+        assert gate.inflight == 0
     finally:
         gate.stop()
 
 
-async def test_a_late_loop_makes_new_calls_wait_in_order_and_halves_the_batch() -> None:
-    gate = AdmissionGate(interval_s=0.01, target_lag_s=0.02, max_batch=64)
+async def test_a_late_loop_makes_new_calls_wait_in_order_and_halves_the_window() -> None:
+    gate = AdmissionGate(interval_s=0.01, target_lag_s=0.02, initial_window=64)
     gate.start()
     try:
         order: list[int] = []
-        before = gate.batch
         time.sleep(0.1)  # noqa: ASYNC251 - the loop falls behind its timers
 
         async def call(i: int) -> None:
             await gate.admit()
             order.append(i)
+            gate.release()
 
         await asyncio.gather(*(call(i) for i in range(40)))
         assert gate.waited >= 1  # the loop was behind: the first call waited for a tick
         assert order == list(range(40))  # FIFO
-        assert min(gate.samples) >= 0.0
         assert gate.max_s >= 0.05
-        assert gate.batch != before or gate.max_batch == before
+        assert gate.window <= 32  # the late tick halved it
+        assert gate.inflight == 0
+    finally:
+        gate.stop()
+
+
+async def test_the_window_bounds_calls_in_flight() -> None:
+    gate = AdmissionGate(interval_s=10.0, min_window=2, initial_window=2)
+    try:
+        await gate.admit()
+        await gate.admit()
+        third = asyncio.create_task(gate.admit())
+        await asyncio.sleep(0.01)
+        assert not third.done()  # two in flight, a window of two
+        gate.release()  # a call ended: its slot goes to the waiter at once
+        await asyncio.wait_for(third, 1.0)
+        assert gate.inflight == 2
+        assert gate.max_inflight == 2
     finally:
         gate.stop()
 
@@ -122,7 +141,8 @@ def test_the_client_gates_real_network_calls_only() -> None:
 async def test_an_idle_gate_runs_no_timer() -> None:
     gate = AdmissionGate(interval_s=0.01)
     await gate.admit()
-    await asyncio.sleep(0.2)  # no call arrives: the gate's ticks stop
+    gate.release()
+    await asyncio.sleep(0.2)  # nothing in flight or waiting: the gate's ticks stop
     ticks = len(gate.samples)
     assert ticks <= 3
     await asyncio.sleep(0.1)
@@ -130,4 +150,38 @@ async def test_an_idle_gate_runs_no_timer() -> None:
     await gate.admit()  # the next call re-arms it
     await asyncio.sleep(0.05)
     assert len(gate.samples) > ticks
+    gate.release()
     gate.stop()
+
+
+async def test_a_call_gives_its_slot_back_whether_it_ends_well_or_not() -> None:
+    import httpx
+
+    from callproof.client import Client
+    from callproof.errors import CallError
+    from callproof.scenarios import tool_result
+    from callproof.targets import Endpoint, Target
+
+    chunk = (
+        '{"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,'
+        '"delta":{"role":"assistant","content":"22 C"},"finish_reason":"stop"}]}'
+    )
+    body = f"data: {chunk}\n\ndata: [DONE]\n\n".encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/fail/chat/completions"):
+            return httpx.Response(503, json={"error": {"message": "busy"}})
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    gate = AdmissionGate()
+    conv = tool_result().conversation
+    ok = Target("ok", "openai-completions", "m", Endpoint("http://127.0.0.1:9/v1"))
+    bad = Target("bad", "openai-completions", "m", Endpoint("http://127.0.0.1:9/fail"))
+    async with Client(transport=httpx.MockTransport(handler), admission=gate) as client:
+        response = await client.complete(ok, conv)
+        assert "22" in response.text
+        assert gate.inflight == 0
+        with pytest.raises(CallError):
+            await client.complete(bad, conv)
+        assert gate.inflight == 0
+        assert gate.max_inflight == 1

@@ -250,6 +250,7 @@ class RouteStream:
         self._cursor = 0
         self._last_launch: AttemptRun | None = None
         self._gen: AsyncGenerator[Event, None] | None = None
+        self._release: Callable[[], None] | None = None
         self._closed = False
         router.calls += 1
         #: The call's spans, when tracing is on (callproof.telemetry.tracing).
@@ -303,6 +304,9 @@ class RouteStream:
         if self._gen is not None:
             await self._gen.aclose()
         await self._abandon(list(self._inflight), "call closed")
+        if self._release is not None:  # the admission gate's slot
+            release, self._release = self._release, None
+            release()
         if self._trace is not None:
             self._trace.end(self)
 
@@ -313,6 +317,7 @@ class RouteStream:
         if gate is not None and not is_admitted():
             # A starved loop must not run this call's clocks: wait before they start.
             await gate.admit()
+            self._release = gate.release
             self._t0 = self.router.clock.monotonic()
         while True:
             run = await self._acquire()
