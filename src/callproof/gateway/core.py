@@ -77,6 +77,10 @@ class FaultForwardingClient:
     def __init__(self, client: Client) -> None:
         self.client = client
 
+    def __getattr__(self, name: str) -> Any:
+        # the router reads the client's clock and admission gate
+        return getattr(self.client, name)
+
     def stream(self, target: Target, conversation: Conversation, **kwargs: Any) -> Any:
         pending = _FORWARD.get()
         if pending:
