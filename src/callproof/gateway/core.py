@@ -291,6 +291,11 @@ class GatewayCall:
         return self._stream.requests if self._stream is not None else 0
 
     @property
+    def route_attempts(self) -> list[dict[str, Any]]:
+        """The route's records of the call's attempts so far."""
+        return self._stream.attempts if self._stream is not None else []
+
+    @property
     def response(self) -> Response | None:
         return self._stream.response if self._stream is not None else None
 

@@ -108,15 +108,13 @@ class EvidenceLog:
             result: Any = last
         elif isinstance(error, CallError):
             result = error
-            stream = call._stream
-            route_attempts = stream.attempts if stream is not None else []
+            route_attempts = call.route_attempts
         elif call.response is not None:
             result = call.response
             route_attempts = list(call.response.attempts)
         else:  # closed by the client before an answer
             result = CallError("the client closed the call before it ended")
-            stream = call._stream
-            route_attempts = stream.attempts if stream is not None else []
+            route_attempts = call.route_attempts
         attempt = attempt_from(result, None)
         target = call.winner
         record: dict[str, Any] = {
