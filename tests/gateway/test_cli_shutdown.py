@@ -121,7 +121,7 @@ def _stream(url: str, model: str, out: dict[str, Any]) -> None:
 
 
 def test_sigterm_drains_then_ends_the_rest_in_band(serve_process: Any, tmp_path: Path) -> None:
-    proc, url = serve_process(_config(tmp_path, drain_s=2, plan=True))
+    proc, url = serve_process(_config(tmp_path, drain_s=3, plan=True))
     long: dict[str, Any] = {}
     short: dict[str, Any] = {}
     t_long = threading.Thread(target=_stream, args=(url, "moonshotai/kimi-k2.5", long))
