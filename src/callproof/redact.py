@@ -76,6 +76,8 @@ _REDACTED_B = REDACTED.encode()
 _USERINFO = "REDACTED"
 #: Shorter values are never remembered (they would scrub ordinary words).
 MIN_SECRET = 8
+#: User info with no password is remembered only from this length on (a token, not a name).
+_TOKEN_USER = 16
 #: The level name of ``--log-level TRACE``: DEBUG, with third-party wire logs let through.
 TRACE = 5
 
@@ -337,11 +339,16 @@ class Redactor:
         if "@" in netloc:
             userinfo, _, host = netloc.rpartition("@")
             if userinfo != _USERINFO:
-                _user, colon, password = userinfo.partition(":")
-                remember(userinfo)
+                user, colon, password = userinfo.partition(":")
                 if colon:
-                    remember(password)
-                    remember(unquote(password))
+                    # "user:password" too: HTTP Basic sends it base64-encoded.
+                    for value in (userinfo, password, unquote(userinfo), unquote(password)):
+                        remember(value)
+                elif len(user) >= _TOKEN_USER:
+                    # A user name alone ("postgres") is no secret; a long one is a token
+                    # sent as user info (https://TOKEN@host).
+                    remember(user)
+                    remember(unquote(user))
             netloc = f"{_USERINFO}@{host}"
         query = parts.query
         if query:

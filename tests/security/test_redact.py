@@ -421,3 +421,12 @@ def test_call_v_on_a_narrow_terminal_never_prints_a_reflected_key(
     for form in (key, base64.b64encode(key.encode()).decode().rstrip("=")):
         pieces = {form[i : i + 16] for i in range(len(form) - 15)}
         assert not any(piece in flat for piece in pieces), form
+
+
+def test_a_user_name_alone_is_not_a_secret() -> None:
+    redact_url("postgresql://postgres@127.0.0.1:5432/callproof")
+    redact_url("https://deploy@git.example/repo")
+    assert scrub("postgresql and postgres and deploy") == "postgresql and postgres and deploy"
+    token = planted("usertoken") + secrets.token_hex(4)
+    redact_url(f"https://{token}@gw.example/v1")
+    assert token not in scrub(f"echo {token}")
