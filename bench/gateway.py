@@ -27,7 +27,7 @@ measured in the same run (the machine may be shared).
    proxy extra is not locked yet) with an equivalent fallback, on the same emulator's OpenAI
    front; the gateway's route for these runs puts that front first too.
 
-Exit code 1 when a founding-case target is missed.
+Exit code 1 when a founding-case target is missed (never under --quick, a smoke run).
 """
 
 from __future__ import annotations
@@ -610,7 +610,8 @@ def main() -> int:
         print("\n4. at scale (bench/scale.py)", flush=True)
         quick = ["--quick"] if args.quick else []
         subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), *quick], check=False)
-    return 1 if failed else 0
+    # a quick run is a smoke run: its small samples judge nothing
+    return 1 if failed and not args.quick else 0
 
 
 if __name__ == "__main__":
