@@ -28,6 +28,7 @@ URLs and canonical requests, with the session token).
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import logging
@@ -161,6 +162,7 @@ def _forms(secret: str) -> set[str]:
     raw = secret.encode("utf-8", "surrogatepass")
     return {
         secret,
+        html.escape(secret),  # report.html
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         quote(secret, safe=""),

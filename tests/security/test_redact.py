@@ -430,3 +430,40 @@ def test_a_user_name_alone_is_not_a_secret() -> None:
     token = planted("usertoken") + secrets.token_hex(4)
     redact_url(f"https://{token}@gw.example/v1")
     assert token not in scrub(f"echo {token}")
+
+
+async def test_span_content_and_html_never_carry_a_known_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import html
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from callproof.telemetry.tracing import disable_tracing, enable_tracing
+
+    key = planted("span<&>") + secrets.token_hex(6)
+    monkeypatch.setenv("SPAN_KEY", key)
+    body = _chat(f"your key is {key}")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    enable_tracing(provider, capture_content=True)
+    try:
+        target = make_target("openai-completions", auth=Auth(kind="bearer", env="SPAN_KEY"))
+        async with Client(transport=httpx.MockTransport(handler)) as client:
+            response = await client.complete(target, CONV)
+    finally:
+        disable_tracing()
+    assert key in response.text  # the caller's own answer is untouched
+    spans = exporter.get_finished_spans()
+    assert spans
+    text = repr([dict(s.attributes or {}) for s in spans])
+    assert "your key is" in text
+    assert key not in text
+    assert html.escape(key) not in scrub(f"<td>{html.escape(key)}</td>")  # report.html

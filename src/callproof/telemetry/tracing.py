@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from callproof import redact
 from callproof.telemetry.summary import AttemptSummary, CallSummary, provider_name
 
 if TYPE_CHECKING:
@@ -125,15 +126,18 @@ class Tracing:
             attributes["gen_ai.response.finish_reasons"] = [call.finish_reason]
         if self.capture_content:
             if call.input_messages is not None:
-                attributes["gen_ai.input.messages"] = json.dumps(call.input_messages)
+                # Content leaves the process: no secret the process knows goes with it.
+                attributes["gen_ai.input.messages"] = redact.scrub(json.dumps(call.input_messages))
             if call.output_text is not None:
-                attributes["gen_ai.output.messages"] = json.dumps(
-                    [
-                        {
-                            "role": "assistant",
-                            "parts": [{"type": "text", "content": call.output_text}],
-                        }
-                    ]
+                attributes["gen_ai.output.messages"] = redact.scrub(
+                    json.dumps(
+                        [
+                            {
+                                "role": "assistant",
+                                "parts": [{"type": "text", "content": call.output_text}],
+                            }
+                        ]
+                    )
                 )
         span = self.tracer.start_span(
             f"{call.operation} {call.request_model}",
