@@ -48,6 +48,7 @@ response is read, so h11's separate head and body writes leave in one ``send``.
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import ssl
 import time
@@ -143,8 +144,15 @@ class FreeListPool(httpcore.AsyncConnectionPool):
                 self._busy.discard(connection)
                 continue
             except BaseException:
-                # httpcore closed the connection already if it cannot be reused.
+                # httpcore closes a connection it broke; one left unused (a cancellation at
+                # httpcore's state lock, before the request began) goes back or is closed,
+                # never dropped with its socket open.
                 self._busy.discard(connection)
+                if connection.is_idle() and not self._shut:
+                    for stale in self._push_idle(key, connection):
+                        await stale.aclose()
+                elif not connection.is_closed():
+                    await connection.aclose()  # aborts the socket before its first suspension
                 raise
             break
         return httpcore.Response(
@@ -171,15 +179,23 @@ class FreeListPool(httpcore.AsyncConnectionPool):
             if not connection.is_closed():
                 await connection.aclose()
             return
+        for stale in self._push_idle(key, connection):
+            await stale.aclose()
+
+    def _push_idle(
+        self, key: _Key, connection: httpcore.AsyncConnectionInterface
+    ) -> list[httpcore.AsyncConnectionInterface]:
+        """Put an idle connection on the free list; returns those trimmed from the cold end
+        (over the cap, or idle past the keep-alive expiry), for the caller to close."""
         idle = self._idle.get(key)
         if idle is None:
             idle = self._idle[key] = deque()
         now = time.monotonic()
         idle.append((now, connection))
-        # Trim from the cold end: over the cap, or idle past the keep-alive expiry.
+        stale = []
         while idle and (len(idle) > self._max_idle or idle[0][0] + self._expiry < now):
-            _, stale = idle.popleft()
-            await stale.aclose()
+            stale.append(idle.popleft()[1])
+        return stale
 
     async def aclose(self) -> None:
         self._shut = True
@@ -276,6 +292,18 @@ class CoalescingStream(httpcore.AsyncNetworkStream):
         return self._inner.get_extra_info(info)
 
 
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def _close_when_connected(connect: asyncio.Future[httpcore.AsyncNetworkStream]) -> None:
+    """Close a stream whose opener was cancelled before it could use it."""
+    if connect.cancelled() or connect.exception() is not None:
+        return
+    task = asyncio.ensure_future(connect.result().aclose())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
 class CoalescingBackend(httpcore.AsyncNetworkBackend):
     """httpcore's asyncio (anyio) backend, its streams wrapped in :class:`CoalescingStream`."""
 
@@ -290,7 +318,18 @@ class CoalescingBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Any = None,
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        # anyio's connect_tcp leaks the socket it connected when the caller is cancelled at
+        # that moment (its happy-eyeballs task group exits with the cancellation, and the
+        # connected stream is never closed): a hedge loser cancelled while connecting. The
+        # connect runs in its own task, shielded; a cancelled caller closes what it opens.
+        connect = asyncio.ensure_future(
+            self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        )
+        try:
+            stream = await asyncio.shield(connect)
+        except asyncio.CancelledError:
+            connect.add_done_callback(_close_when_connected)
+            raise
         return CoalescingStream(stream)
 
     async def connect_unix_socket(

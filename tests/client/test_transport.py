@@ -15,6 +15,7 @@ import pytest
 
 from callproof.transport import (
     COALESCE_MAX_BYTES,
+    CoalescingBackend,
     CoalescingStream,
     FreeListTransport,
     make_transport,
@@ -239,3 +240,41 @@ async def test_real_requests_go_through_the_coalescing_backend() -> None:
         assert await _get(http, srv.url) == b"hello"
         (conn,) = transport.pool.connections
         assert isinstance(conn._connection._network_stream, CoalescingStream)  # type: ignore[attr-defined]
+
+
+async def test_a_connect_cancelled_midway_closes_the_socket_it_opens() -> None:
+    backend = CoalescingBackend()
+    opened = asyncio.Event()
+    release = asyncio.Event()
+    inner = _Recording()
+
+    async def slow_connect(*args: object, **kwargs: object) -> httpcore.AsyncNetworkStream:
+        opened.set()
+        await release.wait()  # the socket connects only after the caller gave up
+        return inner
+
+    backend._inner.connect_tcp = slow_connect  # type: ignore[method-assign]
+    caller = asyncio.create_task(backend.connect_tcp("127.0.0.1", 9))
+    await opened.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    release.set()
+    for _ in range(100):
+        if inner.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert inner.closed
+
+
+async def test_a_connect_that_completes_is_wrapped() -> None:
+    backend = CoalescingBackend()
+    inner = _Recording()
+
+    async def connect(*args: object, **kwargs: object) -> httpcore.AsyncNetworkStream:
+        return inner
+
+    backend._inner.connect_tcp = connect  # type: ignore[method-assign]
+    stream = await backend.connect_tcp("127.0.0.1", 9)
+    assert isinstance(stream, CoalescingStream)
+    assert not inner.closed
