@@ -193,6 +193,9 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
         "lag": lag.stats(),
         "gate": gate_info,
         "healthy_breaker_opened": len(opened),
+        "opened_because": sorted(
+            {f"{t['target']}: {t['reason']}" for t in transitions if t.get("to") == "open"}
+        )[:4],
         "fds_before": fds_before,
         "fds_after": _fds(),
         "fds_new": sorted(set(_fd_targets()) - set(targets_before))[:5],
@@ -354,6 +357,8 @@ def main() -> int:
                 f"      gate: window {g['window']}, at most {g['max_inflight']} calls in flight, "
                 f"{g['left']} slots left taken"
             )
+        for why in r.get("opened_because", []):
+            print(f"      breaker opened: {why}")
         for key, count in {**r["errors"], **r.get("transport_errors", {})}.items():
             print(f"      {count} x {key}")
         misses = []
