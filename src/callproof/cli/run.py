@@ -146,7 +146,64 @@ def _fraction(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     help="Keep the raw wire capture of every failing attempt under captures/.",
 )
 @click.option("--seed", type=int, metavar="N", help="Seed of the embedded emulator's fault draws.")
-def run(
+@click.option(
+    "--every",
+    metavar="DURATION",
+    envvar="CALLPROOF_EVERY",
+    help="Repeat the run every DURATION (15m, 2h, 1d or seconds) until interrupted, each in a "
+    "new directory under --out, each recorded in the history (which keeps routes with "
+    'order = "measured" fresh). Env: CALLPROOF_EVERY.',
+)
+def run(every: str | None, **params: Any) -> None:
+    """Probe targets N times per scenario; write results.jsonl, summary.json and reports.
+
+    \b
+    Exit codes: 0 done (and every pass rate at or over --fail-under);
+    1 a pass rate under --fail-under; 2 usage or configuration error, or a path that cannot
+    be written (run directory, captures, history; a full disk says how to resume);
+    3 a target was never reached (every attempt a transport error, no response headers, or
+    HTTP 401/403/404); 130 interrupted (the reports of what finished are still written).
+    With --every, each run's exit code is printed and the loop goes on; 130 ends it.
+    """
+    if every is None:
+        _run_once(**params)
+        return
+    _repeat(every, params)
+
+
+def _repeat(every: str, params: dict[str, Any]) -> None:
+    """``--every``: one run per period (a run longer than the period starts the next at once)."""
+    import time
+
+    from callproof.resilience.measured import parse_duration
+
+    period = parse_duration(every, where="--every")
+    if params.get("resume") is not None:
+        raise ConfigError("--every starts new runs; it cannot --resume one", where="--every")
+    parent = params.pop("out", None)
+    err = click.get_text_stream("stderr")
+    while True:
+        started = time.monotonic()
+        try:
+            _run_once(out=None, parent_out=parent, **params)
+            code: int | str | None = 0
+        except SystemExit as exc:
+            code = exc.code
+        if code == 130:
+            sys.exit(130)
+        print(
+            f"every {every}: run ended with exit code {code}; next in "
+            f"{max(0.0, period - (time.monotonic() - started)):.0f} s",
+            file=err,
+            flush=True,
+        )
+        try:
+            time.sleep(max(0.0, period - (time.monotonic() - started)))
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
+def _run_once(
     config_path: Path | None,
     n: int | None,
     targets: tuple[str, ...],
@@ -167,16 +224,10 @@ def run(
     no_history: bool,
     capture_failures: bool,
     seed: int | None,
+    parent_out: Path | None = None,
 ) -> None:
-    """Probe targets N times per scenario; write results.jsonl, summary.json and reports.
-
-    \b
-    Exit codes: 0 done (and every pass rate at or over --fail-under);
-    1 a pass rate under --fail-under; 2 usage or configuration error, or a path that cannot
-    be written (run directory, captures, history; a full disk says how to resume);
-    3 a target was never reached (every attempt a transport error, no response headers, or
-    HTTP 401/403/404); 130 interrupted (the reports of what finished are still written).
-    """
+    """One run (see :func:`run`); ``parent_out`` is ``--out`` under ``--every``: the directory
+    each new run directory is made in."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -232,7 +283,7 @@ def run(
             chosen_targets = list(d.targets if d.targets is not None else config.targets)
             chosen_routes = list(d.routes if d.routes is not None else config.routes)
         options = RunOptions(
-            out=out if out is not None else Path(d.out),
+            out=out if out is not None else (parent_out or Path(d.out)),
             n=n or d.n,
             targets=_unique(chosen_targets),
             routes=_unique(chosen_routes),
