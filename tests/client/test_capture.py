@@ -215,7 +215,7 @@ async def test_replay_serves_original_bytes_and_timing(emulator: Any, tmp_path: 
 async def test_replay_of_a_hang_hangs_again(emulator: Any, tmp_path: Path) -> None:
     from callproof.emulator import EmulatorServer
 
-    clocks = Timeouts(first_event=0.4, idle=0.4, deadline=10)
+    clocks = Timeouts(first_event=2.0, idle=2.0, deadline=10)  # headers fit on a loaded machine
     path, live = await _capture_from_emulator(emulator, tmp_path, "hang_no_events", clocks)
     assert isinstance(live, StallNoEvents)
     offline, _ = decode_capture(path)
