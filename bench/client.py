@@ -356,8 +356,8 @@ def per_call(
         prof.enable()
         ours_calls(bedrock)
         prof.disable()
-        print(f"cProfile of {calls} whole Bedrock calls (callproof), top by own time:")
-        pstats.Stats(prof).sort_stats(os.environ.get("H7_SORT", "tottime")).print_stats(int(os.environ.get("H7_N", "15")))
+        print(f"cProfile of {calls} whole Bedrock calls (callproof), top by cumulative time:")
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
     loop.run_until_complete(client.aclose())
     loop.close()
     return rows
