@@ -11,7 +11,16 @@ from callproof.resilience import BreakerPolicy, CircuitBreaker, VirtualClock
 
 def make(**kw: object) -> tuple[CircuitBreaker, VirtualClock]:
     vc = VirtualClock()
-    policy = BreakerPolicy(**{"failures": 3, "open_s": 10.0, "window": 10, "min_calls": 5, **kw})  # type: ignore[arg-type]
+    policy = BreakerPolicy(
+        **{
+            "failures": 3,
+            "open_s": 10.0,
+            "reopen_initial_s": 10.0,
+            "window": 10,
+            "min_calls": 5,
+            **kw,
+        }
+    )  # type: ignore[arg-type]
     return CircuitBreaker("t", policy, vc.clock), vc
 
 
@@ -49,8 +58,8 @@ def test_failed_probe_reopens_for_a_short_delay_growing_up_to_open_s() -> None:
     b, vc = make(open_s=10.0, reopen_initial_s=2.0, reopen_multiplier=2.0)
     for _ in range(3):
         b.record_failure()
-    assert b.cooldown_s == 10.0
-    vc.now += 10
+    assert b.cooldown_s == 2.0  # the first cool-down is the short one: a recovery is seen soon
+    vc.now += 2
     delays = []
     for _ in range(5):
         assert b.state == "half_open"
@@ -61,10 +70,10 @@ def test_failed_probe_reopens_for_a_short_delay_growing_up_to_open_s() -> None:
         vc.now += b.cooldown_s * 0.75
         assert b.state == "open"  # not early
         vc.now += b.cooldown_s * 0.25
-    assert delays == [2.0, 4.0, 8.0, 10.0, 10.0]
+    assert delays == [4.0, 8.0, 10.0, 10.0, 10.0]
     opens = [t.to_dict() for t in b.transitions if t.new == "open"]
-    assert [t["delay_s"] for t in opens] == [10.0, 2.0, 4.0, 8.0, 10.0, 10.0]
-    assert opens[1]["reason"] == "probe failed; reopened for 2 s"
+    assert [t["delay_s"] for t in opens] == [2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    assert opens[1]["reason"] == "probe failed; reopened for 4 s"
     assert all(t.delay_s is None for t in b.transitions if t.new != "open")
 
 
@@ -72,36 +81,39 @@ def test_successful_probe_closes_and_resets_the_reopen_delay() -> None:
     b, vc = make(open_s=30.0, reopen_initial_s=1.0, reopen_multiplier=3.0)
     for _ in range(3):
         b.record_failure()
-    vc.now += 30
-    assert b.allow()
-    b.record_failure()
+    assert b.cooldown_s == 1.0
     vc.now += 1
     assert b.allow()
     b.record_failure()
     assert b.cooldown_s == 3.0
     vc.now += 3
     assert b.allow()
+    b.record_failure()
+    assert b.cooldown_s == 9.0
+    vc.now += 9
+    assert b.allow()
     b.record_success()
     assert b.state == "closed"
-    # the next outage starts from open_s, and its first failed probe from reopen_initial_s
+    # the next outage starts again from reopen_initial_s
     for _ in range(3):
         b.record_failure()
-    assert b.cooldown_s == 30.0
-    vc.now += 30
+    assert b.cooldown_s == 1.0
+    vc.now += 1
     assert b.allow()
     b.record_suspected_stall()
-    assert (b.state, b.cooldown_s) == ("open", 1.0)
+    assert (b.state, b.cooldown_s) == ("open", 3.0)
 
 
 def test_open_remaining_follows_the_current_cool_down() -> None:
-    b, vc = make(open_s=10.0)
+    b, vc = make(open_s=10.0, reopen_initial_s=2.0)
     for _ in range(3):
         b.record_failure()
-    vc.now += 10
+    assert b.open_remaining_s() == pytest.approx(2.0)
+    vc.now += 2
     assert b.allow()
     b.record_failure()
     vc.now += 0.5
-    assert b.open_remaining_s() == pytest.approx(1.5)
+    assert b.open_remaining_s() == pytest.approx(3.5)
 
 
 def test_reopen_keys_are_validated() -> None:

@@ -27,7 +27,7 @@ from .conftest import RedisServer
 CONV = tool_result().conversation
 POLICY = RoutePolicy(
     hedge=HedgePolicy(mode="off"),
-    breaker=BreakerPolicy(failures=3, open_s=30.0, min_calls=10),
+    breaker=BreakerPolicy(failures=3, open_s=30.0, reopen_initial_s=30.0, min_calls=10),
     watchdog=WatchdogPolicy(mode="fixed"),
 )
 MakeTarget = Callable[..., Target]

@@ -7,11 +7,12 @@
     half_open --(a probe succeeds)--> closed   (counters and the reopen delay reset)
     half_open --(a probe fails)-----> open     (a shorter cool-down, growing per failed probe)
 
-The first cool-down (closed -> open) lasts ``open_s``. A failed half-open probe reopens the
-circuit for ``reopen_initial_s``, then ``reopen_multiplier`` times longer after each further
-failed probe, never longer than ``open_s`` (2, 4, 8, 16, 30, 30 ... s by default): a target
-that comes back from an outage is probed again within seconds, one that stays down is probed
-ever more rarely. Each transition carries the cool-down it starts (``delay_s``).
+The first cool-down (closed -> open) lasts ``reopen_initial_s``; each failed half-open probe
+reopens the circuit ``reopen_multiplier`` times longer, never longer than ``open_s`` (2, 4, 8,
+16, 30, 30 ... s by default): a target that comes back from an outage gets traffic again within
+seconds (a probe landing inside the outage costs a short delay, not a full ``open_s``), one
+that stays down is probed ever more rarely. Each transition carries the cool-down it starts
+(``delay_s``).
 
 A stall counts as a failure and also into the stall-rate window; an attempt that was abandoned
 without a first event after waiting longer than the target's healthy latency (a hedge loser
@@ -206,7 +207,7 @@ class CircuitBreaker:
 
     def _reopen(self, reason: str) -> None:
         self._failed_probes += 1
-        delay = self.reopen_delay(self._failed_probes)
+        delay = self.reopen_delay(self._failed_probes + 1)  # the first open was the first step
         self._move("open", f"{reason}; reopened for {delay:.3g} s", cooldown=delay)
 
     def _move(self, new: BreakerState, reason: str, *, cooldown: float | None = None) -> None:
@@ -219,7 +220,7 @@ class CircuitBreaker:
         if new == "open":
             self._opened_at = now
             self._probes_out = 0
-            self._cooldown = self.policy.open_s if cooldown is None else cooldown
+            self._cooldown = self.reopen_delay(1) if cooldown is None else cooldown
             delay = self._cooldown
         elif new == "half_open":
             self._probes_out = 0

@@ -133,19 +133,19 @@ class HedgePolicy:
 class BreakerPolicy:
     """Circuit breaker per target: open after ``failures`` consecutive failures, or when the
     share of stalls among the last ``window`` calls (at least ``min_calls``) exceeds
-    ``stall_rate``; half-open after ``open_s`` with ``half_open_probes`` probe calls. A failed
-    probe reopens for ``reopen_initial_s``, growing by ``reopen_multiplier`` per further failed
-    probe, capped at ``open_s``; a successful probe closes and resets it."""
+    ``stall_rate``; half-open after ``reopen_initial_s`` with ``half_open_probes`` probe calls.
+    Each failed probe reopens ``reopen_multiplier`` times longer, capped at ``open_s``; a
+    successful probe closes and resets it."""
 
     enabled: bool = True
     failures: int = 5
     stall_rate: float = 0.3
     window: int = 20
     min_calls: int = 10
-    #: The first cool-down (closed -> open), and the longest reopen delay.
+    #: The longest cool-down (the cap of the geometric reopen delays).
     open_s: float = 30.0
     half_open_probes: int = 1
-    #: The cool-down after the first failed half-open probe.
+    #: The first cool-down (closed -> open); each failed probe multiplies it.
     reopen_initial_s: float = 2.0
     #: Growth of the reopen delay per further failed probe (2, 4, 8 ... s up to ``open_s``).
     reopen_multiplier: float = 2.0
