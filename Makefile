@@ -12,6 +12,7 @@ UV := $(shell if command -v uv >/dev/null 2>&1; then echo uv; \
   else echo '$(UV_VENV)/bin/uv'; fi)
 endif
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup node-deps run test lint typecheck pytest bench bench-quick fmt docs interop
 
@@ -57,7 +58,7 @@ typecheck:
 	$(UV) run --frozen mypy
 
 pytest:
-	$(UV) run --frozen pytest -q -p no:cacheprovider --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 fmt: setup
 	$(UV) run --frozen ruff format src tests bench

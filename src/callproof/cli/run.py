@@ -181,7 +181,7 @@ def _repeat(every: str, params: dict[str, Any]) -> None:
     if params.get("resume") is not None:
         raise ConfigError("--every starts new runs; it cannot --resume one", where="--every")
     parent = params.pop("out", None)
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     while True:
         started = time.monotonic()
         try:

@@ -95,6 +95,7 @@ class GatewayServer:
     def start(self) -> GatewayServer:
         """Start the emulator if needed, then serve on a daemon thread; return once ready."""
         from callproof.gateway.app import create_gateway_app
+
         serve = self.serve
         if serve.config.needs_emulator:
             from callproof.emulator import EmulatorServer
