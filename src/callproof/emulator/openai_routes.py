@@ -105,7 +105,13 @@ from callproof.emulator.streaming import (
     Trickle,
 )
 
-__all__ = ["KEEPALIVE_INTERVAL_S", "openai_routes"]
+__all__ = [
+    "KEEPALIVE_INTERVAL_S",
+    "error_response",
+    "model_not_found",
+    "openai_routes",
+    "read_openai_body",
+]
 
 #: Seconds between OpenRouter keep-alive comments while a stream is silent.
 KEEPALIVE_INTERVAL_S = 1.0
@@ -180,7 +186,7 @@ def openai_routes(state: EmulatorState) -> list[Route]:
         model_id = request.path_params["model"]
         profile = state.profile("openai", model_id)
         if profile is None:
-            return _with_headers(state, _error(_not_found(model_id)), None)
+            return _with_headers(state, error_response(model_not_found(model_id)), None)
         return _with_headers(state, JSONResponse(_model_object(profile)), profile)
 
     return [
@@ -196,11 +202,13 @@ def _model_object(profile: ModelProfile) -> dict[str, Any]:
     return {"id": profile.id, "object": "model", "created": 1_700_000_000, "owned_by": owner}
 
 
-def _error(exc: OpenAIRequestError, headers: dict[str, str] | None = None) -> Response:
+def error_response(exc: OpenAIRequestError, headers: dict[str, str] | None = None) -> Response:
+    """An OpenAI error body at its status (the emulator's and the gateway's OpenAI fronts)."""
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
-def _not_found(model: str) -> OpenAIRequestError:
+def model_not_found(model: str) -> OpenAIRequestError:
+    """OpenAI's own 404 for an unknown model id."""
     return OpenAIRequestError(
         f"The model `{model}` does not exist or you do not have access to it.",
         code="model_not_found",
@@ -208,7 +216,8 @@ def _not_found(model: str) -> OpenAIRequestError:
     )
 
 
-async def _read_body(request: Request, limits: Limits) -> bytes:
+async def read_openai_body(request: Request, limits: Limits) -> bytes:
+    """The request body within ``limits``; too large or too slow is OpenAI's 413 / 408."""
     try:
         return await read_body(request, limits)
     except BodyTooLarge:
@@ -259,7 +268,7 @@ async def _answer(
     state: EmulatorState, request: Request, *, responses: bool, seen: list[ModelProfile]
 ) -> Response:
     try:
-        body = await _read_body(request, state.limits)
+        body = await read_openai_body(request, state.limits)
         if lone_surrogates(body):
             raise OpenAIRequestError(BAD_JSON)  # the API's own answer to unparseable input
         decoded: ChatRequest | ResponsesRequest = (
@@ -267,7 +276,7 @@ async def _answer(
         )
         profile = state.profile("openai", decoded.model)
         if profile is None:
-            raise _not_found(decoded.model)
+            raise model_not_found(decoded.model)
         seen.append(profile)
         forced = request.headers.get(FAULT_HEADER)
         try:
@@ -284,7 +293,7 @@ async def _answer(
                 REASONING_REPLAY_REJECTED, param="messages", code="invalid_request_message_order"
             )
     except OpenAIRequestError as exc:
-        return _error(exc)
+        return error_response(exc)
     except ClientDisconnect:
         return Response(status_code=400)  # nobody is left to read it
     if rejection is not None:
@@ -324,7 +333,7 @@ async def _answer(
     if isinstance(encoder, ResponsesEncoder) and isinstance(decoded, ResponsesRequest):
         steps = _storing(state, decoded, encoder, steps)
     if not state.open_stream():
-        return _error(
+        return error_response(
             OpenAIRequestError(
                 "Too many concurrent requests to the emulator.",
                 error_type="requests",

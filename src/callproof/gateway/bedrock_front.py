@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect, Request
@@ -31,7 +30,7 @@ from callproof.emulator.faults import FAULT_HEADER
 from callproof.emulator.state import Limits
 from callproof.errors import AllAttemptsFailed, CallError
 from callproof.gateway.bedrock_out import BedrockStreamEncoder, converse_body
-from callproof.gateway.core import MODE_HEADER, Gateway, GatewayCall
+from callproof.gateway.core import MODE_HEADER, Gateway, GatewayCall, stream_wire
 from callproof.gateway.failures import as_bedrock_error, in_band_message
 
 __all__ = ["bedrock_front_routes"]
@@ -132,7 +131,11 @@ async def _serve(request: Request, request_id: str) -> Response:
         headers.update(call.headers())
         return Response(b"".join(frames), headers=headers, media_type=EVENTSTREAM)
     headers.update(call.headers())
-    return StreamingResponse(_stream(call, encoder), headers=headers, media_type=EVENTSTREAM)
+    return StreamingResponse(
+        stream_wire(call, encoder.encode, lambda err: encoder.error(in_band_message(err))),
+        headers=headers,
+        media_type=EVENTSTREAM,
+    )
 
 
 async def _converse(call: GatewayCall, headers: dict[str, str]) -> Response:
@@ -152,32 +155,6 @@ async def _converse(call: GatewayCall, headers: dict[str, str]) -> Response:
     )
     headers.update(call.headers())
     return Response(json.dumps(body).encode(), headers=headers, media_type="application/json")
-
-
-async def _stream(call: GatewayCall, encoder: BedrockStreamEncoder) -> AsyncIterator[bytes]:
-    error: BaseException | None = None
-    pending: list[bytes] = []
-    try:
-        async for event in call.events():
-            data = encoder.encode(event)
-            if data:
-                pending.append(data)
-            if pending and not call.more_ready():  # one send for what is ready
-                yield b"".join(pending)
-                pending.clear()
-        if pending:
-            yield b"".join(pending)
-    except CallError as err:
-        if pending:
-            yield b"".join(pending)
-        error = err
-        log.info("call to %s failed after commit: %s", call.requested, err.outcome)
-        yield encoder.error(in_band_message(err))
-    except BaseException as exc:  # the client went away (cancelled): stop the upstream
-        error = exc
-        raise
-    finally:
-        await call.aclose(error)
 
 
 def bedrock_front_routes() -> list[Route]:

@@ -24,7 +24,7 @@ import contextvars
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,7 @@ __all__ = [
     "GatewayCall",
     "Resolved",
     "ToolIdMap",
+    "stream_wire",
 ]
 
 #: ``x-callproof-mode: buffered`` asks for a buffered call.
@@ -420,3 +421,37 @@ class GatewayCall:
             log.append(self, error)
         if self.gateway.scale is not None:
             self.gateway.scale.call_recorded(self, error)
+
+
+async def stream_wire(
+    call: GatewayCall,
+    encode: Callable[[Event], bytes],
+    in_band: Callable[[CallError], bytes],
+) -> AsyncIterator[bytes]:
+    """A committed stream's bytes, for every front: each event through ``encode``, sent in one
+    write per batch that is ready; a failure after the commit point becomes ``in_band(err)``
+    (an exception frame, an SSE error chunk), never a clean end. A client that went away stops
+    the upstream."""
+    error: BaseException | None = None
+    pending: list[bytes] = []
+    try:
+        async for event in call.events():
+            data = encode(event)
+            if data:
+                pending.append(data)
+            if pending and not call.more_ready():  # one send for what is ready
+                yield b"".join(pending)
+                pending.clear()
+        if pending:
+            yield b"".join(pending)
+    except CallError as err:
+        if pending:
+            yield b"".join(pending)
+        error = err
+        log.info("call to %s failed after commit: %s", call.requested, err.outcome)
+        yield in_band(err)
+    except BaseException as exc:  # the client went away (cancelled): stop the upstream
+        error = exc
+        raise
+    finally:
+        await call.aclose(error)

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
 from callproof.emulator.faults import FAULT_HEADER
 from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
 from callproof.emulator.openai_responses import ResponsesRequest, decode_responses
-from callproof.emulator.state import Limits
+from callproof.emulator.openai_routes import error_response, model_not_found, read_openai_body
 from callproof.errors import AllAttemptsFailed, CallError
 from callproof.gateway.auth import ClientKeys
 from callproof.gateway.chat_out import ChatStreamEncoder, chat_completion
-from callproof.gateway.core import MODE_HEADER, Gateway, GatewayCall
+from callproof.gateway.core import MODE_HEADER, Gateway, stream_wire
 from callproof.gateway.failures import as_openai_error, deciding_error, in_band_message
 from callproof.gateway.responses_out import ResponsesStreamEncoder, responses_body
 
@@ -35,35 +33,6 @@ __all__ = ["openai_front_routes"]
 log = logging.getLogger("callproof.gateway")
 
 _SSE = "text/event-stream"
-
-
-def _error(exc: OpenAIRequestError, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-
-def _not_found(model: str) -> OpenAIRequestError:
-    return OpenAIRequestError(
-        f"The model `{model}` does not exist or you do not have access to it.",
-        code="model_not_found",
-        status=404,
-    )
-
-
-async def _read(request: Request, limits: Limits) -> bytes:
-    try:
-        return await read_body(request, limits)
-    except BodyTooLarge:
-        raise OpenAIRequestError(
-            f"Request body too large: the limit is {limits.max_body_bytes} bytes.",
-            code="request_too_large",
-            status=413,
-        ) from None
-    except BodyTimeout:
-        raise OpenAIRequestError(
-            f"The request body was not received within {limits.body_timeout_s:g} s.",
-            code="request_timeout",
-            status=408,
-        ) from None
 
 
 def _failed(error: BaseException, extra: dict[str, str]) -> Response:
@@ -81,12 +50,12 @@ async def _handle(request: Request, *, responses: bool) -> Response:
     try:
         return await _serve(request, responses=responses)
     except OpenAIRequestError as exc:
-        return _error(exc)
+        return error_response(exc)
     except ClientDisconnect:
         return Response(status_code=400)
     except Exception:  # a bug answers 500, never kills the worker
         log.exception("gateway bug serving %s", request.url.path)
-        return _error(
+        return error_response(
             OpenAIRequestError("The gateway failed.", status=500, error_type="server_error")
         )
 
@@ -95,13 +64,13 @@ async def _serve(request: Request, *, responses: bool) -> Response:
     gateway: Gateway = request.app.state.gateway
     keys: ClientKeys = request.app.state.keys
     keys.check_bearer(request.headers.get("authorization", ""))
-    body = await _read(request, request.app.state.limits)
+    body = await read_openai_body(request, request.app.state.limits)
     decoded: ChatRequest | ResponsesRequest = (
         decode_responses(body) if responses else decode_chat(body)
     )
     resolved = gateway.resolve(decoded.model)
     if resolved is None:
-        raise _not_found(decoded.model)
+        raise model_not_found(decoded.model)
     if gateway.draining.is_set():
         raise OpenAIRequestError(
             "The gateway is shutting down; try again.", status=503, error_type="server_error"
@@ -159,35 +128,13 @@ async def _serve(request: Request, *, responses: bool) -> Response:
         headers.update(call.headers())
         return Response(b"".join(chunks), headers=headers, media_type=_SSE)
     headers.update(call.headers())
-    return StreamingResponse(_stream(call, encoder), headers=headers, media_type=_SSE)
-
-
-async def _stream(
-    call: GatewayCall, encoder: ChatStreamEncoder | ResponsesStreamEncoder
-) -> AsyncIterator[bytes]:
-    error: BaseException | None = None
-    pending: list[bytes] = []
-    try:
-        async for event in call.events():
-            data = encoder.encode(event)
-            if data:
-                pending.append(data)
-            if pending and not call.more_ready():  # one send for what is ready
-                yield b"".join(pending)
-                pending.clear()
-        if pending:
-            yield b"".join(pending)
-    except CallError as err:
-        if pending:
-            yield b"".join(pending)
-        error = err
-        log.info("call to %s failed after commit: %s", call.requested, err.outcome)
-        yield encoder.error(in_band_message(err), err.outcome)
-    except BaseException as exc:  # the client went away (cancelled): stop the upstream
-        error = exc
-        raise
-    finally:
-        await call.aclose(error)
+    return StreamingResponse(
+        stream_wire(
+            call, encoder.encode, lambda err: encoder.error(in_band_message(err), err.outcome)
+        ),
+        headers=headers,
+        media_type=_SSE,
+    )
 
 
 async def _chat(request: Request) -> Response:
@@ -204,7 +151,7 @@ async def _models(request: Request) -> Response:
     try:
         keys.check_bearer(request.headers.get("authorization", ""))
     except OpenAIRequestError as exc:
-        return _error(exc)
+        return error_response(exc)
     data = [
         {"id": model_id, "object": "model", "created": 1_700_000_000, "owned_by": "callproof"}
         for model_id in gateway.model_ids()
@@ -219,9 +166,9 @@ async def _model(request: Request) -> Response:
     try:
         keys.check_bearer(request.headers.get("authorization", ""))
         if gateway.resolve(model_id) is None:
-            raise _not_found(model_id)
+            raise model_not_found(model_id)
     except OpenAIRequestError as exc:
-        return _error(exc)
+        return error_response(exc)
     return JSONResponse(
         {"id": model_id, "object": "model", "created": 1_700_000_000, "owned_by": "callproof"}
     )
