@@ -231,7 +231,10 @@ async def test_scenarios_in_process_with_a_route_and_the_agent_loop(
         (e["target"], e["scenario"], e["outcomes"]) for e in result.summary["results"]
     ]
     loops = [r for r in _records(result.run_dir) if r["scenario"] == "multi-step"]
-    assert all(r["requests"] == 4 for r in loops)  # three tool calls, then the answer
+    # three tool calls, then the answer; a route may also hedge a turn on a loaded machine
+    # (a first event later than its hedge delay), which adds a request but not a turn
+    assert all(r["requests"] == 4 for r in loops if not r["target"].startswith("route:"))
+    assert all(r["requests"] >= 4 for r in loops)
     assert all("13960000" in r["text"] for r in loops)
     parallel = [r for r in _records(result.run_dir) if r["scenario"] == "parallel-tools"]
     assert all(len(r["tool_calls"]) == 2 for r in parallel)
