@@ -31,7 +31,7 @@ NODE_MODULES = Path(__file__).parent.parent / "node" / "node_modules"
 #: own (preset fast), Kimi on Bedrock first and on OpenRouter second, short clocks.
 FAST_TOML = """\
 [defaults]
-timeouts = {{ connect = 2.0, first_event = 2.0, idle = 1.0, deadline = 20.0 }}
+timeouts = {{ connect = 2.0, first_event = {first_event}, idle = 1.0, deadline = 20.0 }}
 
 [emulator]
 preset = "fast"
@@ -70,6 +70,27 @@ evidence = "{evidence}"
 
 {extra}
 """
+
+
+def fast_toml(
+    evidence: Path | str,
+    *,
+    route_extra: str = "",
+    serve_extra: str = "",
+    emulator_extra: str = "",
+    extra: str = "",
+    first_event: float = 2.0,
+) -> str:
+    """:data:`FAST_TOML` filled in (the gateway, scale and shutdown tests share it)."""
+    return FAST_TOML.format(
+        route_extra=route_extra,
+        emulator_extra=emulator_extra,
+        serve_extra=serve_extra,
+        evidence=Path(evidence).as_posix(),
+        extra=extra,
+        first_event=first_event,
+    )
+
 
 TOOLS = [
     {
@@ -138,11 +159,11 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
             plan_path = tmp_path / f"plan-{len(started)}.toml"
             plan_path.write_text(plan, encoding="utf-8")
             emulator_extra += f'\nfaults = "{plan_path.as_posix()}"'
-        text = toml or FAST_TOML.format(
+        text = toml or fast_toml(
+            evidence,
             route_extra=route_extra,
             emulator_extra=emulator_extra,
             serve_extra=serve_extra,
-            evidence=evidence.as_posix(),
             extra=extra,
         )
         path = tmp_path / f"callproof-{len(started)}.toml"

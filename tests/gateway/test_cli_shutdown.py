@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import FAST_TOML
+from tests.gateway.conftest import fast_toml
 
 CALLPROOF = [sys.executable, "-m", "callproof"]
 
@@ -80,11 +80,10 @@ def _config(tmp_path: Path, *, drain_s: float, plan: bool) -> str:
         plan_path = tmp_path / "plan.toml"
         plan_path.write_text(SLOW_PLAN, encoding="utf-8")
         emulator_extra = f'faults = "{plan_path.as_posix()}"'
-    return FAST_TOML.format(
-        route_extra="",
+    return fast_toml(
+        tmp_path / "evidence",
         emulator_extra=emulator_extra,
         serve_extra=f"drain_s = {drain_s}",
-        evidence=(tmp_path / "evidence").as_posix(),
         extra=MISTRAL,
     )
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from callproof.targets import Endpoint, Target, Timeouts
+from tests.gateway.conftest import fast_toml
 
 #: Clocks short enough for tests, long enough for a loaded CI machine.
 SHORT = Timeouts(connect=2.0, first_event=0.6, idle=0.5, deadline=10.0)
@@ -127,56 +128,11 @@ def make_target(emulator: Any) -> Callable[..., Target]:
     return make
 
 
-#: A gateway config for the scale tests: the seed's Kimi models on the emulator (preset fast),
-#: route kimi = [Bedrock Kimi, OpenRouter Kimi] with short clocks; ``gateway_toml(...)`` fills
-#: in the route's and [serve]'s extra lines.
-GATEWAY_TOML = """\
-[defaults]
-timeouts = {{ connect = 2.0, first_event = {first_event}, idle = 1.0, deadline = 20.0 }}
-
-[emulator]
-preset = "fast"
-
-[providers.bedrock]
-api = "bedrock-converse-stream"
-endpoint = "emulator"
-
-[providers.openrouter]
-api = "openai-completions"
-endpoint = "emulator"
-
-[targets."bedrock-kimi-k2.5"]
-provider = "bedrock"
-model = "moonshotai.kimi-k2.5"
-
-[targets."openrouter-kimi-k2.5"]
-provider = "openrouter"
-model = "moonshotai/kimi-k2.5"
-
-[routes.kimi]
-targets = ["bedrock-kimi-k2.5", "openrouter-kimi-k2.5"]
-hedge = "off"
-watchdog = {{ mode = "fixed" }}
-backoff = {{ initial_s = 0.05, max_s = 0.2 }}
-{route_extra}
-
-[serve]
-evidence = "{evidence}"
-{serve_extra}
-
-[serve.models]
-"moonshotai.kimi-k2.5" = "route:kimi"
-"moonshotai/kimi-k2.5" = "route:kimi"
-"""
-
-
 def gateway_toml(
     evidence: Path | str, *, route_extra: str = "", serve_extra: str = "", first_event: float = 2.0
 ) -> str:
-    """:data:`GATEWAY_TOML` filled in."""
-    return GATEWAY_TOML.format(
-        route_extra=route_extra,
-        serve_extra=serve_extra,
-        evidence=Path(evidence).as_posix(),
-        first_event=first_event,
+    """The gateway tests' configuration (the seed's Kimi models on the fast preset, route kimi =
+    [Bedrock Kimi, OpenRouter Kimi], short clocks) with the route's and [serve]'s extra lines."""
+    return fast_toml(
+        evidence, route_extra=route_extra, serve_extra=serve_extra, first_event=first_event
     )
