@@ -9,9 +9,7 @@ apply to every request of a model.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from botocore.config import Config as BotoConfig
 
 from callproof.gateway.config import load_serve_config
 from callproof.gateway.server import GatewayServer
+from tests.noderun import run_node
 
 NODE_DIR = Path(__file__).parent / "node"
 NODE_MODULES = Path(__file__).parent.parent / "node" / "node_modules"
@@ -240,23 +239,7 @@ def node() -> NodeRunner:
         pytest.fail("the Node packages are not installed: npm ci --prefix tests/node")
 
     def run(script: str, url: str, spec: dict[str, Any], ca: Path | None = None) -> dict[str, Any]:
-        env = {**os.environ, "NODE_NO_WARNINGS": "1"}
-        if ca is not None:
-            env["NODE_EXTRA_CA_CERTS"] = str(ca)
-        done = subprocess.run(
-            [binary, str(NODE_DIR / script), url, json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            check=False,
-        )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        failed = f"{script} failed:\n{done.stdout}\n{done.stderr}"
-        assert done.returncode == 0, failed
-        assert lines, failed
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
+        return run_node(binary, NODE_DIR / script, url, spec, ca=ca, timeout=120)
 
     return run
 

@@ -4,10 +4,7 @@ in ``tests/node``; ``make test`` and ``make interop`` run ``npm ci`` there)."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ import pytest
 
 from callproof.emulator import EmulatorServer
 from callproof.emulator.faults import FaultPlan
+from tests.noderun import run_node
 
 NODE_DIR = Path(__file__).parent / "node"
 NODE_MODULES = Path(__file__).parent.parent / "node" / "node_modules"
@@ -73,22 +71,6 @@ def node() -> NodeRunner:
         )
 
     def run(script: str, url: str, spec: dict[str, Any], ca: Path | None = None) -> dict[str, Any]:
-        env = {**os.environ, "NODE_NO_WARNINGS": "1"}
-        if ca is not None:
-            env["NODE_EXTRA_CA_CERTS"] = str(ca)
-        done = subprocess.run(
-            [binary, str(NODE_DIR / script), url, json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            env=env,
-            check=False,
-        )
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        failed = f"{script} failed:\n{done.stdout}\n{done.stderr}"
-        assert done.returncode == 0, failed
-        assert lines, failed
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
+        return run_node(binary, NODE_DIR / script, url, spec, ca=ca, timeout=90)
 
     return run
