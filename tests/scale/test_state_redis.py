@@ -64,6 +64,28 @@ def test_status_never_shows_a_password() -> None:
     assert backend.status()["kind"] == "redis"
 
 
+def test_samples_observed_during_a_round_trip_are_not_seeded_twice() -> None:
+    """A read that left before samples were observed here finds fewer shared samples than the
+    local window holds; that is not Redis losing them (a restart), so no seed is queued (it
+    would publish them twice) and the local window keeps them (the next sync writes them)."""
+    from tests.resilience.fakes import target
+
+    router = Router("r", [target("b")], client=None, policy=POLICY)  # type: ignore[arg-type]
+    backend = RedisState("redis://127.0.0.1:9/0", namespace="callproof:unit")
+    backend.attach(router)
+    (mirror,) = backend._mirrors
+    for v in (0.11, 0.12, 0.13):
+        router.watchdog.observe("b", v)
+    # what the round trip in flight read: no shared open, fails, window or latency yet
+    mirror.apply([None, -2, None, [], [], -2])
+    assert [op[0] for op in mirror.pending] == ["latency"] * 3
+    assert router.watchdog.window("b").values() == [0.11, 0.12, 0.13]
+    # once they are written, a read that has fewer samples than the window is a restart
+    mirror.pending.clear()
+    mirror.apply([None, -2, None, [], [b"0.11"], -2])
+    assert [op[0] for op in mirror.pending] == ["seed"]
+
+
 async def _replicas(
     make_target: MakeTarget, server: RedisServer | None, client: Client
 ) -> tuple[list[Router], list[StateBackend]]:

@@ -190,6 +190,8 @@ class _RouteMirror:
 
     def apply(self, results: list[Any]) -> None:
         """Bring the local state up to what the shared keys say."""
+        # samples observed here after this round trip was written are in no read yet
+        unsent = {op[1] for op in self.pending if op[0] in ("latency", "seed")}
         for i, target in enumerate(self.links):
             raw_open, open_ms, fails, window, latency, cool_ms = results[
                 i * _READS : (i + 1) * _READS
@@ -199,7 +201,8 @@ class _RouteMirror:
                 self._apply_breaker(target, raw_open, open_ms, fails, window)
             finally:
                 self.applying = False
-            self._apply_latency(target, latency)
+            if target not in unsent:
+                self._apply_latency(target, latency)
             self._apply_cooldown(target, cool_ms)
 
     def _apply_breaker(
@@ -256,6 +259,9 @@ class _RouteMirror:
             breaker.adopt("open", why)
 
     def _apply_latency(self, target: str, latency: list[Any]) -> None:
+        """Load the shared samples, or seed Redis with this replica's when it has fewer (a
+        restart). Never called while samples of ``target`` wait to be written: the read
+        misses them, so it would drop them here and seed Redis with copies of them."""
         window = self.router.watchdog.window(target)
         if len(latency) >= len(window):
             values = []
