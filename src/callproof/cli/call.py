@@ -28,6 +28,7 @@ from callproof.endpoints import is_loopback
 from callproof.errors import ConfigError
 from callproof.events import Event
 from callproof.redact import redact_url, scrub, scrub_pieces
+from callproof.resilience.policy import RouteConfig
 from callproof.scenarios import BUILTIN, Scenario
 from callproof.targets import Auth, Endpoint, Target, Timeouts
 
@@ -352,7 +353,7 @@ def _call(
                 raise ConfigError(
                     "--target/--route take the API, model and endpoint from the config"
                 )
-            targets, label, policy = _from_config(stack, config_path, target_name, route_name)
+            targets, label, route = _from_config(stack, config_path, target_name, route_name)
             targets = [
                 replace(
                     t,
@@ -365,8 +366,8 @@ def _call(
                 )
                 for t in targets
             ]
-            if route_name:
-                return _run_route(route_name, targets, scenario, policy), label
+            if route is not None:
+                return _run_route(route, targets, scenario), label
             target = targets[0]
         else:
             if not api:
@@ -412,12 +413,12 @@ def _call(
 
 def _from_config(
     stack: ExitStack, path: Path | None, target_name: str | None, route_name: str | None
-) -> tuple[list[Target], str, dict[str, Any]]:
-    """The targets named (one, or a route's), a label, and the route's policy mapping."""
+) -> tuple[list[Target], str, RouteConfig | None]:
+    """The targets named (one, or a route's), a label, and the route (when one is named)."""
     from callproof.probe.config import load_config
 
     config = load_config(path)
-    policy: dict[str, Any] = {}
+    route: RouteConfig | None = None
     if route_name:
         route = config.routes.get(route_name)
         if route is None:
@@ -425,7 +426,6 @@ def _from_config(
                 f"no route {route_name!r}; routes: {', '.join(sorted(config.routes)) or 'none'}"
             )
         names = route.targets
-        policy = dict(route.policy)
     else:
         assert target_name is not None
         if target_name not in config.targets:
@@ -442,7 +442,7 @@ def _from_config(
         )
         config = config.bind_emulator(str(server.url))
     label = f"route {route_name}" if route_name else f"target {target_name}"
-    return [config.targets[n] for n in names], label, policy
+    return [config.targets[n] for n in names], label, route
 
 
 async def _run_target(
@@ -455,18 +455,14 @@ async def _run_target(
         return await run_attempt(client, target, scenario, capture=capture)
 
 
-def _run_route(
-    name: str, targets: list[Target], scenario: Scenario, policy: dict[str, Any]
-) -> Attempt:
-    from callproof.resilience import RoutePolicy, Router, run_route_attempt
-
-    route_policy = RoutePolicy.from_mapping(policy)
+def _run_route(route: RouteConfig, targets: list[Target], scenario: Scenario) -> Attempt:
+    from callproof.resilience import router_for, run_route_attempt
 
     async def run() -> Attempt:
         from callproof.client import Client
 
         async with Client(keep_events=True) as client:  # -v shows the serving attempt's events
-            router = Router(name, targets, client=client, policy=route_policy)
+            router = router_for(route, targets, client)
             attempt: Attempt = await run_route_attempt(router, scenario)
             return attempt
 

@@ -41,9 +41,8 @@ from callproof.conversation import (
 from callproof.emulator.faults import FAULT_HEADER
 from callproof.errors import AllAttemptsFailed, CallError
 from callproof.events import Event, Response
-from callproof.resilience import Router
+from callproof.resilience import Router, router_from_config
 from callproof.resilience.router import RouteStream
-from callproof.resilience.routes import router_from_config
 from callproof.targets import Target
 from callproof.transforms import TOOL_ID_RULES, valid_id
 

@@ -26,8 +26,10 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from callproof.dialects import get_dialect
 from callproof.errors import ConfigError
 from callproof.probe.scenarios import ProbeScenario, ScenarioModel, builtins
+from callproof.resilience.policy import RouteConfig
 from callproof.targets import Api, Auth, Endpoint, Target, Timeouts
 
 __all__ = [
@@ -92,16 +94,6 @@ targets = ["bedrock-kimi-k2.5", "openrouter-kimi-k2.5"]
 
 
 # --- the validated result ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RouteConfig:
-    """``[routes.NAME]``: an ordered list of target names and the policy keys for
-    ``callproof.resilience.RoutePolicy.from_mapping``."""
-
-    name: str
-    targets: list[str]
-    policy: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,8 +558,6 @@ def _target(
         verify=prov.verify,
     )
     if t.dialect:
-        from callproof.dialects import get_dialect
-
         try:
             get_dialect(api, **t.dialect)
         except ConfigError as exc:
@@ -590,19 +580,12 @@ def _route(
     for i, member in enumerate(r.targets):
         if member not in targets:
             raise source.error(("routes", name, "targets", i), f"unknown target {member!r}")
-    policy = dict(r.model_extra or {})
     try:
-        from callproof.resilience import RoutePolicy
-    except ImportError:  # the resilience package is optional at load time
-        RoutePolicy = None  # type: ignore[assignment,misc]  # noqa: N806
-    if RoutePolicy is not None:
-        try:
-            RoutePolicy.from_mapping(policy, where=f"routes.{name}")
-        except ConfigError as exc:
-            # exc.where is "routes.NAME.section.key": locate its line, keep the bare message
-            keys = (exc.where or "").split(".")[2:]
-            raise source.error(("routes", name, *keys), exc.message) from None
-    return RouteConfig(name=name, targets=list(r.targets), policy=policy)
+        return RouteConfig(name=name, targets=list(r.targets), policy=dict(r.model_extra or {}))
+    except ConfigError as exc:
+        # exc.where is "routes.NAME.section.key": locate its line, keep the bare message
+        keys = (exc.where or "").split(".")[2:]
+        raise source.error(("routes", name, *keys), exc.message) from None
 
 
 def _check_names(

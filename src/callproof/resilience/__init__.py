@@ -4,7 +4,9 @@
 * :class:`Router` - ``await router.complete(conversation)`` and ``async with
   router.stream(conversation) as s``; every attempt recorded on ``Response.attempts``.
 * :func:`run_route_attempt` - a routed call as a probe :class:`~callproof.attempt.Attempt`.
-* :func:`router_from_config` - the router of ``[routes.NAME]`` in ``callproof.toml``.
+* :class:`RouteConfig` - ``[routes.NAME]`` of ``callproof.toml``, its policy parsed once.
+* :func:`router_for` / :func:`router_from_config` - the router of a configured route (the one
+  place one is built from configuration).
 * :func:`served_by` - the target that served a routed response (``RouteStream.served_by``).
 * Building blocks: :func:`backoff_delay`, :func:`retry_wait`, :func:`parse_retry_after`,
   :class:`VirtualClock`, :class:`AdaptiveWatchdog`, :class:`CircuitBreaker`.
@@ -14,8 +16,6 @@ See ``docs/resilience.md``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from callproof.resilience.backoff import (
     VirtualClock,
     backoff_delay,
@@ -23,19 +23,19 @@ from callproof.resilience.backoff import (
     retry_wait,
 )
 from callproof.resilience.breaker import CircuitBreaker, CircuitOpenError
+from callproof.resilience.configured import router_for, router_from_config
 from callproof.resilience.policy import (
     BackoffPolicy,
     BreakerPolicy,
     HedgePolicy,
     RetryPolicy,
+    RouteConfig,
     RoutePolicy,
     WatchdogPolicy,
 )
 from callproof.resilience.router import EmptyResponseError, Router, RouteStream, served_by
+from callproof.resilience.routes import RouteAttempt, run_route_attempt
 from callproof.resilience.watchdog import AdaptiveWatchdog, LatencyWindow
-
-if TYPE_CHECKING:
-    from callproof.resilience.routes import RouteAttempt, router_from_config, run_route_attempt
 
 __all__ = [
     "AdaptiveWatchdog",
@@ -48,6 +48,7 @@ __all__ = [
     "LatencyWindow",
     "RetryPolicy",
     "RouteAttempt",
+    "RouteConfig",
     "RoutePolicy",
     "RouteStream",
     "Router",
@@ -56,16 +57,8 @@ __all__ = [
     "backoff_delay",
     "parse_retry_after",
     "retry_wait",
+    "router_for",
     "router_from_config",
     "run_route_attempt",
     "served_by",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # lazy: callproof.attempt imports the client, and probe.config imports this package
-    if name in ("RouteAttempt", "router_from_config", "run_route_attempt"):
-        from callproof.resilience import routes
-
-        return getattr(routes, name)
-    raise AttributeError(name)

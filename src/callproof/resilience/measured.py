@@ -29,16 +29,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from callproof.errors import ConfigError
+from callproof.probe.stats import wilson
+from callproof.probe.store import HistoryStore
+from callproof.resilience.policy import MeasuredSettings, parse_duration
 
 if TYPE_CHECKING:
-    from callproof.probe.store import HistoryStore
     from callproof.resilience.router import Router
 
 __all__ = [
@@ -52,86 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("callproof.resilience")
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(value: Any, *, where: str) -> float:
-    """Seconds from ``"7d"``, ``"15m"``, ``"90s"``, ``"2h"``, ``"1w"`` or a number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    else:
-        raise ConfigError(
-            f'expected a duration such as "7d", "12h", "15m" or seconds, got {value!r}',
-            where=where,
-        )
-    if seconds <= 0:
-        raise ConfigError("must be positive", where=where)
-    return seconds
-
-
-@dataclass(frozen=True, slots=True)
-class MeasuredSettings:
-    """``order`` and ``measured = {...}`` of a route."""
-
-    order: str = "configured"
-    window_s: float = 7 * 86400.0
-    scenario: str = "tool-result"
-    min_attempts: int = 20
-    refresh_s: float = 300.0
-
-    @property
-    def enabled(self) -> bool:
-        return self.order == "measured"
-
-    @classmethod
-    def from_route(cls, data: Mapping[str, Any], *, where: str = "route") -> MeasuredSettings:
-        """The settings in a route's table; bad values raise ConfigError naming the key."""
-        order = data.get("order", "configured")
-        if order not in ("configured", "measured"):
-            raise ConfigError(
-                f'expected "configured" or "measured", got {order!r}', where=f"{where}.order"
-            )
-        raw = data.get("measured", {})
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"expected a table, got {raw!r}", where=f"{where}.measured")
-        known = {"window", "scenario", "min_attempts", "refresh"}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}",
-                where=f"{where}.measured.{unknown[0]}",
-            )
-        values: dict[str, Any] = {"order": order}
-        if "window" in raw:
-            values["window_s"] = parse_duration(raw["window"], where=f"{where}.measured.window")
-        if "refresh" in raw:
-            values["refresh_s"] = parse_duration(raw["refresh"], where=f"{where}.measured.refresh")
-        if "scenario" in raw:
-            if not isinstance(raw["scenario"], str) or not raw["scenario"]:
-                raise ConfigError("expected a scenario name", where=f"{where}.measured.scenario")
-            values["scenario"] = raw["scenario"]
-        if "min_attempts" in raw:
-            n = raw["min_attempts"]
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ConfigError(
-                    f"expected a positive integer, got {n!r}",
-                    where=f"{where}.measured.min_attempts",
-                )
-            values["min_attempts"] = n
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "order": self.order,
-            "window_s": self.window_s,
-            "scenario": self.scenario,
-            "min_attempts": self.min_attempts,
-            "refresh_s": self.refresh_s,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +110,6 @@ def measured_order(
     refreshed_at: str | None = None,
 ) -> MeasuredOrder:
     """The order from ``counts`` (target -> (attempts, passed)); see the module docstring."""
-    from callproof.probe.stats import wilson
-
     figures = []
     for name in configured:
         n, passed = counts.get(name, (0, 0))
@@ -274,8 +193,6 @@ class MeasuredRouting:
     def refresh(self, *, now: datetime | None = None) -> MeasuredOrder:
         """Read the history (blocking) and put the order in force on the router. When the
         store cannot be read, the order stays as it was and ``error`` says why."""
-        from callproof.probe.store import HistoryStore
-
         stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
         try:
             with HistoryStore.open(self.db_url) as store:

@@ -16,11 +16,19 @@ group the mechanisms; unknown keys are a :class:`~callproof.errors.ConfigError` 
                 reopen_initial_s = 2, reopen_multiplier = 2 }
     watchdog = { mode = "adaptive", quantile = 0.99, factor = 3, floor_s = 2, ceiling_s = 120 }
 
-``hedge = "off"`` and ``hedge = 1.5`` (a fixed delay in seconds) are shorthands.
+``hedge = "off"`` and ``hedge = 1.5`` (a fixed delay in seconds) are shorthands. ``order`` and
+``measured`` (:class:`MeasuredSettings`) are read here too and applied by
+:mod:`callproof.resilience.measured`. A whole ``[routes.NAME]`` table is a
+:class:`RouteConfig`, parsed once when the configuration is loaded.
+
+This module is pure data and validation (it imports nothing of callproof but the errors): the
+configuration layer (:mod:`callproof.probe.config`) builds on it, and nothing under
+``callproof.resilience`` imports the configuration layer.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
@@ -33,9 +41,12 @@ __all__ = [
     "BackoffPolicy",
     "BreakerPolicy",
     "HedgePolicy",
+    "MeasuredSettings",
     "RetryPolicy",
+    "RouteConfig",
     "RoutePolicy",
     "WatchdogPolicy",
+    "parse_duration",
 ]
 
 #: Outcomes a retry (or a fallback to the next target) may cure, before output reached the
@@ -218,9 +229,8 @@ class RoutePolicy:
         if "fallback_on" in data:
             sections["fallback_on"] = _names(data["fallback_on"], f"{where}.fallback_on")
         if "order" in data or "measured" in data:
-            from callproof.resilience.measured import MeasuredSettings
-
-            MeasuredSettings.from_route(data, where=where)  # validated here, applied there
+            # validated here, applied by callproof.resilience.measured
+            MeasuredSettings.from_route(data, where=where)
         hedge_raw = data.get("hedge")
         if isinstance(hedge_raw, str) and hedge_raw == "off":
             hedge_raw = {"mode": "off"}
@@ -319,6 +329,109 @@ class RoutePolicy:
                 for f in fields(section)
             }
         return out
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any, *, where: str) -> float:
+    """Seconds from ``"7d"``, ``"15m"``, ``"90s"``, ``"2h"``, ``"1w"`` or a number of seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ConfigError(
+            f'expected a duration such as "7d", "12h", "15m" or seconds, got {value!r}',
+            where=where,
+        )
+    if seconds <= 0:
+        raise ConfigError("must be positive", where=where)
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredSettings:
+    """``order`` and ``measured = {...}`` of a route."""
+
+    order: str = "configured"
+    window_s: float = 7 * 86400.0
+    scenario: str = "tool-result"
+    min_attempts: int = 20
+    refresh_s: float = 300.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.order == "measured"
+
+    @classmethod
+    def from_route(cls, data: Mapping[str, Any], *, where: str = "route") -> MeasuredSettings:
+        """The settings in a route's table; bad values raise ConfigError naming the key."""
+        order = data.get("order", "configured")
+        if order not in ("configured", "measured"):
+            raise ConfigError(
+                f'expected "configured" or "measured", got {order!r}', where=f"{where}.order"
+            )
+        raw = data.get("measured", {})
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"expected a table, got {raw!r}", where=f"{where}.measured")
+        known = {"window", "scenario", "min_attempts", "refresh"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}",
+                where=f"{where}.measured.{unknown[0]}",
+            )
+        values: dict[str, Any] = {"order": order}
+        if "window" in raw:
+            values["window_s"] = parse_duration(raw["window"], where=f"{where}.measured.window")
+        if "refresh" in raw:
+            values["refresh_s"] = parse_duration(raw["refresh"], where=f"{where}.measured.refresh")
+        if "scenario" in raw:
+            if not isinstance(raw["scenario"], str) or not raw["scenario"]:
+                raise ConfigError("expected a scenario name", where=f"{where}.measured.scenario")
+            values["scenario"] = raw["scenario"]
+        if "min_attempts" in raw:
+            n = raw["min_attempts"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(
+                    f"expected a positive integer, got {n!r}",
+                    where=f"{where}.measured.min_attempts",
+                )
+            values["min_attempts"] = n
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "order": self.order,
+            "window_s": self.window_s,
+            "scenario": self.scenario,
+            "min_attempts": self.min_attempts,
+            "refresh_s": self.refresh_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """``[routes.NAME]`` of ``callproof.toml``: the target names in order and the route's
+    policy, parsed once, here (a bad key raises :class:`ConfigError` naming
+    ``routes.NAME.key``). Routers are built from it by
+    :func:`callproof.resilience.routes.router_for`."""
+
+    name: str
+    targets: list[str]
+    #: The table's policy keys as written (``run.json`` records them so).
+    policy: dict[str, Any] = field(default_factory=dict)
+    #: ``policy`` parsed: what the route's :class:`~callproof.resilience.Router` does.
+    route_policy: RoutePolicy = field(init=False)
+    #: ``order`` and ``measured``: how :mod:`callproof.resilience.measured` orders the targets.
+    measured: MeasuredSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        where = f"routes.{self.name}"
+        object.__setattr__(self, "route_policy", RoutePolicy.from_mapping(self.policy, where=where))
+        object.__setattr__(self, "measured", MeasuredSettings.from_route(self.policy, where=where))
 
 
 def _names(value: Any, where: str) -> frozenset[str]:
