@@ -50,6 +50,9 @@ import boto3
 import httpx
 from botocore.config import Config as BotoConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gateway_load as gl
+
 ROOT = Path(__file__).resolve().parent.parent
 
 GATEWAY_TOML = """\
@@ -150,7 +153,9 @@ class Child:
 
 
 def emulator(preset: str) -> Child:
-    return Child("emulate", "--preset", preset, "--port", "0", "--seed", "7")
+    return Child(
+        "emulate", "--preset", preset, "--port", "0", "--seed", "7", "--max-streams", "100000"
+    )
 
 
 def gateway(
@@ -161,10 +166,11 @@ def gateway(
     policy: str = "",
     first_event: float = 1.5,
     idle: float = 1.0,
+    workers: int = 1,
 ) -> tuple[Child, Path]:
     """``callproof serve`` over the emulator at ``emulator_url``: the embedded default's
     targets and route (its clocks: first event 1.5 s, idle 1 s), ``policy`` lines added to the
-    route."""
+    route; ``workers`` > 1 runs ``--workers`` (evidence in ``worker-K`` subdirectories)."""
     evidence = workdir / f"evidence-{name}"
     config = workdir / f"gateway-{name}.toml"
     text = GATEWAY_TOML.format(
@@ -175,7 +181,8 @@ def gateway(
         idle=idle,
     )
     config.write_text(text, encoding="utf-8")
-    return Child("serve", "--config", str(config), "--port", "0"), evidence
+    extra = ("--workers", str(workers)) if workers > 1 else ()
+    return Child("serve", "--config", str(config), "--port", "0", *extra), evidence
 
 
 # -- 1. the founding case -------------------------------------------------------------------
@@ -296,12 +303,18 @@ def run_loops(label: str, url: str, n: int, concurrency: int, read_timeout: floa
     return result
 
 
+def evidence_records(evidence: Path) -> list[dict[str, Any]]:
+    """Every call record of a gateway's evidence (every worker's under ``--workers``)."""
+    records = []
+    for path in sorted(evidence.rglob("results.jsonl")):
+        records += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return records
+
+
 def upstream_requests(evidence: Path) -> tuple[int, int]:
     """(tool-result calls, upstream requests they sent) from the gateway's evidence."""
     calls = requests = 0
-    path = evidence / "results.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
+    for record in evidence_records(evidence):
         if record.get("tool_calls"):
             continue  # the question turn (answered with a tool call)
         calls += 1
@@ -452,6 +465,208 @@ def litellm_proxy(binary: str | None, emulator_url: str, workdir: Path) -> Proxy
     return None
 
 
+# -- 4./5./6. load from outside (h2load, the probe) ------------------------------------------
+
+CONVERSE_STREAM = "/model/moonshotai.kimi-k2.5/converse-stream"
+
+
+def tool_result_body(workdir: Path) -> Path:
+    """The founding case's tool-result ConverseStream request (what one_loop sends second)."""
+    tool = {"toolUseId": "tooluse_bench01", "name": "get_weather", "input": {"city": "Tokyo"}}
+    body = {
+        "messages": [
+            {"role": "user", "content": [{"text": "Weather for Tokyo?"}]},
+            {"role": "assistant", "content": [{"toolUse": tool}]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "toolResult": {
+                            "toolUseId": tool["toolUseId"],
+                            "content": [{"json": {"temp": 22}}],
+                        }
+                    }
+                ],
+            },
+        ],
+        "toolConfig": {"tools": TOOLS},
+    }
+    path = workdir / "tool-result.json"
+    path.write_text(json.dumps(body), encoding="utf-8")
+    return path
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1e3
+
+
+def throughput(fast: Child, fast_gw: Child, body: Path, streams: int) -> None:
+    """4. streams/s and CPU per stream, h2load over HTTP/1.1 and h2c, direct and through."""
+    print(
+        "\n4. load from outside: h2load (own process), Bedrock ConverseStream tool-result turn, "
+        "fast preset"
+    )
+    print(f"   load average before: {gl.load_average()}")
+    print(
+        f"{'proto':>5} {'level':>5} {'direct/s':>9} {'gateway/s':>9} {'gw/dir':>6} "
+        f"{'emu ms/str':>10} {'gw ms/str':>9} {'emu behind':>10} {'gw/emu':>6} "
+        f"{'p99 dir ms':>10} {'p99 gw ms':>9} {'err':>4}"
+    )
+    for proto in ("h1", "h2c"):
+        for level in (1, 64, 512):
+            n = streams // 4 if level == 1 else streams
+            runs = []
+            for url in (fast.url, fast_gw.url):
+                gl.run_h2load(  # warm the connections (and the gateway's upstream pool)
+                    url + CONVERSE_STREAM, body, proto=proto, concurrency=level, requests=level
+                )
+                gw0, emu0 = gl.cpu_seconds(fast_gw.proc.pid), gl.cpu_seconds(fast.proc.pid)
+                got = gl.run_h2load(
+                    url + CONVERSE_STREAM, body, proto=proto, concurrency=level, requests=n
+                )
+                gw_cpu = gl.cpu_seconds(fast_gw.proc.pid) - gw0
+                emu_cpu = gl.cpu_seconds(fast.proc.pid) - emu0
+                runs.append((got, gw_cpu, emu_cpu))
+            (d, _, d_emu), (g, g_cpu, g_emu) = runs
+            if d is None or g is None:
+                print(f"{proto:>5} {level:>5}  h2load failed")
+                continue
+            print(
+                f"{proto:>5} {level:>5} {d.per_s:>9.0f} {g.per_s:>9.0f} {g.per_s / d.per_s:>6.2f} "
+                f"{_ms(d_emu / max(d.ok, 1)):>10.2f} {_ms(g_cpu / max(g.ok, 1)):>9.2f} "
+                f"{_ms(g_emu / max(g.ok, 1)):>10.2f} {g_cpu / max(g_emu, 1e-9):>6.2f} "
+                f"{_ms(gl.quantile(d.times, 0.99)):>10.1f} {_ms(gl.quantile(g.times, 0.99)):>9.1f} "
+                f"{d.errors + g.errors:>4}"
+            )
+    print(f"   load average after: {gl.load_average()}")
+    print(
+        "   emu ms/str: the emulator's CPU per stream called directly; gw ms/str: the gateway "
+        "process's\n   (and workers'); emu behind: the emulator's CPU per stream behind the "
+        "gateway; gw/emu: gateway CPU\n   over the emulator's for the same streams. h1 rows "
+        "count completed responses (h2load records\n   no status for hypercorn's empty reason "
+        "phrase); the gateway's evidence is checked below."
+    )
+
+
+def first_event(pairs: list[tuple[str, Child, Child, int, int]], body: Path) -> float | None:
+    """5. the first content event through the gateway against straight to the emulator,
+    measured by the probe (bench/gateway_load.py) in its own process. Returns the added p99 at
+    64 held streams."""
+    print("\n5. first event (probe: own process, HTTP/1.1, first non-empty content delta)")
+    print(
+        f"{'case':34} {'streams':>7} {'direct p50/p99 ms':>18} {'gateway p50/p99 ms':>19} "
+        f"{'added p50/p99 ms':>17} {'added total p50':>15} {'failed':>6}"
+    )
+    added_held = None
+    for label, direct, through, level, n in pairs:
+        d = gl.probe(direct.url + CONVERSE_STREAM, body, level, n, "22")
+        g = gl.probe(through.url + CONVERSE_STREAM, body, level, n, "22")
+        d50, d99 = _ms(gl.quantile(d.firsts, 0.5)), _ms(gl.quantile(d.firsts, 0.99))
+        g50, g99 = _ms(gl.quantile(g.firsts, 0.5)), _ms(gl.quantile(g.firsts, 0.99))
+        total = _ms(gl.quantile(g.totals, 0.5) - gl.quantile(d.totals, 0.5))
+        failed = sum(d.failed.values()) + sum(g.failed.values())
+        print(
+            f"{label:34} {len(g.firsts):>7} {d50:>8.1f}/{d99:<9.1f} {g50:>8.1f}/{g99:<10.1f} "
+            f"{g50 - d50:>7.1f}/{g99 - d99:<9.1f} {total:>15.1f} {failed:>6}"
+            + (f"  {d.failed} {g.failed}" if failed else "")
+        )
+        if "held" in label:
+            added_held = g99 - d99
+    print(f"   load average: {gl.load_average()}")
+    return added_held
+
+
+def founding_h2load(
+    healthy: Child, serve: Child, evidence: Path, body: Path, calls: int, concurrency: int
+) -> bool:
+    """6. the founding case's tool-result call driven by h2load (no Python client sharing the
+    CPU): p99 through the gateway over the seed emulator against straight to a healthy one,
+    success and upstream requests from the gateway's evidence. True when a target is missed."""
+    print(
+        f"\n6. founding case by h2load: {calls} tool-result calls, {concurrency} concurrent, "
+        "route kimi over the seed emulator"
+    )
+    print(
+        f"{'proto':>5} {'healthy p50/p99 s':>18} {'gateway p50/p99 s':>18} {'p99 ratio':>9} "
+        f"{'success':>8} {'req/call':>8}"
+    )
+    missed = False
+    seen = 0
+    for proto in ("h1", "h2c"):
+        base = gl.run_h2load(
+            healthy.url + CONVERSE_STREAM, body, proto=proto, concurrency=concurrency,
+            requests=calls,
+        )  # fmt: skip
+        got = gl.run_h2load(
+            serve.url + CONVERSE_STREAM, body, proto=proto, concurrency=concurrency,
+            requests=calls,
+        )  # fmt: skip
+        time.sleep(0.5)  # the evidence of the last calls is written after their last byte
+        records = evidence_records(evidence)[seen:]
+        seen += len(records)
+        if base is None or got is None or not records:
+            print(f"{proto:>5}  h2load failed")
+            missed = True
+            continue
+        passed = sum(1 for r in records if r.get("passed") and "22" in (r.get("text") or ""))
+        success = passed / max(len(records), got.done)
+        per_call = sum(int(r.get("requests") or 0) for r in records) / len(records)
+        b50, b99 = gl.quantile(base.times, 0.5), gl.quantile(base.times, 0.99)
+        g50, g99 = gl.quantile(got.times, 0.5), gl.quantile(got.times, 0.99)
+        print(
+            f"{proto:>5} {b50:>8.3f}/{b99:<9.3f} {g50:>8.3f}/{g99:<9.3f} "
+            f"{g99 / b99:>8.2f}x {success:>8.2%} {per_call:>8.3f}"
+        )
+        missed |= success < 0.999 or g99 / b99 > 1.5 or per_call > 1.5
+    print(
+        "   targets: p99 <= 1.5x healthy, success >= 99.9%, <= 1.5 requests per call; "
+        f"load average {gl.load_average()}"
+    )
+    return missed
+
+
+def load_part(args: argparse.Namespace, work: Path) -> bool:
+    """Parts 4-6 (``--parts load``); True when a founding-case target is missed."""
+    if gl.H2LOAD is None:
+        print("\n4.-6. load from outside: h2load not installed (apt-get install nghttp2-client)")
+        return False
+    body = tool_result_body(work)
+    missed = False
+    fast, healthy = emulator("fast"), emulator("healthy")
+    children = [fast, healthy]
+    try:
+        fast_gw, _ = gateway(
+            fast.url, work, "load-fast", first_event=30.0, idle=30.0,
+            policy=THROUGHPUT_POLICY, workers=args.workers,
+        )  # fmt: skip
+        children.append(fast_gw)
+        throughput(fast, fast_gw, body, args.streams)
+        healthy_gw, _ = gateway(
+            healthy.url, work, "load-healthy", first_event=30.0, idle=30.0,
+            policy=THROUGHPUT_POLICY, workers=args.workers,
+        )  # fmt: skip
+        children.append(healthy_gw)
+        added = first_event(
+            [
+                ("fast preset, 1 stream", fast, fast_gw, 1, max(50, args.streams // 8)),
+                ("fast preset, 64 (saturated)", fast, fast_gw, 64, args.streams),
+                ("healthy preset, 64 held streams", healthy, healthy_gw, 64, args.first_streams),
+            ],
+            body,
+        )
+        if added is not None:
+            print(f"   added p99 first event at 64 held streams {added:.1f} ms (target <= 5 ms)")
+        seed = emulator("seed")
+        children.append(seed)
+        serve, evidence = gateway(seed.url, work, "seed-h2load", policy=args.policy)
+        children.append(serve)
+        missed = founding_h2load(healthy, serve, evidence, body, args.calls, args.concurrency)
+    finally:
+        for child in reversed(children):
+            child.stop()
+    return missed
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -472,19 +687,27 @@ def main() -> int:
     )
     parser.add_argument(
         "--parts",
-        default="founding,overhead",
-        help="what to run: founding, overhead, scale (streams/s with 1 and 2 workers, the cost "
-        "of metrics and traces, shared breaker state: bench/scale.py, which make bench runs)",
+        default="founding,overhead,load",
+        help="what to run: founding, overhead, load (h2load from outside: streams/s and CPU per "
+        "stream, the first-event probe, the founding case by h2load), scale (streams/s with 1 "
+        "and 2 workers, the cost of metrics and traces, shared breaker state: bench/scale.py, "
+        "which make bench runs)",
     )
     parser.add_argument(
         "--litellm",
         help="a `litellm` command with the proxy extra (litellm[proxy]==1.80.17); default: "
         ".venv-bench/bin/litellm when present",
     )
+    parser.add_argument(
+        "--first-streams", type=int, default=2000, help="held streams for the first-event probe"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="callproof serve --workers for parts 4-5"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run (small sizes)")
     args = parser.parse_args()
     if args.quick:
-        args.calls, args.bare_calls, args.streams = 60, 30, 200
+        args.calls, args.bare_calls, args.streams, args.first_streams = 60, 30, 200, 128
     work = Path(tempfile.mkdtemp(prefix="callproof-bench-gateway-"))
     print("callproof gateway benchmark (loopback; the machine may be shared: read the ratios)")
     failed = False
@@ -606,6 +829,8 @@ def main() -> int:
         finally:
             fast_gw.stop()
             fast.stop()
+    if "load" in parts:
+        failed |= load_part(args, work)
     if "scale" in parts:
         print("\n4. at scale (bench/scale.py)", flush=True)
         quick = ["--quick"] if args.quick else []
