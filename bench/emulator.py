@@ -13,11 +13,17 @@ server. Measured per level: streams/s, events/s, server CPU seconds per 1000 eve
   (HTTP/1.1 only), the baseline for the server change;
 * ``aimock``: @copilotkit/aimock (HTTP/1.1), when installed.
 
+The Python load client can be the bottleneck at these rates, so callproof and aimock are also
+driven by h2load ``--h1`` (N keep-alive HTTP/1.1 connections, one stream each): the ``h1load``
+rows, with server CPU per stream from /proc. The ``h1load held`` row (at concurrency 64) asks
+every stream to wait ``--held-latency`` seconds (``x-callproof-fault: latency:S``), so its CPU
+per stream against the instant row is what holding a stream costs.
+
 Ratios are callproof / aimock and callproof / uvicorn-h1, measured in the same run, levels
 alternating between servers so load from elsewhere on the machine hits all alike.
 
     .venv/bin/python bench/emulator.py [--duration 3] [--levels 1,64,512] [--no-aimock]
-        [--no-baseline] [--no-h2]
+        [--no-baseline] [--no-h2] [--no-h1load] [--held-latency 0.05]
 
 aimock comes from ``bench/aimock`` (``npm ci --prefix bench/aimock``); h2load from
 ``apt-get install nghttp2-client``; without them their rows are left out. Linux only.
@@ -250,17 +256,32 @@ def start_uvicorn_baseline() -> tuple[subprocess.Popen[bytes], int]:
 
 
 def measure_h2load(
-    name: str, pid: int, port: int, events: int, concurrency: int, duration: float, body: Path
+    name: str,
+    pid: int,
+    port: int,
+    events: int,
+    concurrency: int,
+    duration: float,
+    body: Path,
+    *,
+    h1: bool = False,
+    headers: tuple[str, ...] = (),
 ) -> LevelResult | None:
-    """One HTTP/2 level with h2load: ``concurrency`` streams over min(concurrency, 8) conns."""
+    """One level with h2load. HTTP/2: ``concurrency`` streams over min(concurrency, 8) conns;
+    ``h1``: HTTP/1.1 (``--h1``), ``concurrency`` keep-alive connections, one stream each."""
     h2load = shutil.which("h2load")
     if h2load is None:
         return None
-    clients = min(concurrency, 8)
-    streams = -(-concurrency // clients)
+    clients = concurrency if h1 else min(concurrency, 8)
+    streams = 1 if h1 else -(-concurrency // clients)
     url = f"http://127.0.0.1:{port}{PATH}"
     base = [h2load, "-c", str(clients), "-m", str(streams), "-d", str(body),
             "-H", "content-type: application/json"]  # fmt: skip
+    if h1:
+        base.append("--h1")
+    for header in headers:
+        base += ["-H", header]
+    label = f"{name} {'h2load-h1' if h1 else 'h2'}"
     subprocess.run([*base, "-n", "200", url], capture_output=True, check=False)  # warm up
     cpu0 = cpu_seconds(pid)
     done = subprocess.run(
@@ -273,11 +294,11 @@ def measure_h2load(
         done.stdout,
     )
     if found is None or counts is None:
-        print(f"  {name} h2 c={concurrency}: h2load said {done.stdout[-300:]!r}", file=sys.stderr)
+        print(f"  {label} c={concurrency}: h2load said {done.stdout[-300:]!r}", file=sys.stderr)
         return None
     seconds, ok = float(found.group(1)), int(counts.group(1))
     errors = int(counts.group(2)) + int(counts.group(3))
-    print(f"  {name} h2 c={concurrency}: {ok} streams in {seconds:.2f}s", file=sys.stderr)
+    print(f"  {label} c={concurrency}: {ok} streams in {seconds:.2f}s", file=sys.stderr)
     return LevelResult(concurrency, ok, seconds, events, cpu, errors)
 
 
@@ -334,26 +355,34 @@ def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> st
     """Rows keyed "server" (HTTP/1.1) or "server h2"; ratios of callproof against the others."""
     rows = [
         "| server | streams | events/stream | streams/s | events/s | CPU ms/1k events "
-        "| errors | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU us/stream | errors | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, levels in results.items():
         for r in levels:
+            per_stream = 1e6 * r.cpu_s / r.streams if r.streams else float("nan")
             rows.append(
                 f"| {name} c={r.concurrency} | {r.streams} | {r.events_per_stream} "
                 f"| {r.streams_per_s:,.0f} | {r.events_per_s:,.0f} | {r.cpu_ms_per_1k_events:.1f} "
-                f"| {r.errors} | {memory[name.split()[0]]:.0f} |"
+                f"| {per_stream:.0f} | {r.errors} | {memory[name.split()[0]]:.0f} |"
             )
     pairs = [
         (ours, theirs)
-        for ours in ("callproof", "callproof h2")
-        for theirs in ("aimock", "uvicorn-h1")
+        for ours, theirs in (
+            ("callproof", "aimock"),
+            ("callproof", "uvicorn-h1"),
+            ("callproof h2", "aimock"),
+            ("callproof h2", "uvicorn-h1"),
+            ("callproof h1load", "aimock h1load"),
+            ("callproof h1load held", "callproof h1load"),
+        )
         if ours in results and theirs in results
     ]
     for ours_name, theirs_name in pairs:
         rows.append("")
         rows.append(
-            f"| concurrency | streams/s ratio ({ours_name}/{theirs_name}) | CPU per event ratio |"
+            f"| concurrency | streams/s ratio ({ours_name}/{theirs_name}) "
+            "| CPU per event (= per stream) ratio |"
         )
         rows.append("|---:|---:|---:|")
         theirs_by_level = {r.concurrency: r for r in results[theirs_name]}
@@ -382,8 +411,18 @@ def main() -> None:
     parser.add_argument("--no-aimock", action="store_true")
     parser.add_argument("--no-baseline", action="store_true", help="skip uvicorn-h1")
     parser.add_argument("--no-h2", action="store_true", help="skip the HTTP/2 (h2load) rows")
+    parser.add_argument(
+        "--no-h1load", action="store_true", help="skip the h2load --h1 (HTTP/1.1) rows"
+    )
+    parser.add_argument(
+        "--held-latency",
+        type=float,
+        default=0.05,
+        help="seconds each held stream waits (the held-stream row, at concurrency 64)",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    held_level = 64 if 64 in levels else max(levels)
     results: dict[str, list[LevelResult]] = {}
     memory: dict[str, float] = {}
     servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
@@ -419,6 +458,22 @@ def main() -> None:
                         )  # fmt: skip
                         if h2 is not None:
                             results.setdefault("callproof h2", []).append(h2)
+                    if name in ("callproof", "aimock") and not args.no_h1load:
+                        h1 = measure_h2load(
+                            name, process.pid, port, events[name], concurrency, args.duration,
+                            body, h1=True,
+                        )  # fmt: skip
+                        if h1 is not None:
+                            results.setdefault(f"{name} h1load", []).append(h1)
+                if concurrency == held_level and not args.no_h1load:
+                    process, port = servers["callproof"]
+                    held = measure_h2load(
+                        "callproof", process.pid, port, events["callproof"], concurrency,
+                        args.duration, body, h1=True,
+                        headers=(f"x-callproof-fault: latency:{args.held_latency:g}",),
+                    )  # fmt: skip
+                    if held is not None:
+                        results.setdefault("callproof h1load held", []).append(held)
             for name, (process, _) in servers.items():
                 memory[name] = peak_rss_mb(process.pid)
         finally:

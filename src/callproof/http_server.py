@@ -3,15 +3,18 @@
 One port speaks both protocols: cleartext connections start as HTTP/1.1 and switch to HTTP/2
 when the client sends the HTTP/2 preface with prior knowledge (the AWS SDK for JavaScript v3
 does this on ``http://`` URLs); under TLS, ALPN picks ``h2`` or ``http/1.1``. hypercorn (with
-h11 and h2) does all the framing; this module only binds, accepts and stops.
+h11 and h2) does all the framing; this module only binds, accepts and stops. With a
+:class:`Front` (``front=``, the emulator's fast HTTP/1.1 front), cleartext connections start on
+the front's own asyncio protocol, and a connection it does not serve is handed to hypercorn with
+the bytes already read (``_Hooks.hand_over``), so hypercorn answers it as it would have.
 
 Public API:
 
 * :class:`ServerLimits` - header size, header/idle timeout, connection cap (the hardening the
   robustness issue asks for: bounded header memory, idle sockets closed, no EMFILE flood).
-* :class:`HTTPServer` ``(app, *, host, port, tls, limits, log_level, on_stop)`` - ``start()``,
-  ``stop()``, ``wait()``, context manager; ``url``, ``port``, ``ca_path`` (the throwaway CA
-  under ``tls=True``).
+* :class:`HTTPServer` ``(app, *, host, port, tls, limits, log_level, on_stop, front)`` -
+  ``start()``, ``stop()``, ``wait()``, context manager; ``url``, ``port``, ``ca_path`` (the
+  throwaway CA under ``tls=True``).
 * :data:`CONNECTION_EXTENSION` - the ASGI scope extension (``scope["extensions"][...]``) holding
   a :class:`Connection` for the request, so an app can cut or reset what it is sending:
   ``await conn.reset(scope)`` (HTTP/1.1: a real TCP reset, SO_LINGER 0; HTTP/2: RST_STREAM on
@@ -43,6 +46,7 @@ import struct
 import tempfile
 import threading
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +62,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.protocol.h2 import H2Protocol
 
-__all__ = ["CONNECTION_EXTENSION", "Connection", "HTTPServer", "ServerLimits"]
+__all__ = ["CONNECTION_EXTENSION", "Connection", "Front", "HTTPServer", "ServerLimits"]
 
 #: The ASGI scope extension that carries the request's :class:`Connection`.
 CONNECTION_EXTENSION = "callproof.connection"
@@ -250,6 +254,54 @@ class _App(ASGIWrapper):
         await self.app(scope, receive, send)
 
 
+class Front(typing.Protocol):
+    """A front that serves some cleartext HTTP/1.1 requests before hypercorn sees them (the
+    emulator's :class:`~callproof.emulator.fastfront.FastFront`): it makes one asyncio protocol
+    per connection and hands a connection it does not serve to :meth:`_Hooks.hand_over`."""
+
+    def factory(self, hooks: Any) -> Callable[[], asyncio.Protocol]: ...
+
+    def end_hangs(self) -> None: ...
+
+    @property
+    def busy(self) -> int: ...
+
+    def abort_all(self) -> None: ...
+
+
+class _Hooks:
+    """What a :class:`Front` may ask of its server: the limits, the connection cap, and handing
+    a connection (with the bytes read so far) to hypercorn."""
+
+    def __init__(
+        self,
+        limits: ServerLimits,
+        admit: Callable[[tuple[str, int], Any], bool],
+        connections: dict[tuple[str, int], Any],
+        run_hypercorn: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    ) -> None:
+        self.max_header_bytes = limits.max_header_bytes
+        self.header_timeout_s = limits.header_timeout_s
+        self.admit = admit
+        self._connections = connections
+        self._run = run_hypercorn
+
+    def forget(self, key: tuple[str, int], connection: Any) -> None:
+        if self._connections.get(key) is connection:
+            del self._connections[key]
+
+    def hand_over(self, transport: asyncio.Transport, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, self._run, loop=loop)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)  # makes the writer and starts hypercorn's task
+        if data:
+            reader.feed_data(data)
+        if not transport.is_reading():
+            transport.resume_reading()
+
+
 class HTTPServer:
     """An ASGI app on a real socket, served by hypercorn; see the module docstring."""
 
@@ -267,8 +319,10 @@ class HTTPServer:
         log_level: str = "warning",
         on_stop: Callable[[], None] | None = None,
         name: str = "callproof-http",
+        front: Front | None = None,
     ) -> None:
         self.app = app
+        self.front = front
         self.host = host
         self.port = port
         self.tls = tls
@@ -368,47 +422,77 @@ class HTTPServer:
 
         loop.set_exception_handler(exception_handler)
 
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def room() -> bool:
+            if len(self.connections) < cap:
+                return True
+            # the oldest idle connection (keep-alive, or never sent its headers) gives way,
+            # so idle clients cannot deny service; with none idle, the new one is refused
+            oldest = next((k for k, c in self.connections.items() if c.idle), None)
+            if oldest is not None:
+                over_cap.warn(f"{cap} connections open (the cap); closing the oldest idle")
+                self.connections.pop(oldest).close()
+                return True
+            over_cap.warn(f"{cap} connections open (the cap), none idle; refusing new")
+            return False
+
+        async def run_hypercorn(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, admitted: bool = True
+        ) -> None:
             task = asyncio.current_task()
             if task is not None:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             peer = writer.get_extra_info("peername")
-            if len(self.connections) >= cap:
-                # the oldest idle connection (keep-alive, or never sent its headers) gives way,
-                # so idle clients cannot deny service; with none idle, the new one is refused
-                oldest = next((k for k, c in self.connections.items() if c.idle), None)
-                if oldest is not None:
-                    over_cap.warn(f"{cap} connections open (the cap); closing the oldest idle")
-                    self.connections.pop(oldest).close()
-                else:
-                    over_cap.warn(f"{cap} connections open (the cap), none idle; refusing new")
-                    writer.transport.abort()
-                    return
+            if not admitted and not room():
+                writer.transport.abort()
+                return
             if not peer:
                 writer.transport.abort()
                 return
             key = (str(peer[0]), int(peer[1]))
             server = TCPServer(app, loop, config, worker, {}, reader, writer)
-            self.connections[key] = Connection(server, writer)
+            connection = Connection(server, writer)
+            self.connections[key] = connection
             try:
                 await server
             finally:
-                self.connections.pop(key, None)
+                if self.connections.get(key) is connection:
+                    del self.connections[key]
 
-        server = await asyncio.start_server(
-            on_connect,
-            sock=sock,
-            ssl=context,
-            backlog=2048,
-            ssl_handshake_timeout=self.limits.header_timeout_s if context else None,
-        )
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await run_hypercorn(reader, writer, admitted=False)
+
+        def admit(key: tuple[str, int], connection: Any) -> bool:
+            if not room():
+                return False
+            self.connections[key] = connection
+            return True
+
+        front = self.front if context is None else None
+        if front is not None:
+            hooks = _Hooks(self.limits, admit, self.connections, run_hypercorn)
+            server = await loop.create_server(front.factory(hooks), sock=sock, backlog=2048)
+        else:
+            server = await asyncio.start_server(
+                on_connect,
+                sock=sock,
+                ssl=context,
+                backlog=2048,
+                ssl_handshake_timeout=self.limits.header_timeout_s if context else None,
+            )
         self._started.set()
         try:
             await self._stopping.wait()
         finally:
             await worker.terminated.set()
             server.close()
+            if front is not None:
+                # hung answers end now; the others get the grace period, like hypercorn's
+                front.end_hangs()
+                deadline = loop.time() + config.graceful_timeout
+                while front.busy and loop.time() < deadline:  # noqa: ASYNC110 - no event
+                    await asyncio.sleep(0.02)
+                front.abort_all()
             # idle connections close on `terminated`; answers in flight get the grace period
             if tasks:
                 _, pending = await asyncio.wait(list(tasks), timeout=config.graceful_timeout)

@@ -315,13 +315,13 @@ def test_stream_slots_are_bounded_and_freed_on_disconnect() -> None:
 def test_a_failure_while_building_the_answer_frees_its_stream_slot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from callproof.emulator import bedrock
+    from callproof.emulator import plans
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(bedrock, "stream_events", broken)
-    monkeypatch.setattr(bedrock, "converse_body", broken)
+    monkeypatch.setattr(plans, "stream_events", broken)
+    monkeypatch.setattr(plans, "converse_body", broken)
     app = create_app(preset="fast", limits=Limits(max_streams=1))
     state = app.state.emulator
     body = json.dumps({"messages": FIRST_TURN}).encode()

@@ -22,13 +22,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from callproof.emulator.bedrock import bedrock_error_response, bedrock_routes
+from callproof.emulator.bedrock import handle as bedrock_handle
 from callproof.emulator.bedrock_auth import BedrockAuth
 from callproof.emulator.bedrock_validation import BedrockError
+from callproof.emulator.fastfront import FastRoutes
 from callproof.emulator.faults import AttemptKeyMiddleware, FaultPlan
+from callproof.emulator.plans import BedrockPlanner
 from callproof.emulator.schedule import FaultSchedule
 from callproof.emulator.state import EmulatorState, Limits
 
-__all__ = ["create_app"]
+__all__ = ["HotRoutes", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,41 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return bedrock_error_response(error, request_id)
 
 
+class HotRoutes:
+    """Pure ASGI in front of Starlette's router: the model routes (Bedrock Converse and
+    ConverseStream, OpenAI chat completions and Responses, POST) go straight to their handlers,
+    past routing and the exception middleware (each handler answers its own errors). Everything
+    else, and every other method, goes through Starlette as before. It sits after the schedule
+    and attempt-key middlewares, so their context is set."""
+
+    def __init__(self, app: Any, state: EmulatorState) -> None:
+        self.app = app
+        self.state = state
+        module: Any = None
+        try:
+            module = importlib.import_module("callproof.emulator.openai_routes")
+        except ModuleNotFoundError as exc:
+            if exc.name != "callproof.emulator.openai_routes":
+                raise
+        self._openai: Callable[..., Any] | None = None if module is None else module._handle
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            response: Any = None
+            if path.startswith("/model/"):
+                response = await bedrock_handle(Request(scope, receive))
+            elif self._openai is not None and path in ("/v1/chat/completions", "/v1/responses"):
+                request = Request(scope, receive)
+                response = await self._openai(
+                    self.state, request, responses=path == "/v1/responses"
+                )
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     *,
     preset: str = "seed",
@@ -109,7 +147,12 @@ def create_app(
     handlers: dict[Any, Any] = {404: _not_found, 405: _not_found, Exception: _server_error}
     middleware = [] if schedule is None else [schedule.middleware()]
     middleware.append(Middleware(AttemptKeyMiddleware))  # keyed fault draws (probe attempts)
+    middleware.append(Middleware(HotRoutes, state=state))
     app = Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)
     app.state.emulator = state
-    app.state.bedrock_auth = bedrock_auth or BedrockAuth()
+    app.state.bedrock_auth = auth = bedrock_auth or BedrockAuth()
+    app.state.bedrock_planner = BedrockPlanner(state, auth)
+    #: the fast HTTP/1.1 front's routes (EmulatorServer serves them); none with a schedule,
+    #: whose request log lives in ASGI middleware
+    app.state.fast_routes = None if schedule is not None else FastRoutes(app.state.bedrock_planner)
     return app

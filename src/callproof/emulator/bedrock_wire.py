@@ -15,6 +15,7 @@ import random
 import string
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,10 @@ __all__ = [
     "converse_steps",
     "exception_frame",
     "frame",
+    "frame_steps",
     "http_error",
+    "pad_length",
+    "padded_frame",
     "planned_delays",
     "stream_events",
     "stream_exception_as_http",
@@ -104,10 +108,6 @@ def stream_exception_as_http(exception_type: str) -> BedrockError:
     return BedrockError(status, error_type, message)
 
 
-def _pad(rng: random.Random) -> str:
-    return _PAD_ALPHABET[: 1 + int(rng.random() * len(_PAD_ALPHABET))]
-
-
 @functools.cache
 def _event_headers(event_type: str) -> bytes:
     """The encoded headers of an event frame (constant per event type)."""
@@ -134,13 +134,7 @@ def frame(event: Event, rng: random.Random) -> bytes:
     The same bytes as :func:`~callproof.wire.eventstream.encode_message` (a test holds them
     equal), with the headers encoded once per event type: this is the emulator's hot path.
     """
-    payload = dict(event.payload, p=_pad(rng))
-    body = _JSON.encode(payload).encode()
-    headers = _event_headers(event.type)
-    prelude = _PRELUDE.pack(16 + len(headers) + len(body), len(headers))
-    head = prelude + _U32.pack(zlib.crc32(prelude))
-    crc = zlib.crc32(body, zlib.crc32(headers, zlib.crc32(head)))
-    return b"".join((head, headers, body, _U32.pack(crc)))
+    return padded_frame(event, pad_length(rng))
 
 
 def exception_frame(exception_type: str, message: str | None = None) -> bytes:
@@ -249,6 +243,31 @@ def stream_steps(
     events: list[Event], delays: list[float], fault: Fault | None, rng: random.Random
 ) -> list[Step]:
     """The steps that play ``events`` with ``fault``'s timing or framing damage."""
+    return frame_steps(lambda: [frame(e, rng) for e in events], delays, fault)
+
+
+def pad_length(rng: random.Random) -> int:
+    """The length of the ``p`` padding :func:`frame` draws (one ``rng.random()``, 1-62)."""
+    return 1 + int(rng.random() * len(_PAD_ALPHABET))
+
+
+def padded_frame(event: Event, pad: int) -> bytes:
+    """:func:`frame` with a padding of ``pad`` characters (the bytes :func:`frame` gives for a
+    draw of that length; the response plans cache them per event and length)."""
+    payload = dict(event.payload, p=_PAD_ALPHABET[:pad])
+    body = _JSON.encode(payload).encode()
+    headers = _event_headers(event.type)
+    prelude = _PRELUDE.pack(16 + len(headers) + len(body), len(headers))
+    head = prelude + _U32.pack(zlib.crc32(prelude))
+    crc = zlib.crc32(body, zlib.crc32(headers, zlib.crc32(head)))
+    return b"".join((head, headers, body, _U32.pack(crc)))
+
+
+def frame_steps(
+    make_frames: Callable[[], list[bytes]], delays: list[float], fault: Fault | None
+) -> list[Step]:
+    """:func:`stream_steps` with the frames from ``make_frames`` (called, and so drawing its
+    padding, only when the fault sends events at all)."""
     name = fault.name if fault else None
     if name == "hang_before_headers":
         return [Hang()]
@@ -256,7 +275,7 @@ def stream_steps(
         return [Reset()]
     if name == "hang_no_events":
         return [Headers(), Hang()]
-    frames = [frame(e, rng) for e in events]
+    frames = make_frames()
     steps: list[Step] = [Headers()]
     if name == "slow_body" and fault is not None:
         steps.append(Trickle(fault.bytes_per_s))

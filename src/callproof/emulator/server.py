@@ -8,6 +8,11 @@ knowledge on cleartext (the AWS SDK for JavaScript v3 >= 3.798 sends the HTTP/2 
 a throwaway CA (trustme); ``server.ca_path`` is that CA's PEM bundle for ``verify=``.
 Stopping ends hung streams at once, so a test never waits on a fault it asked for.
 
+Cleartext HTTP/1.1 requests to the Bedrock model routes are served by the fast front
+(:mod:`callproof.emulator.fastfront`, ``fast=True``, the default; everything else on the
+connection goes to hypercorn with the bytes already read); ``fast=False`` serves every request
+with hypercorn (the tests compare both, byte for byte).
+
 The serving itself is :class:`callproof.http_server.HTTPServer` (shared with other servers of
 the project); its :class:`~callproof.http_server.ServerLimits` bound header size, header and
 idle time and open connections. Over HTTP/2 a hang holds the stream open and a cut or reset
@@ -42,12 +47,19 @@ class EmulatorServer:
         app: Any = None,
         log_level: str = "warning",
         limits: ServerLimits | None = None,
+        fast: bool = True,
     ) -> None:
         if app is None:
             from callproof.emulator.app import create_app
 
             app = create_app(preset=preset, faults=faults, seed=seed)
         self.app = app
+        routes = getattr(getattr(app, "state", None), "fast_routes", None)
+        front = None
+        if fast and routes is not None:
+            from callproof.emulator.fastfront import FastFront
+
+            front = FastFront(routes)
         self._http = HTTPServer(
             app,
             host=host,
@@ -57,6 +69,7 @@ class EmulatorServer:
             log_level=log_level,
             on_stop=self._end_hangs,
             name="callproof-emulator",
+            front=front,
         )
 
     @property

@@ -10,8 +10,10 @@ Public API (stable; the Bedrock and OpenAI routes both build on it). One
   otherwise one seeded draw from the plan for (api, model, turn type).
 * ``state.request_rng(model_id) -> random.Random``: a fresh RNG per request for ids, padding and
   jitter, derived from the seed and a request counter.
-* ``state.request_id(rng) -> str`` (uuid-shaped) and ``state.openai_request_id()``; both unique
-  per process, even for two emulators with the same seed.
+* ``state.request_id(rng) -> str`` (uuid-shaped), ``state.fresh_request_id()`` (the same
+  without an RNG of its own; the request counter advances as for ``request_rng``) and
+  ``state.openai_request_id()``; all unique per process, even for two emulators with the same
+  seed.
 * ``state.open_stream() -> bool`` / ``state.close_stream()``: the concurrent-stream bound.
 * ``state.responses``: the :class:`~callproof.emulator.responses_store.ResponseStore`.
 * ``state.limits`` (:class:`Limits`: ``max_body_bytes``, ``max_streams``), ``state.seed``,
@@ -49,6 +51,16 @@ class Limits:
     body_timeout_s: float = 30.0
     #: Responses kept for ``previous_response_id`` / ``item_reference`` (oldest dropped first).
     max_stored_responses: int = 1024
+
+
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_4 = (4 << 76) | (0x8000 << 48)
+
+
+def uuid4_text(bits: int) -> str:
+    """``str(uuid.UUID(int=bits, version=4))``, without building the UUID object."""
+    h = f"{(bits & _VERSION_MASK) | _VERSION_4:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class EmulatorState:
@@ -89,6 +101,7 @@ class EmulatorState:
         self._fault_rngs: dict[tuple[str, str, str], random.Random] = {}
         self._counter = itertools.count()
         self._salt = secrets.randbits(128)
+        self._ids = random.Random(secrets.randbits(128))
         self._lock = threading.Lock()
         self.active_streams = 0
         #: Stored Responses API answers (``previous_response_id``, ``item_reference``).
@@ -133,6 +146,14 @@ class EmulatorState:
         are): the seeded bits are mixed with a salt drawn when the state was made, so the
         seeded draws that follow stay the same."""
         return str(uuid.UUID(int=rng.getrandbits(128) ^ self._salt, version=4))
+
+    def fresh_request_id(self) -> str:
+        """``request_id(request_rng(...))`` without the string seeding: the request counter
+        advances exactly as it did (so the seeded draws that follow are the same), and the id
+        comes from the state's own unseeded stream, mixed with the same salt. The seeded id
+        bits never reached the wire unsalted, so no seeded outcome changes."""
+        next(self._counter)
+        return uuid4_text(self._ids.getrandbits(128) ^ self._salt)
 
     def openai_request_id(self) -> str:
         """An OpenAI ``x-request-id`` (``req_`` + 32 hex), unique per process."""

@@ -18,7 +18,9 @@ Public API (stable; the Bedrock and OpenAI routes both build on it):
   ``http.disconnect`` and cancels the playback at once; ``closing`` (a ``threading.Event``)
   ends hangs when the server stops (a request still waiting for headers then gets an empty
   503); ``on_close`` runs exactly once at the end (slot release).
-  Consecutive zero-delay sends are coalesced into one write.
+  Consecutive zero-delay sends are coalesced into one write; when nothing waits at all (a list
+  of headers and zero-delay sends) the whole body goes in one message, with no watcher task.
+* :func:`instant_body` ``(steps)``: that whole body, or None when something waits.
 """
 
 from __future__ import annotations
@@ -34,7 +36,18 @@ from starlette.types import Send as ASGISend
 
 from callproof.http_server import CONNECTION_EXTENSION
 
-__all__ = ["Cut", "Hang", "Headers", "Reset", "Send", "Sleep", "Step", "StepResponse", "Trickle"]
+__all__ = [
+    "Cut",
+    "Hang",
+    "Headers",
+    "Reset",
+    "Send",
+    "Sleep",
+    "Step",
+    "StepResponse",
+    "Trickle",
+    "instant_body",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,25 @@ Step: TypeAlias = Headers | Send | Sleep | Hang | Cut | Reset | Trickle
 _POLL_S = 0.2
 
 
+def instant_body(steps: Iterable[Step]) -> bytes | None:
+    """The whole body when ``steps`` (a list) only send at once: headers and zero-delay sends
+    (and zero sleeps), no wait, hang, cut or rate. None otherwise (or for a lazy iterable)."""
+    if not isinstance(steps, list):
+        return None
+    parts: list[bytes] = []
+    for step in steps:
+        if isinstance(step, Send):
+            if step.delay > 0:
+                return None
+            parts.append(step.data)
+        elif isinstance(step, Sleep):
+            if step.seconds > 0:
+                return None
+        elif not isinstance(step, Headers):
+            return None
+    return b"".join(parts)
+
+
 class StepResponse:
     """Plays ``steps``; see the module docstring."""
 
@@ -112,6 +144,19 @@ class StepResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: ASGISend) -> None:
         self._scope = scope
+        body = instant_body(self.steps)
+        if body is not None:
+            # nothing waits: no watcher, no task group; the whole body in one message
+            try:
+                await self._start(send)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            except OSError:
+                self.disconnected = True
+            finally:
+                if self.on_close is not None:
+                    callback, self.on_close = self.on_close, None
+                    callback()
+            return
         try:
             async with anyio.create_task_group() as tg:
 

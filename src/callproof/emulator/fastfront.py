@@ -1,0 +1,615 @@
+"""The fast HTTP/1.1 front: the emulator's hot Bedrock routes on a bare asyncio Protocol.
+
+Why: per stream, hypercorn (h11), Starlette and StepResponse's anyio task group cost several
+times what the emulator's own work does once its answers are planned
+(:mod:`~callproof.emulator.plans`); a bare asyncio ``Protocol`` writing pre-encoded bytes is
+the limit issue 14 measured (6-14 us per stream). So cleartext connections start here, and
+:class:`FastProtocol` serves ``POST /model/<id>/converse[-stream]`` itself:
+
+* a plain HTTP/1.1 request (request line, ``name: value`` headers, ``Content-Length`` body) is
+  framed here by hand. The parsing is deliberately narrow, so every offset is exact: anything
+  else - the HTTP/2 preface, another route or method, HTTP/1.0, ``Transfer-Encoding``,
+  ``Expect``, ``Upgrade``, an odd header line, a head past ``ServerLimits.max_header_bytes``, a
+  body past the emulator's body limit - hands the connection, with every byte already read, to
+  hypercorn (:meth:`~callproof.http_server.HTTPServer` runs its per-connection server on a
+  StreamReader fed with those bytes). hypercorn then answers exactly as it does without this
+  front (431/400 for bad heads, 404s, OpenAI routes, h2c with prior knowledge), for the rest
+  of that connection. httptools was the brief's choice; a hand-off needs the exact byte offset
+  where the current request starts, which httptools' callbacks do not give, and the narrow
+  parse costs a few microseconds per request.
+* the answer (:class:`~callproof.emulator.plans.Answer`) is played on the transport: one write
+  for head and body when nothing waits; ``loop.call_later`` for sleeps, delays and the trickle
+  of ``slow_body`` (no task, no task group, no watcher); a hang parks the stream until the
+  client goes or the server stops; ``Cut`` closes the connection after what was sent, and
+  ``Reset`` waits for the send buffer to drain, then closes with SO_LINGER 0 (a TCP RST).
+* keep-alive and pipelining: requests are answered in order, one at a time; the header/idle
+  timeout (``ServerLimits.header_timeout_s``) closes a connection that holds no complete
+  request; the connection cap is the server's own (the oldest idle connection gives way).
+
+The bytes are hypercorn's: the same headers in the same order, ``date``, chunked framing with
+one chunk per flush, ``0\\r\\n\\r\\n`` at the end; the one difference is a reason phrase on the
+status line (``HTTP/1.1 200 OK``; h11 sends none, and h2load's parser counts such answers as
+failures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from callproof.emulator.bedrock import bedrock_error_response
+from callproof.emulator.bedrock_validation import BedrockError
+from callproof.emulator.faults import ATTEMPT_KEY_HEADER, CURRENT_ATTEMPT_KEY
+from callproof.emulator.plans import Answer, BedrockPlanner, split_path
+from callproof.emulator.streaming import Cut, Hang, Headers, Reset, Send, Sleep, Trickle
+
+__all__ = ["FastFront", "FastProtocol", "FastRoutes", "FrontHooks"]
+
+log = logging.getLogger("callproof.emulator.fastfront")
+
+#: Bytes a connection may buffer ahead (pipelined requests) before reading pauses.
+_READ_AHEAD = 1 << 20
+#: Seconds a reset waits at most for what was sent to leave the process, and its poll.
+_DRAIN_S = 2.0
+_DRAIN_POLL_S = 0.005
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+
+class FrontHooks(Protocol):
+    """What the front needs from its server (:class:`~callproof.http_server.HTTPServer`)."""
+
+    max_header_bytes: int
+    header_timeout_s: float
+
+    def admit(self, key: tuple[str, int], connection: Any) -> bool: ...
+
+    def forget(self, key: tuple[str, int], connection: Any) -> None: ...
+
+    def hand_over(self, transport: asyncio.Transport, data: bytes) -> None: ...
+
+
+class FastRoutes:
+    """The hot routes the front serves: Bedrock Converse and ConverseStream from plans."""
+
+    def __init__(self, planner: BedrockPlanner) -> None:
+        self.planner = planner
+        self.state = planner.state
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.state.limits.max_body_bytes
+
+    @property
+    def closing(self) -> threading.Event:
+        return self.state.closing
+
+    @property
+    def body_timeout_s(self) -> float:
+        return self.state.limits.body_timeout_s
+
+    def body_timeout(self, target: bytes) -> Answer:
+        """The answer to a body that did not arrive within ``Limits.body_timeout_s``."""
+        request_id = self.state.fresh_request_id()
+        seconds = self.state.limits.body_timeout_s
+        error = BedrockError(
+            408,
+            "RequestTimeoutException",
+            f"The request body was not received within {seconds:g} s.",
+        )
+        return Answer.from_response(bedrock_error_response(error, request_id))
+
+    def wants(self, method: bytes, target: bytes) -> bool:
+        return method == b"POST" and target.startswith(b"/model/")
+
+    def serve(self, target: bytes, headers: dict[str, str], body: bytes) -> Answer | None:
+        """The answer, or None to leave the request to hypercorn."""
+        parts = split_path(target)
+        if parts is None:
+            return None
+        model_id, operation = parts
+        planner = self.planner
+        request_id = self.state.fresh_request_id()
+        key = headers.get(ATTEMPT_KEY_HEADER)
+        token = CURRENT_ATTEMPT_KEY.set(key[:512] if key else None)
+        try:
+            return planner.answer(
+                method="POST",
+                raw_path=target,
+                model_id=model_id,
+                operation=operation,
+                scheme="http",
+                headers=headers,
+                body=body,
+                request_id=request_id,
+            )
+        except BedrockError as error:
+            return Answer.from_response(bedrock_error_response(error, request_id))
+        except Exception:  # a bug must answer 500, never kill the connection
+            log.exception("emulator bug serving %s", target[:200])
+            internal = planner.internal_error()
+            return Answer.from_response(bedrock_error_response(internal, request_id))
+        finally:
+            CURRENT_ATTEMPT_KEY.reset(token)
+
+
+class _Date:
+    """The ``date`` header value, formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = formatdate(now, usegmt=True).encode()
+        return self._value
+
+
+class FastFront:
+    """The front of one server: its routes, its hooks and the streams parked in a hang."""
+
+    def __init__(self, routes: FastRoutes) -> None:
+        self.routes = routes
+        self.date = _Date()
+        self.hung: set[_Player] = set()
+        self.protocols: set[FastProtocol] = set()
+        self.hooks: FrontHooks | None = None
+
+    def factory(self, hooks: FrontHooks) -> Callable[[], FastProtocol]:
+        self.hooks = hooks
+        return lambda: FastProtocol(self, hooks)
+
+    def end_hangs(self) -> None:
+        """The server stops: every parked stream ends now (on the loop's thread)."""
+        for player in list(self.hung):
+            player.end_hang()
+
+    @property
+    def busy(self) -> int:
+        """Connections with an answer in flight."""
+        return sum(1 for p in self.protocols if p.player is not None)
+
+    def abort_all(self) -> None:
+        for protocol in list(self.protocols):
+            protocol.close()
+
+
+class FastProtocol(asyncio.Protocol):
+    """One client connection on the fast front; see the module docstring."""
+
+    def __init__(self, front: FastFront, hooks: FrontHooks) -> None:
+        self.front = front
+        self.hooks = hooks
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.player: _Player | None = None
+        self.key: tuple[str, int] | None = None
+        self.closed = False
+        self.keep_alive = True
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused = False
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    # -- the server's view (the connection cap) ------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return self.player is None and not self.buffer
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if not peer:
+            self.closed = True
+            transport.abort()
+            return
+        self.key = (str(peer[0]), int(peer[1]))
+        if not self.hooks.admit(self.key, self):
+            self.closed = True
+            transport.abort()
+            return
+        self.front.protocols.add(self)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.buffer = self.buffer + data if self.buffer else data
+        if self.player is None:
+            self._pump()
+        elif len(self.buffer) > _READ_AHEAD and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        # the client is gone (as hypercorn sees it: http.disconnect): the answer in flight
+        # stops and its slot is freed when the transport closes
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _gone(self) -> None:
+        if self.closed and self.key is None:
+            return
+        self.closed = True
+        self._disarm()
+        self._body_done()
+        if self.player is not None:
+            self.player.stop()
+            self.player = None
+        self.front.protocols.discard(self)
+        if self.key is not None:
+            self.hooks.forget(self.key, self)
+            self.key = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        if self.transport is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.hooks.header_timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self.player is None and self.transport is not None:
+            self.transport.close()  # no complete request within the header timeout
+
+    def _pump(self) -> None:
+        """Answer the complete requests buffered, in order, while each finishes at once."""
+        while not self.closed and self.player is None and self.buffer:
+            if not self._one():
+                return
+        if self.closed or self.player is not None:
+            return
+        if not self.keep_alive:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _hand_over(self) -> None:
+        transport, data = self.transport, self.buffer
+        self.buffer = b""
+        self._disarm()
+        self._body_done()
+        self.front.protocols.discard(self)
+        self.closed = True
+        self.key = None  # the hypercorn side registers the connection under the same key
+        if transport is not None:
+            self.hooks.hand_over(transport, data)
+
+    def _one(self) -> bool:
+        """Frame one request from the buffer; False when it is incomplete or handed over."""
+        buffer = self.buffer
+        end = buffer.find(b"\r\n\r\n")
+        limit = self.hooks.max_header_bytes
+        if end < 0:
+            if len(buffer) > limit:
+                self._hand_over()  # hypercorn answers an oversized head (431)
+            return False
+        if end + 4 > limit:
+            self._hand_over()
+            return False
+        lines = buffer[:end].split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        routes = self.front.routes
+        if (
+            len(request_line) != 3
+            or request_line[2] != b"HTTP/1.1"
+            or not routes.wants(request_line[0], request_line[1])
+        ):
+            self._hand_over()
+            return False
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name.strip(b" \t") != name or b" " in name:
+                self._hand_over()  # an odd header line: h11 judges it
+                return False
+            headers.setdefault(
+                name.lower().decode("latin-1"), value.strip(b" \t").decode("latin-1")
+            )
+        if "transfer-encoding" in headers or "expect" in headers or "upgrade" in headers:
+            self._hand_over()
+            return False
+        declared = headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > routes.max_body_bytes:
+            self._hand_over()  # hypercorn and the route answer these as they always have
+            return False
+        total = end + 4 + int(declared)
+        if len(buffer) < total:
+            if self._body_timer is None:  # the body is still arriving, against its deadline
+                loop = asyncio.get_running_loop()
+                wait = routes.body_timeout_s
+                self._body_timer = loop.call_later(wait, self._body_late, request_line[1])
+            return False
+        self._body_done()
+        answer = routes.serve(request_line[1], headers, buffer[end + 4 : total])
+        if answer is None:
+            self._hand_over()
+            return False
+        self.buffer = buffer[total:]
+        self._disarm()
+        self.keep_alive = headers.get("connection", "").lower() != "close"
+        player = _Player(self, answer)
+        self.player = player
+        if player.run():
+            self.player = None
+            self._arm()
+            return True
+        return False
+
+    def _body_done(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_late(self, target: bytes) -> None:
+        """The body did not arrive in time: the route's 408, and the connection closes."""
+        self._body_timer = None
+        if self.closed or self.player is not None:
+            return
+        self.buffer = b""
+        self._disarm()
+        self.keep_alive = False
+        player = _Player(self, self.front.routes.body_timeout(target))
+        self.player = player
+        if player.run():
+            self.finished()
+
+    def finished(self) -> None:
+        """The answer in flight ended (from a timer): on to the next request."""
+        self.player = None
+        if self.closed:
+            return
+        self._arm()
+        self._pump()
+
+
+class _Player:
+    """Plays one answer's steps on the connection (no task: timers and plain calls)."""
+
+    __slots__ = (
+        "answer",
+        "chunked",
+        "front",
+        "index",
+        "pending",
+        "protocol",
+        "rate",
+        "started",
+        "stopped",
+        "timer",
+        "transport",
+        "trickle",
+    )
+
+    def __init__(self, protocol: FastProtocol, answer: Answer) -> None:
+        self.protocol = protocol
+        self.front = protocol.front
+        assert protocol.transport is not None
+        self.transport = protocol.transport
+        self.answer = answer
+        self.chunked = "content-length" not in answer.headers
+        self.index = 0
+        self.pending: list[bytes] = []
+        self.started = False
+        self.stopped = False
+        self.rate = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.trickle: tuple[bytes, int] | None = None
+
+    def _head(self) -> bytes:
+        answer = self.answer
+        status = answer.status
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+        parts.extend(
+            b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in answer.headers.items()
+        )
+        parts.append(b"date: %s\r\n" % self.front.date())
+        if self.chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if not self.protocol.keep_alive and "connection" not in answer.headers:
+            parts.append(b"Connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _framed(self, data: bytes) -> bytes:
+        if not self.chunked or not data:
+            return data
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def _write(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self._write(self._head())
+
+    def run(self) -> bool:
+        """Play on from the current step; True when the answer ended right now."""
+        if self.stopped:
+            return False
+        answer = self.answer
+        if self.index == 0 and answer.body is not None:
+            # nothing waits: head, body and end in one write
+            self.started = True
+            end = b"0\r\n\r\n" if self.chunked else b""
+            self._write(self._head() + self._framed(answer.body) + end)
+            self._close()
+            return True
+        loop = asyncio.get_running_loop()
+        steps = answer.steps
+        while self.index < len(steps):
+            step = steps[self.index]
+            if isinstance(step, Send):
+                if step.delay > 0 and not (self.pending or self.trickle):
+                    self._start()
+                    self.index += 1
+                    data = step.data
+                    self.timer = loop.call_later(step.delay, self._after_delay, data)
+                    return False
+                if step.delay > 0:
+                    if not self._flush():
+                        return False
+                    continue
+                self.pending.append(step.data)
+                self.index += 1
+                continue
+            if not self._flush():
+                return False  # trickling: this step comes after the last piece
+            self.index += 1
+            if isinstance(step, Cut | Reset):
+                if isinstance(step, Cut):
+                    self._start()
+                    self._close()
+                    self.transport.close()
+                else:
+                    self._reset(loop.time() + _DRAIN_S)
+                return False
+            if isinstance(step, Trickle):
+                self.rate = step.bytes_per_s
+            elif isinstance(step, Headers):
+                self._start()
+            elif isinstance(step, Sleep):
+                if step.seconds > 0:
+                    self.timer = loop.call_later(step.seconds, self._resume)
+                    return False
+            elif isinstance(step, Hang):
+                if not self.front.routes.closing.is_set():
+                    self.front.hung.add(self)
+                    return False
+                if not self._hang_ended():
+                    break
+        if not self._flush():
+            return False  # the last sends trickle out first
+        return self._end()
+
+    def _after_delay(self, data: bytes) -> None:
+        self.timer = None
+        self.pending.append(data)
+        self._resume()
+
+    def _resume(self) -> None:
+        self.timer = None
+        if self.run():
+            self.protocol.finished()
+
+    def _hang_ended(self) -> bool:
+        """After a hang: False (stop playing) when headers were never sent (an empty 503)."""
+        if self.started:
+            return True
+        self.answer.status, self.answer.headers = 503, {"connection": "close"}
+        self.chunked = True
+        self.protocol.keep_alive = False
+        return False
+
+    def end_hang(self) -> None:
+        self.front.hung.discard(self)
+        if self.stopped:
+            return
+        if not self._hang_ended():
+            self.index = len(self.answer.steps)
+        self._resume()
+
+    def _flush(self) -> bool:
+        """Send what is pending; False when it goes out as a trickle (run resumes after it)."""
+        if not self.pending:
+            return True
+        self._start()
+        data = b"".join(self.pending)
+        self.pending.clear()
+        if not self.rate:
+            self._write(self._framed(data))
+            return True
+        self.trickle = (data, 0)
+        self._piece()
+        return False
+
+    def _piece(self) -> None:
+        assert self.trickle is not None
+        data, offset = self.trickle
+        size = max(1, self.rate // 10)
+        piece = data[offset : offset + size]
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(len(piece) / self.rate, self._send_piece, piece)
+
+    def _send_piece(self, piece: bytes) -> None:
+        self.timer = None
+        assert self.trickle is not None
+        data, offset = self.trickle
+        self._write(self._framed(piece))
+        offset += len(piece)
+        if offset < len(data):
+            self.trickle = (data, offset)
+            self._piece()
+            return
+        self.trickle = None
+        self._resume()
+
+    def _reset(self, deadline: float) -> None:
+        transport = self.transport
+        loop = asyncio.get_running_loop()
+        if transport.get_write_buffer_size() and loop.time() < deadline:
+            self.timer = loop.call_later(_DRAIN_POLL_S, self._reset, deadline)
+            return
+        self.timer = None
+        self._close()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # linger on with a zero timeout: close() sends RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+    def _end(self) -> bool:
+        self._start()
+        if self.chunked:
+            self._write(b"0\r\n\r\n")
+        self._close()
+        return True
+
+    def _close(self) -> None:
+        """The answer is over (slot released once)."""
+        self.stopped = True
+        callback, self.answer.on_close = self.answer.on_close, None
+        if callback is not None:
+            callback()
+
+    def stop(self) -> None:
+        """The client went away: timers off, slot released."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.front.hung.discard(self)
+        self._close()
