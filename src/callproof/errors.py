@@ -5,6 +5,7 @@ name follows from the class (see :mod:`callproof.outcomes`)::
 
     CallproofError                      every error callproof raises
     ├── ConfigError                     bad configuration or usage (CLI exit code 2)
+    ├── RecordError                     a JSON object that is not an attempt record
     └── CallError                       one model call failed (target, model, request id, attempt)
         ├── TransportError              refused, reset, TLS, DNS            -> transport_error
         ├── StallError                  a watchdog fired (an abstract group)
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidLength",
     "ProtocolError",
     "ProviderError",
+    "RecordError",
     "RunDirLocked",
     "StallBeforeHeaders",
     "StallError",
@@ -93,6 +95,10 @@ class ConfigError(CallproofError):
         super().__init__(f"{where}: {message}" if where else message)
         self.message = message
         self.where = where
+
+
+class RecordError(CallproofError, ValueError):
+    """A JSON object that is not an attempt record (see :mod:`callproof.record`)."""
 
 
 class RunDirLocked(ConfigError):

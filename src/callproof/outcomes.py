@@ -35,7 +35,15 @@ from callproof.errors import CallError
 from callproof.events import Response
 from callproof.redact import scrub  # excerpts are cut after scrubbing: never half a secret
 
-__all__ = ["NORMAL_STOPS", "TOOL_MARKUP", "Expectation", "Outcome", "Verdict", "classify"]
+__all__ = [
+    "NORMAL_STOPS",
+    "TOOL_MARKUP",
+    "Expectation",
+    "LoopProgress",
+    "Outcome",
+    "Verdict",
+    "classify",
+]
 
 
 class Outcome(StrEnum):
@@ -78,6 +86,22 @@ class Expectation:
     arguments_schema: dict[str, Any] | None = None
     #: Stop reasons that count as success; ``None`` means end_turn, tool_use, stop_sequence.
     stop_reasons: tuple[str, ...] | None = None
+    #: At least this many tool calls in the one response (``parallel-tools``).
+    min_tool_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LoopProgress:
+    """Where an agent loop stands when its answer is judged (see ``callproof.probe.scenarios``).
+
+    ``calls`` tool calls were made over the loop before this answer, which needs ``min_calls``;
+    ``exhausted`` means the loop spent its ``requests`` with no final answer.
+    """
+
+    calls: int = 0
+    min_calls: int = 0
+    requests: int = 0
+    exhausted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +120,26 @@ def classify(
     result: Response | BaseException,
     expectation: Expectation | None = None,
     conversation: Conversation | None = None,
+    loop: LoopProgress | None = None,
 ) -> Verdict:
-    """Classify a finished response, or the error a call raised, into one outcome."""
+    """Classify a finished response, or the error a call raised, into one outcome.
+
+    This is the only place an outcome is decided: a route's attempts, an agent loop's turns
+    (``loop``) and the probe's per-response checks (``Expectation.min_tool_calls``) all come
+    here."""
     if isinstance(result, BaseException):
         return _classify_error(result)
-    return _classify_response(result, expectation or Expectation(), conversation)
+    if loop is not None and loop.exhausted:
+        return Verdict(
+            Outcome.EXPECTATION_FAILED, f"no final answer after {loop.requests} requests"
+        )
+    verdict = _classify_response(result, expectation or Expectation(), conversation)
+    if loop is not None and verdict.passed and loop.calls < loop.min_calls:
+        return Verdict(
+            Outcome.EXPECTATION_FAILED,
+            f"answered after {loop.calls} tool calls; the loop needs {loop.min_calls}",
+        )
+    return verdict
 
 
 def _classify_error(exc: BaseException) -> Verdict:
@@ -130,6 +169,11 @@ def _classify_response(
         return Verdict(Outcome.EXPECTATION_FAILED, f"stop reason {resp.stop_reason!r} not allowed")
     if miss := _expectation_missed(resp, exp):
         return Verdict(Outcome.EXPECTATION_FAILED, miss)
+    if len(resp.tool_calls) < exp.min_tool_calls:
+        return Verdict(
+            Outcome.EXPECTATION_FAILED,
+            f"expected {exp.min_tool_calls} tool calls in one response, got {len(resp.tool_calls)}",
+        )
     return Verdict(Outcome.OK)
 
 

@@ -25,6 +25,7 @@ from callproof.attempt import attempt_from
 from callproof.errors import AllAttemptsFailed, CallError
 from callproof.probe.config import Config
 from callproof.probe.rundir import RESULTS, Unit, environment, now_utc, target_meta, write_json
+from callproof.record import RouteAttemptRecord
 from callproof.resilience.routes import final_error
 
 if TYPE_CHECKING:
@@ -117,35 +118,37 @@ class EvidenceLog:
             route_attempts = call.route_attempts
         attempt = attempt_from(result, None)
         target = call.winner
-        record: dict[str, Any] = {
-            "run_id": self.run_id,
-            "seq": 0,
-            "target": call.resolved.label,
-            "scenario": f"serve:{call.front}",
-            "attempt": 1,
-            "api": target.api if target else None,
-            "model": target.model if target else None,
-            "provider": target.provider if target else None,
+        extra: dict[str, Any] = {
+            "front": call.front,
+            "requested_model": call.requested,
+            "served_by": call.served_by,
+            "buffered": call.buffered,
+            "committed": committed,
+            "gateway_ms": call.elapsed_ms(),
         }
-        record.update(attempt.to_record())
-        record["requests"] = sum(1 for a in route_attempts if a.get("sent", True))
-        record["route_attempts"] = route_attempts
-        record["started_at"] = (
+        scale = getattr(call.gateway, "scale", None)
+        if scale is not None:  # the measured order in force (callproof.telemetry.gateway)
+            extra.update(scale.evidence_fields(call))
+        started_at = (
             datetime.fromtimestamp(call.started_at, UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z")
         )
-        record["capture"] = None
-        record["front"] = call.front
-        record["requested_model"] = call.requested
-        record["served_by"] = call.served_by
-        record["buffered"] = call.buffered
-        record["committed"] = committed
-        record["gateway_ms"] = call.elapsed_ms()
-        scale = getattr(call.gateway, "scale", None)
-        if scale is not None:  # the measured order in force (callproof.telemetry.gateway)
-            record.update(scale.evidence_fields(call))
-        return record
+        routed = tuple(RouteAttemptRecord.from_json(a) for a in route_attempts)
+        return attempt.record(
+            run_id=self.run_id,
+            target=call.resolved.label,
+            scenario=f"serve:{call.front}",
+            attempt=1,
+            api=target.api if target else None,
+            model=target.model if target else None,
+            provider=target.provider if target else None,
+            requests=sum(1 for a in routed if a.sent),
+            route_attempts=routed,
+            started_at=started_at,
+            capture=None,
+            extra=extra,
+        ).to_json()
 
     def close(self) -> None:
         with self._lock:

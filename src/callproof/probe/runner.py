@@ -38,7 +38,6 @@ from callproof.emulator.faults import ATTEMPT_KEY_HEADER, FaultPlan
 from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.events import Response
 from callproof.looplag import LoopLagMonitor
-from callproof.outcomes import Outcome
 from callproof.probe.config import EMULATOR_URL, Config
 from callproof.probe.rundir import (
     RESULTS,
@@ -56,6 +55,7 @@ from callproof.probe.rundir import (
     write_json,
 )
 from callproof.probe.scenarios import ProbeScenario, drive_loop
+from callproof.record import AttemptRecord, RouteAttemptRecord
 from callproof.targets import Target
 from callproof.transport import raise_fd_limit
 
@@ -196,18 +196,6 @@ class _RateLimiter:
             await asyncio.sleep(at - now)
 
 
-def _finish_single(record: dict[str, Any], scenario: ProbeScenario) -> None:
-    """Checks a single request cannot express in an ``Expectation`` (parallel calls)."""
-    if record.get("passed") and scenario.min_tool_calls:
-        calls = len(record.get("tool_calls") or [])
-        if calls < scenario.min_tool_calls:
-            record["outcome"] = Outcome.EXPECTATION_FAILED.value
-            record["passed"] = False
-            record["detail"] = (
-                f"expected {scenario.min_tool_calls} tool calls in one response, got {calls}"
-            )
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -298,7 +286,7 @@ class _Runner:
                 record = await self._attempt(unit, scenario, attempt)
             self._write(record)
 
-    async def _attempt(self, unit: Unit, scenario: ProbeScenario, number: int) -> dict[str, Any]:
+    async def _attempt(self, unit: Unit, scenario: ProbeScenario, number: int) -> AttemptRecord:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         capture: Path | None = None
         if self.options.capture_failures and (unit.target is not None or scenario.loop is None):
@@ -306,51 +294,59 @@ class _Runner:
             capture.parent.mkdir(exist_ok=True)
         t0 = time.perf_counter()
         record = await self._execute(unit, scenario, capture, number)
-        if record.get("timings", {}).get("total_s") is None:
-            record.setdefault("timings", {})["total_s"] = time.perf_counter() - t0
-        base: dict[str, Any] = {
-            "run_id": self.run_id,
-            "seq": 0,
-            "target": unit.name,
-            "scenario": scenario.name,
-            "attempt": number,
-            "api": unit.api,
-            "model": unit.model,
-            "provider": unit.provider,
-        }
-        record = {**base, **{k: v for k, v in record.items() if k not in base}}
-        route_attempts = record.get("route_attempts") or []
-        record["route_attempts"] = route_attempts
+        timings = record.timings
+        if timings.total_s is None:
+            timings = replace(timings, total_s=time.perf_counter() - t0)
+        requests = record.requests
         if unit.route is not None:
             # counted from this call's own attempts: the router's counter is shared by
             # every call in flight
-            record["requests"] = sum(1 for a in route_attempts if a.get("sent", True))
-        elif not isinstance(record.get("requests"), int) or record["requests"] < 1:
-            record["requests"] = 1
-        record["started_at"] = started_at
-        record["capture"] = None
+            requests = sum(1 for a in record.route_attempts if a.sent)
+        elif requests < 1:
+            requests = 1
+        record = record.replace(
+            run_id=self.run_id,
+            seq=0,
+            target=unit.name,
+            scenario=scenario.name,
+            attempt=number,
+            api=unit.api,
+            model=unit.model,
+            provider=unit.provider,
+            timings=timings,
+            requests=requests,
+            started_at=started_at,
+            capture=None,
+        )
         if capture is not None:
-            self._keep_captures(record, capture)
+            record = self._keep_captures(record, capture)
         return record
 
-    def _keep_captures(self, record: dict[str, Any], capture: Path) -> None:
+    def _keep_captures(self, record: AttemptRecord, capture: Path) -> AttemptRecord:
         """Keep the captures of a failed attempt (paths relative to the run directory), delete
         those of a passed one. A routed call has one capture per attempt, named in its
         ``route_attempts`` records; the call's ``capture`` is its last attempt's."""
-        passed = bool(record.get("passed"))
+        passed = record.passed
         files = [capture] if capture.exists() else []
-        for attempt in record["route_attempts"]:
-            path = Path(attempt["capture"]) if attempt.get("capture") else None
-            attempt["capture"] = None
+        route_attempts = []
+        for attempt in record.route_attempts:
+            if not attempt.sent:  # a skipped target: nothing captured, its capture is null
+                route_attempts.append(attempt.replace(extra={**attempt.extra, "capture": None}))
+                continue
+            path = Path(attempt.capture) if attempt.capture else None
+            kept = None
             if path is not None and path.exists():
                 files.append(path)
                 if not passed:
-                    attempt["capture"] = path.relative_to(self.run_dir).as_posix()
+                    kept = path.relative_to(self.run_dir).as_posix()
+            route_attempts.append(attempt.replace(capture=kept))
+        kept_call = None
         for path in files:
             if passed:
                 path.unlink()
             else:
-                record["capture"] = path.relative_to(self.run_dir).as_posix()
+                kept_call = path.relative_to(self.run_dir).as_posix()
+        return record.replace(route_attempts=tuple(route_attempts), capture=kept_call)
 
     def _keyed(self, target: Target, scenario: ProbeScenario, number: int) -> Target:
         """``target`` with the attempt-key header when the embedded emulator serves it, so the
@@ -365,7 +361,7 @@ class _Runner:
 
     async def _execute(
         self, unit: Unit, scenario: ProbeScenario, capture: Path | None, number: int
-    ) -> dict[str, Any]:
+    ) -> AttemptRecord:
         from callproof.attempt import Attempt
 
         if scenario.loop is not None:
@@ -398,10 +394,11 @@ class _Runner:
                 error=error,
                 verdict=verdict,
             )
-            record = attempt.to_record()
-            record["requests"] = requests  # a route's is counted from its attempts in _attempt
-            record["route_attempts"] = route_attempts
-            return record
+            # a route's requests are counted from its attempts in _attempt
+            return attempt.record(
+                requests=requests,
+                route_attempts=tuple(RouteAttemptRecord.from_json(a) for a in route_attempts),
+            )
         if unit.target is not None:
             from callproof.attempt import run_attempt
 
@@ -412,29 +409,25 @@ class _Runner:
                 timeouts=unit.target.timeouts,
                 capture=capture,
             )
-            record = attempt.to_record()
-        else:
-            from callproof.resilience import run_route_attempt
+            return attempt.record(requests_first=False)  # as plain records always were
+        from callproof.resilience import run_route_attempt
 
-            attempt = await run_route_attempt(
-                self.routers[unit.name], scenario.scenario, capture=capture
-            )
-            record = attempt.to_record()  # carries requests and route_attempts
-        _finish_single(record, scenario)
-        return record
+        routed = await run_route_attempt(
+            self.routers[unit.name], scenario.scenario, capture=capture
+        )
+        return routed.record()  # carries requests and route_attempts
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: AttemptRecord) -> None:
         self.seq += 1
-        record["seq"] = self.seq
         # Secrets a server reflected (a key in an error body, a tool argument) stop here: the
         # results, the summary, the reports and the history are all built from this record.
-        record = redact.scrub_obj(record)
-        self.results.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        data = redact.scrub_obj(record.replace(seq=self.seq).to_json())
+        self.results.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
         self.results.flush()
-        self.aggregator.add(record)
+        self.aggregator.add(data)
         self.written += 1
         if self.options.on_record is not None:
-            self.options.on_record(record)
+            self.options.on_record(data)
 
 
 def _fd_capped(workers: int) -> int:

@@ -1,11 +1,11 @@
 """What the probe sends: built-in scenarios and scenarios written in ``callproof.toml``.
 
 A :class:`ProbeScenario` wraps a :class:`callproof.scenarios.Scenario` (the first request and
-what its answer must satisfy) with the two things a single request cannot express:
-
-* ``min_tool_calls``: how many tool calls must come back in one response (``parallel-tools``);
-* ``loop``: an :class:`AgentLoop` the runner drives like an agent would, appending each
-  assistant turn and a scripted tool result until the model answers in text (``multi-step``).
+what its answer must satisfy, ``min_tool_calls`` included: how many tool calls must come back
+in one response, as ``parallel-tools`` needs) with what a single request cannot express:
+``loop``, an :class:`AgentLoop` the runner drives like an agent would, appending each assistant
+turn and a scripted tool result until the model answers in text (``multi-step``). Every
+verdict, a loop's included, comes from :func:`callproof.outcomes.classify`.
 
 Built-ins: ``tool-result`` and ``tool-call`` (shared with ``callproof call``), ``multi-step``,
 ``parallel-tools`` and ``thinking-replay``.
@@ -37,7 +37,7 @@ from callproof.conversation import (
 )
 from callproof.errors import CallError
 from callproof.events import Response, StopReason
-from callproof.outcomes import Expectation, Outcome, Verdict, classify
+from callproof.outcomes import Expectation, LoopProgress, Verdict, classify
 from callproof.scenarios import CITY_ARGUMENTS, WEATHER_TOOL, Scenario
 
 __all__ = [
@@ -77,7 +77,6 @@ class ProbeScenario:
     """A scenario as the probe runs it (see the module docstring)."""
 
     scenario: Scenario
-    min_tool_calls: int = 0
     loop: AgentLoop | None = None
     builtin: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +96,11 @@ class ProbeScenario:
     @property
     def expectation(self) -> Expectation:
         return self.scenario.expectation
+
+    @property
+    def min_tool_calls(self) -> int:
+        """Tool calls required in one response (the expectation's; ``classify`` checks it)."""
+        return self.expectation.min_tool_calls
 
 
 def _city_tool(name: str, description: str) -> ToolSpec:
@@ -194,12 +198,12 @@ def parallel_tools(cities: tuple[str, ...] = ("Tokyo", "Paris")) -> ProbeScenari
             expectation=Expectation(
                 tool_name="get_weather",
                 arguments_schema=CITY_ARGUMENTS,
+                min_tool_calls=len(cities),
             ),
             description=(
                 f"One request expecting {len(cities)} get_weather calls in the same response."
             ),
         ),
-        min_tool_calls=len(cities),
         builtin=True,
     )
 
@@ -312,12 +316,8 @@ async def drive_loop(
         if first is None:
             first = response
         if not response.tool_calls:
-            verdict = classify(response, scenario.expectation, conversation)
-            if verdict.passed and calls_made < loop.min_calls:
-                verdict = Verdict(
-                    Outcome.EXPECTATION_FAILED,
-                    f"answered after {calls_made} tool calls; the loop needs {loop.min_calls}",
-                )
+            progress = LoopProgress(calls=calls_made, min_calls=loop.min_calls, requests=requests)
+            verdict = classify(response, scenario.expectation, conversation, progress)
             return verdict, merge(response), None, requests, route_attempts
         verdict = classify(response, Expectation(), conversation)
         if not verdict.passed:
@@ -332,9 +332,8 @@ async def drive_loop(
             AssistantMessage.from_response(response, origin=origin),
             UserMessage(content=results),
         )
-    verdict = Verdict(
-        Outcome.EXPECTATION_FAILED, f"no final answer after {loop.max_turns} requests"
-    )
+    exhausted = LoopProgress(calls=calls_made, requests=loop.max_turns, exhausted=True)
+    verdict = classify(first or Response(), loop=exhausted)
     return verdict, merge(None), None, requests, route_attempts
 
 
@@ -420,6 +419,7 @@ class ScenarioModel(BaseModel):
             tool_name=exp.tool_name,
             arguments_schema=exp.arguments_schema,
             stop_reasons=tuple(exp.stop_reasons) if exp.stop_reasons else None,
+            min_tool_calls=exp.min_tool_calls,
         )
         conversation = Conversation(
             messages=_messages(self.messages),
@@ -438,7 +438,6 @@ class ScenarioModel(BaseModel):
                 expectation=expectation,
                 description=self.description,
             ),
-            min_tool_calls=exp.min_tool_calls,
         )
 
 

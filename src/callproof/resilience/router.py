@@ -33,7 +33,7 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from callproof.clock import REAL_CLOCK, Clock, as_clock, timeout_after
 from callproof.conversation import Conversation, ToolResult, UserMessage
@@ -50,6 +50,7 @@ from callproof.errors import (
 from callproof.events import Event, Response, StreamStart, StreamStop
 from callproof.looplag import admitted, is_admitted
 from callproof.outcomes import Outcome, classify
+from callproof.record import ErrorRecord, RouteAttemptRecord, TimingsRecord
 from callproof.resilience.backoff import retry_wait
 from callproof.resilience.breaker import CircuitBreaker
 from callproof.resilience.hedge import (
@@ -229,7 +230,7 @@ class RouteStream:
         self.requests = 0
         self.output_reached = False
         self._t0 = router.clock.monotonic()
-        self._records: dict[int, dict[str, Any]] = {}
+        self._records: dict[int, RouteAttemptRecord] = {}
         self._errors: list[CallError] = []
         self._inflight: set[AttemptRun] = set()
         self._notify: asyncio.Queue[tuple[AttemptRun, Signal]] = asyncio.Queue()
@@ -261,7 +262,7 @@ class RouteStream:
     @property
     def attempts(self) -> list[dict[str, Any]]:
         """One record per attempt (and per skipped target), in attempt order."""
-        return [self._records[k] for k in sorted(self._records)]
+        return [self._records[k].to_json() for k in sorted(self._records)]
 
     @property
     def served_target(self) -> Target | None:
@@ -542,9 +543,8 @@ class RouteStream:
         router = self.router
         router.breakers[run.target.name].record_success()
         router.watchdog.observe(run.target.name, run.response.timings.first_event_s)
-        outcome = classify(run.response, None, self.conversation).outcome.value
-        self._record(run, outcome=outcome, reason=None, error=None)
-        self._records[run.number]["served"] = True
+        outcome = classify(run.response, None, self.conversation).outcome
+        self._record(run, outcome=outcome, reason=None, error=None, served=True)
         run.response.attempts = self.attempts
         self.response = run.response
 
@@ -553,7 +553,8 @@ class RouteStream:
         name = run.target.name
         err.with_context(attempt=run.number)
         self._errors.append(err)
-        self._record(run, outcome=err.outcome, reason=err.outcome, error=err.to_dict())
+        outcome = classify(err).outcome
+        self._record(run, outcome=outcome, reason=err.outcome, error=ErrorRecord(**err.to_dict()))
         breaker = router.breakers[name]
         if isinstance(err, StallError):
             breaker.record_failure(stall=True)
@@ -648,8 +649,7 @@ class RouteStream:
                 breaker.record_suspected_stall()
             else:
                 breaker.release()
-            self._record(run, outcome="abandoned", reason=reason, error=None)
-            self._records[run.number]["suspected_stall"] = suspected
+            self._record(run, outcome="abandoned", reason=reason, error=None, suspected=suspected)
 
     def _likely_stalled(self, loser: AttemptRun, waited: float, winner_took: float) -> bool:
         """Whether a hedge loser most likely hung: it had no event, waited longer than its
@@ -679,46 +679,47 @@ class RouteStream:
             attempt=self._seq,
         )
         self._errors.append(err)
-        self._records[self._seq] = {
-            "target": target.name,
-            "attempt": self._seq,
-            "outcome": "skipped",
-            "sent": False,
-            "hedge": False,
-            "timings": None,
-            "started_s": round(self._elapsed(), 6),
-            "abandoned_reason": "circuit open",
-            "error": err.to_dict(),
-            "request_id": None,
-            "breaker": self.router.breakers[target.name].state,
-            "warnings": [],
-            "usage": None,
-            "served": False,
-        }
+        self._records[self._seq] = RouteAttemptRecord(
+            target=target.name,
+            attempt=self._seq,
+            outcome="skipped",
+            sent=False,
+            started_s=round(self._elapsed(), 6),
+            abandoned_reason="circuit open",
+            error=ErrorRecord(**err.to_dict()),
+            breaker=self.router.breakers[target.name].state,
+        )
 
     def _record(
-        self, run: AttemptRun, *, outcome: str, reason: str | None, error: dict[str, Any] | None
+        self,
+        run: AttemptRun,
+        *,
+        outcome: Outcome | Literal["abandoned"],
+        reason: str | None,
+        error: ErrorRecord | None,
+        served: bool = False,
+        suspected: bool | None = None,
     ) -> None:
         partial = run.partial
-        self._records[run.number] = {
-            "target": run.target.name,
-            "attempt": run.number,
-            "outcome": outcome,
-            "sent": True,
-            "hedge": run.hedge,
-            "timings": partial.timings.to_dict() if partial is not None else None,
-            "started_s": round(run.started - self._t0, 6),
-            "ended_s": round(self._elapsed(), 6),
-            "first_event_timeout_s": run.timeouts.first_event,
-            "abandoned_reason": reason,
-            "error": error,
-            "request_id": partial.request_id if partial is not None else None,
-            "breaker": run.breaker_state,
-            "capture": str(run.capture) if run.capture is not None else None,
-            "warnings": list(run.warnings),
-            "usage": partial.usage.to_dict() if partial is not None and partial.usage else None,
-            "served": False,
-        }
+        self._records[run.number] = RouteAttemptRecord(
+            target=run.target.name,
+            attempt=run.number,
+            outcome=outcome,
+            hedge=run.hedge,
+            timings=TimingsRecord(**partial.timings.to_dict()) if partial is not None else None,
+            started_s=round(run.started - self._t0, 6),
+            ended_s=round(self._elapsed(), 6),
+            first_event_timeout_s=run.timeouts.first_event,
+            abandoned_reason=reason,
+            error=error,
+            request_id=partial.request_id if partial is not None else None,
+            breaker=run.breaker_state,
+            capture=str(run.capture) if run.capture is not None else None,
+            warnings=tuple(run.warnings),
+            usage=partial.usage.to_dict() if partial is not None and partial.usage else None,
+            served=served,
+            suspected_stall=suspected,
+        )
 
     def _all_failed(self, why: str | None = None) -> AllAttemptsFailed:
         errors = list(self._errors)

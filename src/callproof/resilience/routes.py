@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from callproof.attempt import Attempt
+from callproof.attempt import ATTEMPT_FIELDS, Attempt
 from callproof.errors import AllAttemptsFailed, CallError, CircuitOpenError, ConfigError
 from callproof.outcomes import classify
+from callproof.record import AttemptRecord, RouteAttemptRecord
 from callproof.resilience.hedge import StreamingClient
 from callproof.resilience.policy import RoutePolicy
 from callproof.resilience.router import Router
@@ -36,12 +37,21 @@ class RouteAttempt(Attempt):
     requests: int = 0
     route_attempts: list[dict[str, Any]] = field(default_factory=list)
 
+    def record(self, **fields: Any) -> AttemptRecord:
+        """The attempt's record with ``target``, ``requests`` and ``route_attempts``."""
+        routed = {
+            "target": self.target,
+            "requests": self.requests,
+            "route_attempts": tuple(RouteAttemptRecord.from_json(a) for a in self.route_attempts),
+        }
+        return Attempt.record(self, **{**routed, **fields})
+
     def to_record(self) -> dict[str, Any]:
         """The per-attempt record fields plus ``target``, ``requests`` and ``route_attempts``."""
-        record = Attempt.to_record(self)
-        record["target"] = self.target
-        record["requests"] = self.requests
-        record["route_attempts"] = self.route_attempts
+        full = self.record().to_json()
+        record = {k: full[k] for k in ATTEMPT_FIELDS}
+        for key in ("target", "requests", "route_attempts"):
+            record[key] = full[key]
         return record
 
 
