@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from callproof.dialects.base import ApiName
+
 __all__ = ["Api", "Auth", "Endpoint", "Target", "Timeouts"]
 
-Api = Literal[
-    "bedrock-converse-stream", "bedrock-converse", "openai-completions", "openai-responses"
-]
+#: A wire API's name (the dialect classes declare them: :data:`callproof.dialects.API_NAMES`).
+Api = ApiName
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -39,6 +38,7 @@ from callproof.conversation import (
     UserMessage,
     UserPart,
 )
+from callproof.dialects import DIALECTS, ToolIdRule
 from callproof.targets import Target
 
 __all__ = ["TOOL_ID_RULES", "ToolIdRule", "TransformPolicy", "origin_of", "prepare", "valid_id"]
@@ -52,33 +52,8 @@ _NORMAL_STOPS = frozenset({"end_turn", "tool_use", "stop_sequence"})
 MISSING_RESULT = "error: no result was recorded for this tool call"
 
 
-@dataclass(frozen=True, slots=True)
-class ToolIdRule:
-    """What a tool-call id may look like for one API."""
-
-    pattern: re.Pattern[str]
-    max_length: int
-    #: Characters kept when an id is rewritten (the complement becomes ``_``).
-    invalid_chars: re.Pattern[str]
-
-
-#: Per wire API. Bedrock: ToolUseId ``[a-zA-Z0-9_.:-]{1,64}`` (bedrock-runtime service model).
-#: OpenAI-compatible: OpenAI caps ids at 40 characters, and OpenRouter forwards them to backends
-#: (Anthropic) that allow only ``[a-zA-Z0-9_-]``, so the strictest common form is used.
-TOOL_ID_RULES: dict[str, ToolIdRule] = {
-    "bedrock-converse-stream": ToolIdRule(
-        re.compile(r"[a-zA-Z0-9_.:-]{1,64}"), 64, re.compile(r"[^a-zA-Z0-9_.:-]")
-    ),
-    "bedrock-converse": ToolIdRule(
-        re.compile(r"[a-zA-Z0-9_.:-]{1,64}"), 64, re.compile(r"[^a-zA-Z0-9_.:-]")
-    ),
-    "openai-completions": ToolIdRule(
-        re.compile(r"[a-zA-Z0-9_-]{1,40}"), 40, re.compile(r"[^a-zA-Z0-9_-]")
-    ),
-    "openai-responses": ToolIdRule(
-        re.compile(r"[a-zA-Z0-9_-]{1,40}"), 40, re.compile(r"[^a-zA-Z0-9_-]")
-    ),
-}
+#: Per wire API, as each dialect class declares it (``tool_ids``: see its module).
+TOOL_ID_RULES: dict[str, ToolIdRule] = {name: cls.tool_ids for name, cls in DIALECTS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +258,7 @@ def _missing_results(messages: list[Message]) -> list[Message]:
 
 def _tool_ids(messages: list[Message], target: Target) -> list[Message]:
     rule = TOOL_ID_RULES.get(target.api)
-    if rule is None:
+    if rule is None:  # not a wire API of ours (a test's stand-in): ids go as they are
         return messages
     mapping: dict[str, str] = {}
     used: set[str] = set()

@@ -219,6 +219,7 @@ NO_NESTED_IMPORTS = [
     "callproof.targets",
     "callproof.transforms",
     "callproof.scenarios",
+    "callproof.dialects",
     "callproof.dialects.base",
 ]
 

@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callproof.dialects import get_dialect
-from callproof.dialects.base import API_NAMES, StreamDecoder
+from callproof.dialects import API_NAMES, get_dialect
+from callproof.dialects.base import StreamDecoder
 from callproof.errors import CallproofError
 from callproof.wire.eventstream import EventStreamDecoder, encode_message
 from callproof.wire.sse import SSEDecoder, encode_event

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callproof.dialects import get_dialect
-from callproof.dialects.base import API_NAMES
+from callproof.dialects import API_NAMES, get_dialect
 from callproof.errors import CallproofError, InvalidEventError
 from callproof.events import StreamStop, TextDelta
 from callproof.wire.eventstream import (

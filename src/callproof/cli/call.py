@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from callproof.attempt import Attempt
-from callproof.dialects.base import API_NAMES
+from callproof.dialects import API_NAMES, api_family, base_path
 from callproof.endpoints import is_loopback
 from callproof.errors import ConfigError
 from callproof.events import Event
@@ -39,7 +39,6 @@ __all__ = [
     "print_attempt",
 ]
 
-_BEDROCK = ("bedrock-converse-stream", "bedrock-converse")
 #: Clocks used against the embedded emulator when none are given: its healthy answers start
 #: within half a second, so a few seconds tells a hang from a slow model.
 EMULATOR_TIMEOUTS = Timeouts(connect=5.0, first_event=3.0, idle=3.0, deadline=30.0)
@@ -118,7 +117,7 @@ def _auth(api: str, auth: str, api_key_env: str | None, profile: str | None, url
         if auth == "bearer" and not api_key_env:
             raise ConfigError("--auth bearer needs --api-key-env NAME")
         return Auth(kind=auth, env=api_key_env, profile=profile)  # type: ignore[arg-type]
-    if api not in _BEDROCK:
+    if api_family(api) != "bedrock":
         return Auth(kind="bearer", env=api_key_env) if api_key_env else Auth(kind="none")
     if api_key_env or (
         os.environ.get("AWS_BEARER_TOKEN_BEDROCK") and url.lower().startswith("https:")
@@ -377,7 +376,7 @@ def _call(
             base = Timeouts()
             if endpoint is None:
                 url = _emulator(stack)
-                endpoint = url if api in _BEDROCK else url + "/v1"
+                endpoint = url + base_path(api)
                 endpoint_obj = Endpoint(
                     base_url=endpoint,
                     region=region or "us-east-1",

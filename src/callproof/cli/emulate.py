@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from callproof.dialects import api_family, api_of_path
 from callproof.errors import ConfigError
 
 __all__ = ["emulate"]
@@ -27,19 +28,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _request_api(path: str) -> str | None:
-    """The wire API a request path belongs to (None when it is none of them)."""
-    if path.endswith("/chat/completions"):
-        return "openai-completions"
-    if path.endswith("/responses"):
-        return "openai-responses"
-    if path.startswith("/model/") and path.endswith("/converse-stream"):
-        return "bedrock-converse-stream"
-    if path.startswith("/model/") and path.endswith("/converse"):
-        return "bedrock-converse"
-    return None
 
 
 def _replay_app(path: Path) -> Any:
@@ -55,18 +43,19 @@ def _replay_app(path: Path) -> Any:
     inner = replay_app(path)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        wanted = _request_api(str(scope.get("path") or "")) if scope["type"] == "http" else None
+        wanted = api_of_path(str(scope.get("path") or "")) if scope["type"] == "http" else None
         if wanted is None or not captured or wanted == captured:
             await inner(scope, receive, send)
             return
-        article = "an" if wanted.startswith("openai") else "a"
+        openai = api_family(wanted) == "openai"
+        article = "an" if openai else "a"
         message = (
             f"callproof emulate --replay: {path.name} is a capture of {captured}; it cannot "
             f"answer {article} {wanted} request (replay it with a {captured} client, or "
             f"capture a {wanted} call)"
         )
         body: dict[str, Any]
-        if wanted.startswith("openai"):
+        if openai:
             body = {
                 "error": {
                     "message": message,

@@ -4,27 +4,62 @@ A dialect is sans-IO: it turns a :class:`~callproof.conversation.Conversation` i
 :class:`WireRequest`, and bytes back into typed :mod:`~callproof.events`. It knows nothing of
 URLs' hosts, auth, sockets or clocks; :mod:`callproof.endpoints` and :mod:`callproof.client` do.
 One module per wire API, named after it.
+
+Each dialect class declares its own wire facts (:class:`Dialect`): its API ``name``, its
+``family`` (``bedrock``: AWS hosts, SigV4, a region; ``openai``: OpenAI-compatible, bearer
+keys), the ``base_path`` its endpoints end in on a host that serves every API, the
+``request_path`` it posts to, and the ``tool_ids`` rule its tool-call ids must satisfy. The
+registry in :mod:`callproof.dialects` derives the API list and every per-API lookup from those
+classes; :data:`ApiName` is the same list spelled for the type checker (a test holds the two
+equal).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from callproof.conversation import Conversation
 from callproof.errors import HTTPStatusError
 from callproof.events import Event
 
-__all__ = ["API_NAMES", "Dialect", "RawItem", "StreamDecoder", "WireRequest"]
+__all__ = [
+    "ApiName",
+    "Dialect",
+    "Family",
+    "RawItem",
+    "StreamDecoder",
+    "ToolIdRule",
+    "WireRequest",
+]
 
-#: The four wire APIs, by the names used everywhere in callproof.
-API_NAMES = (
-    "bedrock-converse-stream",
-    "bedrock-converse",
-    "openai-completions",
-    "openai-responses",
-)
+#: The wire APIs by the names used everywhere in callproof, for the type checker: the
+#: dialect classes' ``name`` (see :data:`callproof.dialects.API_NAMES`).
+ApiName = Literal[
+    "bedrock-converse-stream", "bedrock-converse", "openai-completions", "openai-responses"
+]
+#: Wire-API families: ``bedrock`` (AWS runtime hosts, SigV4 or a Bedrock API key, a region) and
+#: ``openai`` (OpenAI-compatible servers under ``/v1``, bearer keys).
+Family = Literal["bedrock", "openai"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolIdRule:
+    """What a tool-call id may look like for one API."""
+
+    pattern: re.Pattern[str]
+    max_length: int
+    #: Characters kept when an id is rewritten (the complement becomes ``_``).
+    invalid_chars: re.Pattern[str]
+
+    @classmethod
+    def of(cls, chars: str, max_length: int) -> ToolIdRule:
+        """The rule "1 to ``max_length`` characters of the class ``[chars]``"."""
+        return cls(
+            re.compile(f"[{chars}]{{1,{max_length}}}"), max_length, re.compile(f"[^{chars}]")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +107,18 @@ class StreamDecoder(Protocol):
 
 
 class Dialect(Protocol):
-    """One wire API."""
+    """One wire API, with its facts as class attributes."""
 
-    name: ClassVar[str]
+    name: ClassVar[ApiName]
+    family: ClassVar[Family]
+    #: The path the API lives under on a server that serves every API at one address (the
+    #: emulator, the gateway): ``""`` for Bedrock's ``/model/...``, ``"/v1"`` for OpenAI's.
+    base_path: ClassVar[str]
+    #: The request paths of the API (relative to the base URL; matched with ``search``).
+    request_path: ClassVar[re.Pattern[str]]
+    #: What the API accepts as a tool-call id (:func:`callproof.transforms.prepare` rewrites
+    #: ids recorded elsewhere to fit).
+    tool_ids: ClassVar[ToolIdRule]
     #: True when the response body is a stream of events; False for one JSON document.
     streaming: ClassVar[bool]
 

@@ -7,12 +7,13 @@ botocore's rest-json parser does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from callproof.conversation import Conversation
 from callproof.dialects._common import body_text, header, json_value, retry_after_s
-from callproof.dialects.base import StreamDecoder, WireRequest
+from callproof.dialects.base import ApiName, Family, StreamDecoder, ToolIdRule, WireRequest
 from callproof.dialects.bedrock_events import ConverseBodyDecoder, ConverseStreamDecoder
 from callproof.dialects.bedrock_request import encode_converse_request
 from callproof.errors import HTTPStatusError
@@ -62,7 +63,12 @@ def decode_bedrock_error(status: int, headers: Mapping[str, str], body: bytes) -
 class BedrockConverseStream:
     """``POST /model/{modelId}/converse-stream``; the body is an AWS eventstream."""
 
-    name: ClassVar[str] = "bedrock-converse-stream"
+    name: ClassVar[ApiName] = "bedrock-converse-stream"
+    family: ClassVar[Family] = "bedrock"
+    base_path: ClassVar[str] = ""
+    request_path: ClassVar[re.Pattern[str]] = re.compile(r"^/model/.+/converse-stream$")
+    #: ToolUseId ``[a-zA-Z0-9_.:-]{1,64}`` (the bedrock-runtime service model).
+    tool_ids: ClassVar[ToolIdRule] = ToolIdRule.of("a-zA-Z0-9_.:-", 64)
     streaming: ClassVar[bool] = True
 
     def encode_request(
@@ -83,7 +89,8 @@ class BedrockConverseStream:
 class BedrockConverse(BedrockConverseStream):
     """``POST /model/{modelId}/converse``; one JSON document, decoded at ``close``."""
 
-    name: ClassVar[str] = "bedrock-converse"
+    name: ClassVar[ApiName] = "bedrock-converse"
+    request_path: ClassVar[re.Pattern[str]] = re.compile(r"^/model/.+/converse$")
     streaming: ClassVar[bool] = False
 
     def stream_decoder(self) -> StreamDecoder:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -47,8 +48,9 @@ from callproof.dialects._common import (
     int_or_none,
     merge_extra,
 )
-from callproof.dialects.base import StreamDecoder, WireRequest
+from callproof.dialects.base import ApiName, Family, StreamDecoder, ToolIdRule, WireRequest
 from callproof.dialects.openai_common import (
+    OPENAI_TOOL_IDS,
     SSE_LIMIT_BYTES,
     BlockIndex,
     SSEStreamDecoder,
@@ -438,7 +440,11 @@ class OpenAIChat:
     thinking of earlier turns is sent back (see :data:`ReasoningReplay`).
     """
 
-    name: ClassVar[str] = "openai-completions"
+    name: ClassVar[ApiName] = "openai-completions"
+    family: ClassVar[Family] = "openai"
+    base_path: ClassVar[str] = "/v1"
+    request_path: ClassVar[re.Pattern[str]] = re.compile(r"/chat/completions$")
+    tool_ids: ClassVar[ToolIdRule] = OPENAI_TOOL_IDS
     streaming: ClassVar[bool] = True
 
     def __init__(

@@ -19,12 +19,13 @@ from callproof.dialects._common import (
     loads_object,
     retry_after_s,
 )
-from callproof.dialects.base import RawItem
+from callproof.dialects.base import RawItem, ToolIdRule
 from callproof.errors import HTTPStatusError, StreamExceptionError
 from callproof.events import Event
 from callproof.wire.sse import MAX_EVENT_BYTES, SSEComment, SSEDecoder, SSEEvent
 
 __all__ = [
+    "OPENAI_TOOL_IDS",
     "SSE_LIMIT_BYTES",
     "BlockIndex",
     "SSEStreamDecoder",
@@ -37,6 +38,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Tool-call ids of both OpenAI APIs: OpenAI caps ids at 40 characters, and OpenRouter forwards
+#: them to backends (Anthropic) that allow only ``[a-zA-Z0-9_-]``, so the strictest common form
+#: is used.
+OPENAI_TOOL_IDS = ToolIdRule.of("a-zA-Z0-9_-", 40)
 
 
 def arguments_text(call: ToolCall) -> str:

@@ -12,6 +12,7 @@ raise :class:`~callproof.errors.StreamExceptionError`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -28,8 +29,9 @@ from callproof.conversation import (
     UserMessage,
 )
 from callproof.dialects._common import JSONBodyDecoder, dumps, int_or_none, merge_extra
-from callproof.dialects.base import StreamDecoder, WireRequest
+from callproof.dialects.base import ApiName, Family, StreamDecoder, ToolIdRule, WireRequest
 from callproof.dialects.openai_common import (
+    OPENAI_TOOL_IDS,
     SSE_LIMIT_BYTES,
     BlockIndex,
     SSEStreamDecoder,
@@ -386,7 +388,11 @@ class OpenAIResponses:
     own reasoning items back. ``stream=False`` asks for one JSON response object instead.
     """
 
-    name: ClassVar[str] = "openai-responses"
+    name: ClassVar[ApiName] = "openai-responses"
+    family: ClassVar[Family] = "openai"
+    base_path: ClassVar[str] = "/v1"
+    request_path: ClassVar[re.Pattern[str]] = re.compile(r"/responses$")
+    tool_ids: ClassVar[ToolIdRule] = OPENAI_TOOL_IDS
     streaming: ClassVar[bool] = True
 
     def __init__(

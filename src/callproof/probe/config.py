@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from callproof.dialects import get_dialect
+from callproof.dialects import api_family, base_path, get_dialect
 from callproof.errors import ConfigError
 from callproof.probe.scenarios import ProbeScenario, ScenarioModel, builtins
 from callproof.resilience.policy import RouteConfig
@@ -49,7 +49,6 @@ __all__ = [
 CONFIG_NAME = "callproof.toml"
 #: Placeholder base URL of targets served by the embedded emulator (see ``bind_emulator``).
 EMULATOR_URL = "emulator:"
-_BEDROCK_APIS = frozenset({"bedrock-converse-stream", "bedrock-converse"})
 
 #: The embedded default: the seeds' matrix on the in-process emulator, with clocks that suit it
 #: (its healthy first event comes within 0.4 s), so ``callproof run`` takes seconds.
@@ -146,14 +145,13 @@ class Config:
         return any(t.endpoint.base_url == EMULATOR_URL for t in self.targets.values())
 
     def bind_emulator(self, url: str) -> Config:
-        """Point emulator targets at a running emulator (OpenAI APIs under ``/v1``)."""
+        """Point emulator targets at a running emulator (each API under its dialect's
+        ``base_path``: OpenAI APIs under ``/v1``)."""
         url = url.rstrip("/")
         targets = {
             name: replace(
                 t,
-                endpoint=replace(
-                    t.endpoint, base_url=url if t.api in _BEDROCK_APIS else url + "/v1"
-                ),
+                endpoint=replace(t.endpoint, base_url=url + base_path(t.api)),
             )
             if t.endpoint.base_url == EMULATOR_URL
             else t
@@ -165,9 +163,6 @@ class Config:
 # --- TOML models (the edge) --------------------------------------------------------------------
 
 _STRICT = ConfigDict(extra="forbid")
-_ApiField = Literal[
-    "bedrock-converse-stream", "bedrock-converse", "openai-completions", "openai-responses"
-]
 
 
 class _AuthModel(BaseModel):
@@ -190,7 +185,7 @@ class _TimeoutsModel(BaseModel):
 
 class _ProviderModel(BaseModel):
     model_config = _STRICT
-    api: _ApiField
+    api: Api
     endpoint: str = Field(default="emulator", validation_alias=AliasChoices("endpoint", "base_url"))
     region: str | None = None
     auth: _AuthModel = Field(default_factory=_AuthModel)
@@ -205,7 +200,7 @@ class _TargetModel(BaseModel):
     provider: str
     model: str
     #: Overrides the provider's API (one provider may serve several).
-    api: _ApiField | None = None
+    api: Api | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
     #: Options of the wire dialect (e.g. ``{max_tokens_field = "max_completion_tokens"}``).
     dialect: dict[str, Any] = Field(default_factory=dict)
@@ -421,7 +416,7 @@ def parse_agent_json(text: str, *, name: str = "config.json", path: Path | None 
     providers: dict[str, Any] = {}
     targets: dict[str, Any] = {}
     for pname, prov in agent.models.providers.items():
-        is_bedrock = prov.api in _BEDROCK_APIS
+        is_bedrock = api_family(prov.api) == "bedrock"
         region = prov.region
         if region is None and (m := re.search(r"bedrock-runtime[.-]([a-z0-9-]+)\.", prov.baseUrl)):
             region = m.group(1)
@@ -444,7 +439,7 @@ class _AgentModel(BaseModel):
 
 class _AgentProvider(BaseModel):
     baseUrl: str  # noqa: N815 - the agent config's own spelling
-    api: _ApiField
+    api: Api
     region: str | None = None
     models: list[_AgentModel] = Field(min_length=1)
 
@@ -552,7 +547,7 @@ def _target(
         )
     endpoint = Endpoint(
         base_url=EMULATOR_URL if emulated else prov.endpoint.rstrip("/"),
-        region=prov.region or ("us-east-1" if api in _BEDROCK_APIS else None),
+        region=prov.region or ("us-east-1" if api_family(api) == "bedrock" else None),
         auth=Auth(kind=prov.auth.kind, env=prov.auth.env, profile=prov.auth.profile),
         headers=dict(prov.headers),
         verify=prov.verify,
