@@ -25,12 +25,13 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import statistics
 import time
 from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
+
+from callproof.quantile import quantile
 
 __all__ = [
     "DEFAULT_WARN_ABOVE_S",
@@ -135,16 +136,9 @@ class LoopLagMonitor:
         self._handle = loop.call_at(self._due, self._tick)
 
     def quantile(self, q: float, *, own: bool = False) -> float | None:
-        """The ``q`` quantile (0 < q < 1) of the lags kept (linear interpolation, as
-        :func:`statistics.quantiles` ``inclusive``), or None before any sample. ``own``: of
-        the ticks the loop spent on its own work only."""
-        samples = self.own_samples if own else self.samples
-        if not samples:
-            return None
-        if len(samples) == 1:
-            return samples[0]
-        cuts = statistics.quantiles(samples, n=1000, method="inclusive")
-        return cuts[min(len(cuts) - 1, max(0, round(q * 1000) - 1))]
+        """The ``q`` quantile (0 <= q <= 1) of the lags kept (:func:`callproof.quantile.quantile`),
+        or None before any sample. ``own``: of the ticks the loop spent on its own work only."""
+        return quantile(sorted(self.own_samples if own else self.samples), q)
 
     def stats(self) -> dict[str, Any]:
         """Samples taken, p50/p99/max lag (seconds) and how many ticks were over the threshold."""

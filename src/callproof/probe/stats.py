@@ -11,8 +11,9 @@
   with the interval carried through as (low**k, high**k).
 - :func:`pass_hat_k` -- tau-bench's pass^k: the chance that k trials drawn from n all pass,
   estimated without bias as C(c, k) / C(n, k).
-- :func:`percentile` / :func:`percentiles` -- linear interpolation between order statistics
-  (numpy's default), so p50 of [1, 2] is 1.5.
+- :func:`percentile` / :func:`percentiles` -- :func:`callproof.quantile.quantile` (linear
+  interpolation between order statistics, numpy's default, so p50 of [1, 2] is 1.5) in
+  percent.
 - :func:`verdict` -- a sentence a person can read about two pass rates and their p-value.
 """
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from callproof.quantile import quantile
 
 __all__ = [
     "Z95",
@@ -135,16 +138,11 @@ def pass_hat_k(successes: int, n: int, k: int) -> float | None:
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0..100) of already sorted values, by linear interpolation."""
+    """The ``q``-th percentile (0..100) of already sorted values: the ``q / 100`` quantile
+    (:func:`callproof.quantile.quantile`)."""
     if not 0.0 <= q <= 100.0:
         raise ValueError("q must be within 0..100")
-    if not sorted_values:
-        return None
-    rank = (len(sorted_values) - 1) * q / 100.0
-    lower = math.floor(rank)
-    upper = min(lower + 1, len(sorted_values) - 1)
-    fraction = rank - lower
-    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * fraction
+    return quantile(sorted_values, q / 100.0)
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:

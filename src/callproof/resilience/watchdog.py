@@ -15,23 +15,11 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from callproof.quantile import quantile
 from callproof.resilience.policy import WatchdogPolicy
 from callproof.targets import Target, Timeouts
 
-__all__ = ["AdaptiveWatchdog", "LatencyWindow", "quantile"]
-
-
-def quantile(sorted_values: list[float], q: float) -> float:
-    """The ``q`` quantile (0 < q <= 1) of already sorted values, linearly interpolated."""
-    if not sorted_values:
-        raise ValueError("no values")
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = q * (len(sorted_values) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    frac = pos - lo
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+__all__ = ["AdaptiveWatchdog", "LatencyWindow"]
 
 
 class LatencyWindow:
@@ -61,7 +49,8 @@ class LatencyWindow:
         return len(self._values)
 
     def quantile(self, q: float) -> float | None:
-        """The ``q`` quantile of the window, ``None`` when empty."""
+        """The ``q`` quantile of the window (:func:`callproof.quantile.quantile`), ``None``
+        when empty."""
         if not self._values:
             return None
         if self._sorted is None:
