@@ -4,6 +4,7 @@ share breakers, counters, latencies and cooldowns; Redis down or slow falls back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -84,6 +85,33 @@ def test_samples_observed_during_a_round_trip_are_not_seeded_twice() -> None:
     mirror.pending.clear()
     mirror.apply([None, -2, None, [], [b"0.11"], -2])
     assert [op[0] for op in mirror.pending] == ["seed"]
+
+
+async def test_aclose_ends_the_sync_task_when_its_cancel_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Python 3.11's ``asyncio.wait_for``, which redis-py puts around every send, returns the
+    send's result when the cancel arrives in the loop turn the send completes: the sync task
+    never sees the cancel. ``aclose`` waited on that task for ever (the suite's hang under
+    load); it must end the loop anyway, after the round trip in flight."""
+    backend = RedisState("redis://127.0.0.1:9/0", namespace="callproof:unit")
+    in_round_trip = asyncio.Event()
+    round_trips = 0
+
+    async def sync_that_loses_the_cancel() -> None:
+        nonlocal round_trips
+        round_trips += 1
+        in_round_trip.set()
+        with contextlib.suppress(asyncio.CancelledError):  # as wait_for on 3.11 can
+            await asyncio.sleep(0.05)
+
+    monkeypatch.setattr(backend, "sync_once", sync_that_loses_the_cancel)
+    await backend.start()
+    await in_round_trip.wait()
+    async with asyncio.timeout(30):  # a generous bound: without the fix this never returns
+        await backend.aclose()
+    assert backend.status()["syncs"] == 0
+    assert round_trips == 1  # the round trip in flight was the last one
 
 
 async def _replicas(

@@ -358,12 +358,21 @@ class RedisState(StateBackend):
         self._task = asyncio.create_task(self._run(), name="callproof-state-sync")
 
     async def aclose(self) -> None:
-        """Stop syncing and close the connection pool."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop syncing and close the connection pool.
+
+        The sync task is cancelled and also told to stop (it is no longer ``self._task``),
+        because a cancel can be lost: Python 3.11's ``asyncio.wait_for`` (redis-py bounds
+        each send with it) returns the send's result when the cancel arrives in the loop turn
+        the send completes. The task then synced on, and ``await task`` waited for ever (a
+        hang seen on a loaded machine); now it ends after the round trip in flight. A cancel
+        of ``aclose`` itself is not swallowed."""
+        task, self._task = self._task, None
+        if task is not None:
+            self.wake()
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.result()  # a BaseException that ended the loop, if any
         if self._client is not None and self._own_client:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
@@ -409,7 +418,8 @@ class RedisState(StateBackend):
         from redis.exceptions import RedisError
 
         assert self._wake is not None
-        while True:
+        me = asyncio.current_task()
+        while self._task is me:  # aclose() (or a new start()) ends this loop
             try:
                 await self.sync_once()
             except (RedisError, OSError, TimeoutError) as exc:
@@ -430,6 +440,8 @@ class RedisState(StateBackend):
                 if self._degraded:
                     self._degraded = False
                     log.info("shared state: Redis at %s is back", Redactor().url(self.url))
+            if self._task is not me:
+                return
             delay = self.outage_retry_s if self._degraded else self.sync_interval_s
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
