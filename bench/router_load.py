@@ -16,14 +16,38 @@ Reported per run:
 
 * success (the answer has the seed's "22") and latency p50/p99 per call (failures included);
 * requests per call (attempts sent);
-* clock lateness: for every asyncio timeout that fired (the client's first-event, idle and
-  deadline clocks, the router's hedge waits), fired-at minus due, p99 and max;
+* clock lateness: for every clock that fired, fired-at minus due on the loop's clock
+  (``loop.time()``, the monotonic clock every callproof clock reads), p99 and max, overall and
+  per clock: ``hedge`` (the router's wait for a first event before a backup), ``first_event``
+  and ``idle`` (the client's watchdogs), ``deadline``, ``backoff`` (the router's waits before a
+  retry; due = asked-for end, fired = the task running again), ``other`` (the grace read after
+  a terminal event, error bodies). The client runs on a recording :class:`~callproof.clock.Clock`
+  that tags each timer with its kind; the clocks themselves are the shipped ones;
+* where the late time went: over the late fires (> 100 ms), the share of their lateness the
+  loop thread spent waiting for a CPU (Linux schedstat: other processes had the cores) and in
+  garbage-collector pauses; the rest is the loop's own work;
 * event-loop lag (:class:`callproof.looplag.LoopLagMonitor`: a timer every 50 ms) p99 and max,
-  and "own lag p99": the p99 over the ticks whose span the loop thread spent on its own CPU
-  (the rest is the shared machine not running the process, which no client design fixes);
+  and "own lag p99": the p99 over the ticks that were the loop's own work (not waiting for a
+  CPU, which no client design fixes), the collector's longest pause, and the share of the
+  run the loop waited for a CPU;
+* the load average before each run;
 * whether the healthy fallback's breaker ever opened;
 * open file descriptors before the client and after it closed;
 * client CPU per call (``time.process_time``).
+
+Scheduling: Linux with ``sched_autogroup_enabled`` shares the CPU fairly between *sessions*,
+not processes, so a client and an emulator started from one shell would split one session's
+share. The emulator and each client run therefore start in their own session
+(``start_new_session``): the client is scheduled as one party among the machine's others, and
+the emulator's CPU (it stands for a provider on other machines) is not taken from the client's.
+
+Designs (``--designs``): ``new`` (as shipped), ``nogate`` (the free list without the admission
+gate), ``old`` (httpcore's pool, no gate), ``cycles`` (as shipped, but a finished attempt's
+reference cycles are not broken: :meth:`callproof.resilience.hedge.AttemptRun._finished` off),
+``gcfreeze`` (as shipped, and the client process moves its start-up objects out of the
+collector's reach with :func:`gc.freeze` and runs full collections a tenth as often),
+``burst`` (as shipped, but the admission gate lets up to 128 calls in per tick, its earlier
+setting, instead of 16).
 
 Targets (issues 10 and 14): success >= 99.9%, p99 <= 2x the healthy p99 at the same
 concurrency, no clock late by more than 100 ms, the healthy fallback's breaker never open, fds
@@ -35,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -70,7 +95,10 @@ def _fd_targets() -> list[str]:
 
 
 def _pct(xs: list[float], q: float) -> float | None:
-    from callproof.resilience.watchdog import quantile
+    try:
+        from callproof.quantile import quantile  # the one quantile function
+    except ImportError:  # before the consolidation landed
+        from callproof.resilience.watchdog import quantile  # type: ignore[attr-defined,no-redef]
 
     return quantile(sorted(xs), q) if xs else None
 
@@ -78,31 +106,178 @@ def _pct(xs: list[float], q: float) -> float | None:
 # -- the client process ------------------------------------------------------------------------
 
 
+DESIGNS = ("new", "nogate", "old", "cycles", "gcfreeze", "burst")
+
+
 def _use_design(design: str) -> None:
     """``new``: the client as shipped (the free-list transport, the admission gate);
     ``nogate``: the free list without the gate; ``old``: httpx's default transport
-    (httpcore's pool at the limits callproof used before) and no gate."""
+    (httpcore's pool at the limits callproof used before) and no gate; ``cycles``: as shipped,
+    with a finished attempt's reference cycles left for the collector; ``gcfreeze``: as
+    shipped, start-up objects frozen and full collections a tenth as often; ``burst``: as
+    shipped, with the gate letting up to 128 calls in per tick (its earlier setting)."""
+    import functools
+    import gc
+
     import httpx
 
-    from callproof import client, transport
+    from callproof import client, looplag, transport
+    from callproof.resilience import hedge
 
+    if design not in DESIGNS:
+        raise SystemExit(f"unknown design {design!r}")
+    if design == "burst":
+        client.AdmissionGate = functools.partial(  # type: ignore[attr-defined,assignment]
+            looplag.AdmissionGate, max_batch=128
+        )
+    if design == "cycles":
+        hedge.AttemptRun._finished = lambda self, task: None  # type: ignore[method-assign]
+    if design == "gcfreeze":
+        gc.collect()
+        gc.freeze()
+        first, second, third = gc.get_threshold()
+        gc.set_threshold(first, second, 10 * third)
     if design in ("old", "nogate"):
-        client.AdmissionGate = lambda: None  # type: ignore[assignment,misc,return-value]
+        client.AdmissionGate = lambda: None  # type: ignore[attr-defined,assignment,misc]
     if design == "old":
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
         transport.make_transport = lambda verify=True: httpx.AsyncHTTPTransport(
             verify=verify, limits=limits
         )
-    elif design not in ("new", "nogate"):
-        raise SystemExit(f"unknown design {design!r}")
+
+
+#: The caller's function -> the clock it keeps (see the module docstring).
+_KINDS = {
+    "_acquire": "hedge",
+    "_end_after_stop": "other",
+    "_raise_status": "other",
+    "_raise_json_for_stream": "other",
+}
+_STALLS = {
+    "StallBeforeHeaders": "first_event",
+    "StallNoEvents": "first_event",
+    "StallMidStream": "idle",
+    "DeadlineExceeded": "deadline",
+}
+
+
+def _kind(frame: Any) -> str:
+    """Which clock a timer armed from ``frame`` (or its callers, up to three) is."""
+    for _ in range(3):
+        if frame is None:
+            break
+        name = frame.f_code.co_name
+        if name in _KINDS:
+            return _KINDS[name]
+        if name in ("_read", "_open_admitted"):
+            stall = frame.f_locals.get("stall_cls")
+            return _STALLS.get(getattr(stall, "__name__", ""), "other")
+        frame = frame.f_back
+    return "other"
+
+
+class _Fired:
+    """Every clock that fired: (kind, lateness in seconds, fired at on the loop's clock)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, float]] = []
+
+    def add(self, kind: str, late: float) -> None:
+        now = asyncio.get_running_loop().time()
+        self.rows.append((kind, late, now))
+
+
+def _recording_clock(fired: _Fired) -> Any:
+    """The real clock, each timer tagged with its kind and its lateness recorded when it
+    fires (fired-at minus due, both ``loop.time()``, which is ``time.monotonic()``)."""
+    import asyncio.timeouts
+
+    from callproof.clock import RealClock
+
+    class Tagged(asyncio.timeouts.Timeout):  # type: ignore[misc]
+        def __init__(self, when: float | None, kind: str) -> None:
+            super().__init__(when)
+            self.kind = kind
+
+        def _on_timeout(self) -> None:
+            when = self.when()
+            if when is not None:
+                fired.add(self.kind, asyncio.get_running_loop().time() - when)
+            super()._on_timeout()  # type: ignore[misc]
+
+    class Recording(RealClock):
+        def timeout_at(self, deadline: float | None) -> Any:
+            return Tagged(deadline, _kind(sys._getframe(1)))
+
+        async def sleep(self, seconds: float) -> None:
+            loop = asyncio.get_running_loop()
+            due = loop.time() + max(0.0, seconds)
+            await asyncio.sleep(seconds)
+            if seconds > 0:
+                fired.add("backoff", loop.time() - due)
+
+    return Recording()
+
+
+def _series_monitor() -> Any:
+    """A :class:`LoopLagMonitor` that also keeps, per tick, the loop thread's cumulative
+    runqueue wait and the collector's cumulative pauses (to say where late time went)."""
+    from callproof.looplag import LoopLagMonitor, runqueue_wait_s
+
+    class Series(LoopLagMonitor):
+        def __init__(self) -> None:
+            super().__init__(interval_s=0.02, warn_every_s=3600)
+            self.series: list[tuple[float, float, float]] = []
+
+        def _sample(self) -> None:
+            assert self._loop is not None
+            self.series.append((self._loop.time(), runqueue_wait_s() or 0.0, self.gc.total_s))
+
+        def start(self) -> None:
+            super().start()
+            self._sample()
+
+        def _tick(self) -> None:
+            self._sample()
+            super()._tick()
+
+    return Series()
+
+
+def _cum(series: list[tuple[float, float, float]], times: list[float], t: float, i: int) -> float:
+    """Field ``i`` of the cumulative ``series`` at time ``t`` (linear between samples)."""
+    import bisect
+
+    k = bisect.bisect_left(times, t)
+    if k == 0:
+        return series[0][i]
+    if k == len(series):
+        return series[-1][i]
+    (ta, *a), (tb, *b) = series[k - 1], series[k]
+    frac = (t - ta) / (tb - ta) if tb > ta else 1.0
+    return float(a[i - 1] + (b[i - 1] - a[i - 1]) * frac)
+
+
+def _where_late(
+    rows: list[tuple[str, float, float]], series: list[tuple[float, float, float]]
+) -> dict[str, Any]:
+    """Over the fires later than 100 ms: how many, and the shares of their late time (from
+    due to fired) the loop thread spent waiting for a CPU and in collector pauses."""
+    late = [(lt, at) for _, lt, at in rows if lt > 0.1]
+    total = sum(lt for lt, _ in late)
+    if not late or len(series) < 2:
+        return {"late_fires": len(late), "cpu_wait_share": None, "gc_share": None}
+    times = [t for t, _, _ in series]
+    waited = paused = 0.0
+    for lt, at in late:
+        waited += min(lt, max(0.0, _cum(series, times, at, 1) - _cum(series, times, at - lt, 1)))
+        paused += min(lt, max(0.0, _cum(series, times, at, 2) - _cum(series, times, at - lt, 2)))
+    return {"late_fires": len(late), "cpu_wait_share": waited / total, "gc_share": paused / total}
 
 
 async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[str, Any]:
-    import asyncio.timeouts
-
     from callproof.client import Client
     from callproof.errors import AllAttemptsFailed
-    from callproof.looplag import LoopLagMonitor
     from callproof.resilience import Router
     from callproof.scenarios import tool_result
     from callproof.targets import Endpoint, Target
@@ -110,17 +285,8 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
 
     raise_fd_limit(4 * concurrency + 1024)
     _use_design(design)
-    # Clock lateness: every asyncio timeout that fires records how late it ran.
-    late: list[float] = []
-    original = asyncio.timeouts.Timeout._on_timeout
-
-    def _on_timeout(self: Any) -> None:
-        when = self.when()
-        if when is not None:
-            late.append(asyncio.get_running_loop().time() - when)
-        original(self)
-
-    asyncio.timeouts.Timeout._on_timeout = _on_timeout  # type: ignore[method-assign]
+    fired = _Fired()
+    clock = _recording_clock(fired)
 
     conv = tool_result().conversation
     kimi = Target(
@@ -138,7 +304,7 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
     transport: dict[str, int] = {}
     sem = asyncio.Semaphore(concurrency)
     c0, t_start = time.process_time(), time.perf_counter()
-    async with LoopLagMonitor(warn_every_s=3600) as lag, Client() as client:
+    async with _series_monitor() as lag, Client(clock=clock) as client:
         router = Router("kimi", [kimi, orr], client=client)
 
         async def one() -> None:
@@ -180,6 +346,11 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
     cpu = time.process_time() - c0
     await asyncio.sleep(0.2)  # closed sockets settle
     opened = [t for t in transitions if t.get("target") == HEALTHY_TARGET and t.get("to") == "open"]
+    late = [lt for _, lt, _ in fired.rows]
+    kinds: dict[str, dict[str, Any]] = {}
+    for kind in sorted({k for k, _, _ in fired.rows}):
+        xs = [lt for k, lt, _ in fired.rows if k == kind]
+        kinds[kind] = {"n": len(xs), "p99_s": _pct(xs, 0.99), "max_s": max(xs)}
     return {
         "calls": calls,
         "ok": ok,
@@ -190,6 +361,8 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
         "timeouts_fired": len(late),
         "late_p99_s": _pct(late, 0.99),
         "late_max_s": max(late) if late else None,
+        "late_by_kind": kinds,
+        "where_late": _where_late(fired.rows, lag.series),
         "lag": lag.stats(),
         "gate": gate_info,
         "healthy_breaker_opened": len(opened),
@@ -242,6 +415,7 @@ class Emulator:
             stdout=subprocess.DEVNULL,
             stderr=(workdir / f"emulator-{hang:.2f}.log").open("w"),
             cwd=ROOT,
+            start_new_session=True,  # its own scheduler group (see the module docstring)
         )
         for _ in range(200):
             try:
@@ -259,7 +433,33 @@ class Emulator:
             self.proc.kill()
 
 
+def _renice(value: str | None) -> None:
+    """Give the client process (and, with autogroup, its session's group) this nice value."""
+    if not value:
+        return
+    nice = int(value)
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    with contextlib.suppress(OSError):  # no autogroup: the process's nice value is what counts
+        Path("/proc/self/autogroup").write_text(str(nice), encoding="ascii")
+
+
+def _autogroup() -> str:
+    try:
+        on = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text(encoding="ascii")
+    except OSError:
+        return "unknown"
+    return "on" if on.strip() == "1" else "off"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text(encoding="ascii").split()[:3])
+    except OSError:
+        return "?"
+
+
 def _run(url: str, concurrency: int, calls: int, design: str, cap: float) -> dict[str, Any] | None:
+    load = _loadavg()
     try:
         proc = subprocess.run(
             [sys.executable, __file__, "--client", url, str(concurrency), str(calls), design],
@@ -268,16 +468,23 @@ def _run(url: str, concurrency: int, calls: int, design: str, cap: float) -> dic
             check=False,
             cwd=ROOT,
             timeout=cap,
+            start_new_session=True,  # its own scheduler group (see the module docstring)
         )
     except subprocess.TimeoutExpired:
         return None
     if proc.returncode != 0:
         raise SystemExit(f"client run failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["loadavg_before"] = load
+    return result
 
 
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{1000 * x:.0f}"
+
+
+def _pc(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
 
 
 def main() -> int:
@@ -291,7 +498,15 @@ def main() -> int:
         "--designs",
         default="new",
         help="client designs, run in turn: new (as shipped), nogate (free list, no admission "
-        "gate), old (httpcore's pool, no gate)",
+        "gate), old (httpcore's pool, no gate), cycles (attempt cycles left to the collector), "
+        "gcfreeze (start-up objects frozen, full collections 10x rarer), burst (gate batch 128)",
+    )
+    parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=None,
+        help="run each client at this nice value (negative needs root): isolates the lateness "
+        "the client causes from the machine's other load; default: the machine's own priority",
     )
     parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
@@ -300,10 +515,13 @@ def main() -> int:
         _serve(args.serve[0], int(args.serve[1]))
         return 0
     if args.client:
+        _renice(os.environ.get("ROUTER_LOAD_CLIENT_NICE"))
         url, conc, calls, design = args.client
         print(json.dumps(asyncio.run(_client(url, int(conc), int(calls), design))))
         return 0
 
+    if args.client_nice is not None:
+        os.environ["ROUTER_LOAD_CLIENT_NICE"] = str(args.client_nice)
     levels = [200] if args.quick else [int(x) for x in args.levels.split(",")]
     settings = [("healthy", 0.0), (f"hang {args.hang:.0%}", args.hang)]
     designs = args.designs.split(",")
@@ -324,7 +542,8 @@ def main() -> int:
 
     print(
         f"Routed calls under load ({os.cpu_count()} CPUs, shared with other work; the emulator in "
-        "its own process; ratios within this run)"
+        f"its own process and session, autogroup {_autogroup()}; client nice "
+        f"{'default' if args.client_nice is None else args.client_nice}; ratios within this run)"
     )
     print(
         f"{'conc':>5} {'design':>6} {'setting':>9} {'calls':>6} {'success':>8} {'p50 ms':>7} "
@@ -350,6 +569,20 @@ def main() -> int:
             f"{_ms(lag['p99_s']):>7} {_ms(lag['max_s']):>7} {_ms(lag['own_p99_s']):>11} "
             f"{r['healthy_breaker_opened']:>13} "
             f"{r['fds_before']:>5}->{r['fds_after']:<5} {r['cpu_ms_per_call']:>11.2f}"
+        )
+        kinds = ", ".join(
+            f"{k} {_ms(v['p99_s'])}/{_ms(v['max_s'])} (n={v['n']})"
+            for k, v in r["late_by_kind"].items()
+        )
+        print(f"      clock late p99/max ms by kind: {kinds}")
+        where = r["where_late"]
+        share = "-" if lag["runqueue_share"] is None else f"{lag['runqueue_share']:.0%}"
+        print(
+            f"      load {r['loadavg_before']}; loop waited for a CPU {share} of the run; "
+            f"collector: {lag['gc_pauses']} pauses, longest {_ms(lag['gc_max_s'])} ms; "
+            f"{where['late_fires']} fires > 100 ms late, their late time "
+            f"{_pc(where['cpu_wait_share'])} waiting for a CPU, {_pc(where['gc_share'])} in "
+            "the collector"
         )
         if r.get("gate"):
             g = r["gate"]

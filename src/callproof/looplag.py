@@ -14,9 +14,18 @@ records ``fired_at - due``; above ``warn_above_s`` it logs a warning, at most on
         ...
     lag.stats()   # {"samples": ..., "p50_s": ..., "p99_s": ..., "max_s": ..., "warnings": ...}
 
-Each sample also says whose lag it was: when the loop thread's own CPU over the tick's span is
-under half the span, the loop was not running (a loaded machine, or another thread holding the
-GIL), and lowering the concurrency would not help; ``own_p99_s`` is the p99 of the others.
+Each sample also says whose lag it was, from the loop thread's own accounting over the tick's
+span (Linux ``/proc/thread-self/schedstat``; elsewhere the thread's CPU time alone):
+
+* **machine**: the thread was runnable but waiting for a CPU for at least half the lag (a
+  loaded machine: other processes had the cores). No client design fixes that;
+* **own**: the loop thread was on its CPU for at least half the span: its own work, including
+  the garbage collector's pauses (:class:`GcPauses`, counted in ``gc_s``);
+* otherwise the thread was neither running nor waiting for a CPU: a blocking call on the loop
+  or another thread holding the GIL.
+
+``own_p99_s`` is the p99 of the own ticks; ``runqueue_share`` the share of the sampled time the
+loop spent waiting for a CPU; ``gc_max_s`` the longest collector pause.
 """
 
 from __future__ import annotations
@@ -24,21 +33,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import logging
+import statistics
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
-
-from callproof.quantile import quantile
 
 __all__ = [
     "DEFAULT_WARN_ABOVE_S",
     "AdmissionGate",
+    "GcPauses",
     "LoopLagMonitor",
     "admitted",
     "is_admitted",
+    "runqueue_wait_s",
+    "whose_lag",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,8 +59,97 @@ log = logging.getLogger(__name__)
 DEFAULT_WARN_ABOVE_S = 0.1
 
 
+_SCHEDSTAT = "/proc/thread-self/schedstat"
+
+
+def runqueue_wait_s() -> float | None:
+    """Seconds the calling thread has spent runnable but waiting for a CPU since it started
+    (Linux schedstat), or ``None`` where the kernel does not say."""
+    try:
+        with open(_SCHEDSTAT, "rb") as f:
+            fields = f.read().split()
+        return int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+#: Whose lag a tick was (see the module docstring).
+MACHINE, OWN, BLOCKED = "machine", "own", "blocked"
+
+
+def whose_lag(lag: float, span: float, cpu: float, waited: float | None) -> str:
+    """Whose lateness a tick of ``lag`` seconds was, given the loop thread's CPU seconds
+    (``cpu``) and runqueue wait (``waited``, ``None`` when unknown) over the tick's ``span``:
+    ``"machine"`` (it waited for a CPU for at least half the lag), ``"own"`` (it was on its
+    CPU for at least half the span) or ``"blocked"`` (neither)."""
+    if waited is not None and lag > 0 and waited >= 0.5 * lag:
+        return MACHINE
+    if span <= 0 or cpu >= 0.5 * span:
+        return OWN
+    return BLOCKED
+
+
+class GcPauses:
+    """The garbage collector's pauses in this process, from :data:`gc.callbacks`.
+
+    ``total_s`` grows by each pause (wall time from the collection's start to its end), so a
+    reader can take the difference over a span; ``max_s``, ``count`` and ``by_generation``
+    (pauses per generation) summarise them. Start with :meth:`start` (or ``with``), end with
+    :meth:`stop`; a collection in progress when stopped is not counted.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._started_at: float | None = None
+        self.total_s = 0.0
+        self.max_s = 0.0
+        self.count = 0
+        self.by_generation: dict[int, int] = {}
+        self.pauses: deque[float] = deque(maxlen=10_000)
+        self._on = False
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started_at = self._clock()
+            return
+        if self._started_at is None:
+            return
+        pause = max(0.0, self._clock() - self._started_at)
+        self._started_at = None
+        self.total_s += pause
+        self.max_s = max(self.max_s, pause)
+        self.count += 1
+        gen = int(info.get("generation", -1))
+        self.by_generation[gen] = self.by_generation.get(gen, 0) + 1
+        self.pauses.append(pause)
+
+    def start(self) -> None:
+        """Start counting pauses (idempotent)."""
+        if not self._on:
+            gc.callbacks.append(self._callback)
+            self._on = True
+
+    def stop(self) -> None:
+        """Stop counting (idempotent); the figures stay."""
+        if self._on:
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(self._callback)
+            self._on = False
+            self._started_at = None
+
+    def __enter__(self) -> GcPauses:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 class LoopLagMonitor:
     """Measures the running loop's timer lateness; start with ``async with`` or :meth:`start`."""
+
+    #: Whether sampling also counts the garbage collector's pauses (``gc`` in :meth:`stats`).
+    counts_gc = True
 
     def __init__(
         self,
@@ -69,12 +170,20 @@ class LoopLagMonitor:
         self.own_samples: deque[float] = deque(maxlen=keep)
         self.max_s = 0.0
         self.warnings = 0
+        #: Ticks by whose lag they were: ``machine``, ``own``, ``blocked``.
+        self.whose: dict[str, int] = {MACHINE: 0, OWN: 0, BLOCKED: 0}
+        #: Seconds sampled, and of them spent waiting for a CPU (Linux only).
+        self.span_s = 0.0
+        self.runqueue_s = 0.0
+        #: The garbage collector's pauses while sampling.
+        self.gc = GcPauses()
         self._log = logger or log
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
         self._armed_at = 0.0
         self._armed_cpu = 0.0
+        self._armed_wait: float | None = None
         self._last_warning: float | None = None
 
     def start(self) -> None:
@@ -84,6 +193,9 @@ class LoopLagMonitor:
         self._loop = asyncio.get_running_loop()
         self._due = self._loop.time() + self.interval_s
         self._armed_at, self._armed_cpu = self._loop.time(), time.thread_time()
+        self._armed_wait = runqueue_wait_s()
+        if self.counts_gc:
+            self.gc.start()
         self._handle = self._loop.call_at(self._due, self._tick)
 
     def stop(self) -> None:
@@ -91,6 +203,7 @@ class LoopLagMonitor:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self.gc.stop()
 
     async def __aenter__(self) -> LoopLagMonitor:
         self.start()
@@ -107,16 +220,21 @@ class LoopLagMonitor:
     def _tick(self) -> None:
         loop = self._loop
         assert loop is not None
-        now, cpu = loop.time(), time.thread_time()
+        now, cpu, wait = loop.time(), time.thread_time(), runqueue_wait_s()
         lag = max(0.0, now - self._due)
-        # Whose lag: the loop thread's own CPU over the span since the tick was armed. A busy
-        # loop (our own work) used most of it; a loop the OS did not run (a shared machine,
-        # or another thread holding the GIL) used little.
+        # Whose lag: the loop thread's own accounting over the span since the tick was armed.
         span = now - self._armed_at
-        busy = span <= 0 or (cpu - self._armed_cpu) >= 0.5 * span
+        waited = (
+            None if wait is None or self._armed_wait is None else max(0.0, wait - self._armed_wait)
+        )
+        whose = whose_lag(lag, span, cpu - self._armed_cpu, waited)
+        self.whose[whose] += 1
+        self.span_s += max(0.0, span)
+        if waited is not None:
+            self.runqueue_s += waited
         self.samples.append(lag)
         self.max_s = max(self.max_s, lag)
-        if busy:
+        if whose == OWN:
             self.own_samples.append(lag)
         if lag > self.warn_above_s:
             self.warnings += 1
@@ -127,18 +245,33 @@ class LoopLagMonitor:
                     "while the loop is starved; %s",
                     lag,
                     self.warn_above_s,
-                    "lower the concurrency"
-                    if busy
-                    else "the process was not running (a loaded machine, or another thread)",
+                    self._why(whose, waited),
                 )
         self._due = now + self.interval_s
-        self._armed_at, self._armed_cpu = now, cpu
+        self._armed_at, self._armed_cpu, self._armed_wait = now, cpu, wait
         self._handle = loop.call_at(self._due, self._tick)
 
+    def _why(self, whose: str, waited: float | None) -> str:
+        if whose == OWN:
+            return "lower the concurrency"
+        if whose == MACHINE:
+            return (
+                f"the process was not running: it waited {waited or 0.0:.3f} s for a CPU "
+                "(a loaded machine)"
+            )
+        return "the process was not running (a blocking call, or another thread holding the GIL)"
+
     def quantile(self, q: float, *, own: bool = False) -> float | None:
-        """The ``q`` quantile (0 <= q <= 1) of the lags kept (:func:`callproof.quantile.quantile`),
-        or None before any sample. ``own``: of the ticks the loop spent on its own work only."""
-        return quantile(sorted(self.own_samples if own else self.samples), q)
+        """The ``q`` quantile (0 < q < 1) of the lags kept (linear interpolation, as
+        :func:`statistics.quantiles` ``inclusive``), or None before any sample. ``own``: of
+        the ticks the loop spent on its own work only."""
+        samples = self.own_samples if own else self.samples
+        if not samples:
+            return None
+        if len(samples) == 1:
+            return samples[0]
+        cuts = statistics.quantiles(samples, n=1000, method="inclusive")
+        return cuts[min(len(cuts) - 1, max(0, round(q * 1000) - 1))]
 
     def stats(self) -> dict[str, Any]:
         """Samples taken, p50/p99/max lag (seconds) and how many ticks were over the threshold."""
@@ -152,6 +285,11 @@ class LoopLagMonitor:
             "own_max_s": max(self.own_samples, default=None),
             "warnings": self.warnings,
             "warn_above_s": self.warn_above_s,
+            "whose": dict(self.whose),
+            "runqueue_share": (self.runqueue_s / self.span_s) if self.span_s > 0 else None,
+            "gc_pauses": self.gc.count,
+            "gc_s": self.gc.total_s,
+            "gc_max_s": self.gc.max_s,
         }
 
 
@@ -163,7 +301,10 @@ class AdmissionGate(LoopLagMonitor):
     target looks stalled (the livelock of issue 10). The gate bounds the calls in flight by a
     window, congestion control on the loop's lag: the window grows while the gate's timer
     (every ``interval_s``) fires on time and halves when it fires more than ``target_lag_s``
-    late; each tick also lets at most ``max_batch`` new calls in, so a burst is spread out. A
+    late; each tick also lets at most ``max_batch`` new calls in, so a burst is spread out
+    (16 per 10 ms tick: 1,600 calls/s, several times what one core starts, while the calls
+    let in together cost one loop turn of tens of ms, not the 250 ms that 128 signed requests
+    did at 1,000 concurrent: the first calls' hedge timers fired that late). A
     call that finds room and a loop on time passes without waiting, so an unloaded client pays
     nothing; otherwise it waits in FIFO order, with no clock of its own running yet. Each
     admitted call is handed back with :meth:`release` when it ends.
@@ -175,6 +316,8 @@ class AdmissionGate(LoopLagMonitor):
     :func:`admitted` and skip the gate: they are part of work already let in.
     """
 
+    counts_gc = False  # a gate that is never stopped must not stay in gc.callbacks
+
     def __init__(
         self,
         *,
@@ -183,7 +326,7 @@ class AdmissionGate(LoopLagMonitor):
         min_window: int = 8,
         max_window: int = 1_000_000,
         initial_window: int = 256,
-        max_batch: int = 128,
+        max_batch: int = 16,
         warn_above_s: float = DEFAULT_WARN_ABOVE_S,
         logger: logging.Logger | None = None,
     ) -> None:

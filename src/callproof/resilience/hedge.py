@@ -14,6 +14,7 @@ is fixed, or a quantile of the target's observed healthy first-event latency
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -132,6 +133,31 @@ class AttemptRun:
             self._pump(client, conversation, notify),
             name=f"callproof-attempt-{self.number}-{self.target.name}",
         )
+        self.task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """Break the attempt's reference cycles once its task is done, so the attempt and
+        what it holds (the stream, the events) die by reference count instead of waiting for
+        a full garbage collection.
+
+        An error caught in :meth:`_pump` keeps the attempt alive through its traceback
+        (``self.error.__traceback__`` -> the finished ``_pump`` frame -> ``self``), and a
+        cancelled task keeps its ``CancelledError`` (traceback -> frames -> ``self`` ->
+        ``self.task``). Under load every attempt outlives a few young collections, so these
+        cycles land in the oldest generation; at 1,000 concurrent calls the full collections
+        that freed them paused the loop for 60-200 ms each, and every clock fired that much
+        late. Only the finished ``_pump`` frames lose their local variables (the traceback
+        keeps its lines); deeper frames are left alone, since clearing the frame of a
+        suspended generator would close it."""
+        for exc in (self.error, self.fatal):
+            tb = exc.__traceback__ if exc is not None else None
+            while tb is not None:
+                if tb.tb_frame.f_code is _PUMP_CODE:
+                    with contextlib.suppress(RuntimeError):  # still executing: leave it
+                        tb.tb_frame.clear()
+                tb = tb.tb_next
+        if self.task is task:
+            self.task = None
 
     async def _pump(
         self,
@@ -190,6 +216,11 @@ class AttemptRun:
     async def cancel(self) -> None:
         """Stop the attempt and wait until its connection is closed."""
         await cancel_runs([self])
+
+
+#: The code of :meth:`AttemptRun._pump`, whose finished frames :meth:`AttemptRun._finished`
+#: clears.
+_PUMP_CODE = AttemptRun._pump.__code__
 
 
 async def cancel_runs(runs: list[AttemptRun]) -> None:
