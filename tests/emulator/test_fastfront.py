@@ -60,8 +60,9 @@ def normalised(raw: bytes) -> bytes:
     kept = [
         re.sub(rb"^([^:]+):", lambda m: m.group(1).lower() + b":", line)
         for line in lines
-        if not line.lower().startswith((b"date:", b"x-amzn-requestid:"))
+        if not line.lower().startswith((b"date:", b"x-amzn-requestid:", b"x-request-id:"))
     ]
+    body = re.sub(rb'"created(_at)?":\s*\d+', b'"created":0', body)  # the clock's second
     return b"\r\n".join(kept) + sep + body
 
 
@@ -120,6 +121,46 @@ def test_the_fast_front_sends_hypercorns_bytes(
     assert fast_end == slow_end
     assert normalised(fast) == normalised(slow)
     assert fast.split(b"\r\n", 1)[0].endswith((b" OK", b" Too Many Requests", b" Unavailable"))
+
+
+OPENAI_FAULTS = [
+    None,
+    "latency:0.05",
+    "close_without_stop",
+    "http_error:429",
+    "tool_call_in_text",
+    "stream_exception:throttlingException",
+]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+@pytest.mark.parametrize("fault", OPENAI_FAULTS)
+def test_the_openai_routes_send_hypercorns_bytes(
+    pair: tuple[EmulatorServer, EmulatorServer], path: str, fault: str | None, stream: bool
+) -> None:
+    question = "Weather for Tokyo?"
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    payload: dict[str, object] = {"model": "gpt-4o", "stream": stream}
+    if path == "/v1/responses":
+        payload["input"] = question
+    else:
+        payload["messages"] = [{"role": "user", "content": question}]
+        payload["tools"] = tools
+    body = json.dumps(payload).encode()
+    headers = {} if fault is None else {"x-callproof-fault": fault}
+    (fast, fast_end), (slow, slow_end) = both(pair, request(path, body, headers=headers))
+    assert fast.startswith(b"HTTP/1.1 "), fast[:200]
+    assert fast_end == slow_end
+    assert normalised(fast) == normalised(slow)
 
 
 @pytest.mark.parametrize("fault", ["reset_before_headers", "reset_mid_body"])

@@ -48,6 +48,18 @@ def _openai_routes(state: EmulatorState) -> list[BaseRoute]:
     return list(build(state))
 
 
+def _openai_handler() -> Callable[..., Any] | None:
+    """``openai_routes._handle`` (state, request, *, responses), when that module is present."""
+    try:
+        module = importlib.import_module("callproof.emulator.openai_routes")
+    except ModuleNotFoundError as exc:
+        if exc.name == "callproof.emulator.openai_routes":
+            return None
+        raise
+    handle: Callable[..., Any] = module._handle
+    return handle
+
+
 def _openai_error(status: int, message: str, code: str | None = None) -> Response:
     body = {
         "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
@@ -97,13 +109,7 @@ class HotRoutes:
     def __init__(self, app: Any, state: EmulatorState) -> None:
         self.app = app
         self.state = state
-        module: Any = None
-        try:
-            module = importlib.import_module("callproof.emulator.openai_routes")
-        except ModuleNotFoundError as exc:
-            if exc.name != "callproof.emulator.openai_routes":
-                raise
-        self._openai: Callable[..., Any] | None = None if module is None else module._handle
+        self._openai = _openai_handler()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -154,5 +160,6 @@ def create_app(
     app.state.bedrock_planner = BedrockPlanner(state, auth)
     #: the fast HTTP/1.1 front's routes (EmulatorServer serves them); none with a schedule,
     #: whose request log lives in ASGI middleware
-    app.state.fast_routes = None if schedule is not None else FastRoutes(app.state.bedrock_planner)
+    fast = FastRoutes(app.state.bedrock_planner, openai=_openai_handler())
+    app.state.fast_routes = None if schedule is not None else fast
     return app

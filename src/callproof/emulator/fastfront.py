@@ -41,16 +41,30 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from callproof.emulator.bedrock import bedrock_error_response
 from callproof.emulator.bedrock_validation import BedrockError
 from callproof.emulator.faults import ATTEMPT_KEY_HEADER, CURRENT_ATTEMPT_KEY
 from callproof.emulator.plans import Answer, BedrockPlanner, split_path
-from callproof.emulator.streaming import Cut, Hang, Headers, Reset, Send, Sleep, Trickle
+from callproof.emulator.streaming import (
+    Cut,
+    Hang,
+    Headers,
+    Reset,
+    Send,
+    Sleep,
+    Step,
+    StepResponse,
+    Trickle,
+    instant_body,
+)
 
 __all__ = ["FastFront", "FastProtocol", "FastRoutes", "FrontHooks"]
 
@@ -77,12 +91,34 @@ class FrontHooks(Protocol):
     def hand_over(self, transport: asyncio.Transport, data: bytes) -> None: ...
 
 
-class FastRoutes:
-    """The hot routes the front serves: Bedrock Converse and ConverseStream from plans."""
+#: ``openai_routes._handle``: (state, request, *, responses) -> a Starlette response
+OpenAIHandler = Callable[..., Awaitable[Any]]
+_OPENAI_PATHS = {b"/v1/chat/completions": False, b"/v1/responses": True}
 
-    def __init__(self, planner: BedrockPlanner) -> None:
+
+def answer_of(response: Any) -> Answer:
+    """A route's response (a :class:`StepResponse` or a complete Starlette one) as an answer."""
+    if isinstance(response, StepResponse):
+        steps = response.steps
+        return Answer(
+            response.status,
+            response.headers,
+            steps,  # type: ignore[arg-type]  # a lazy iterable is played lazily
+            instant_body(steps),
+            response.on_close,
+        )
+    return Answer.from_response(response)
+
+
+class FastRoutes:
+    """The hot routes the front serves: Bedrock Converse and ConverseStream from plans, and
+    (with ``openai``) OpenAI chat completions and Responses through their own handler, run as
+    one task per request with the body in hand (no Starlette routing, no hypercorn)."""
+
+    def __init__(self, planner: BedrockPlanner, openai: OpenAIHandler | None = None) -> None:
         self.planner = planner
         self.state = planner.state
+        self.openai = openai
 
     @property
     def max_body_bytes(self) -> int:
@@ -91,6 +127,57 @@ class FastRoutes:
     @property
     def closing(self) -> threading.Event:
         return self.state.closing
+
+    async def _openai(
+        self,
+        target: bytes,
+        headers: dict[str, str],
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Answer:
+        assert self.openai is not None
+        path = target.decode("latin-1")
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": target,
+            "query_string": b"",
+            "root_path": "",
+            "headers": raw_headers,
+            "server": None,
+            "client": None,
+            "extensions": {},
+        }
+        delivered = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.get_running_loop().create_future()  # the front sees disconnects
+            raise AssertionError("unreachable")
+
+        key = headers.get(ATTEMPT_KEY_HEADER)
+        CURRENT_ATTEMPT_KEY.set(key[:512] if key else None)  # this task's own context
+        try:
+            response = await self.openai(
+                self.state, Request(scope, receive), responses=_OPENAI_PATHS[target]
+            )
+        except Exception:  # a bug must answer 500, never kill the connection
+            log.exception("emulator bug serving %s", path)
+            error = {
+                "message": "The server had an error while processing your request.",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+            response = JSONResponse({"error": error}, status_code=500)
+        return answer_of(response)
 
     @property
     def body_timeout_s(self) -> float:
@@ -108,10 +195,22 @@ class FastRoutes:
         return Answer.from_response(bedrock_error_response(error, request_id))
 
     def wants(self, method: bytes, target: bytes) -> bool:
-        return method == b"POST" and target.startswith(b"/model/")
+        if method != b"POST":
+            return False
+        return target.startswith(b"/model/") or (
+            self.openai is not None and target in _OPENAI_PATHS
+        )
 
-    def serve(self, target: bytes, headers: dict[str, str], body: bytes) -> Answer | None:
-        """The answer, or None to leave the request to hypercorn."""
+    def serve(
+        self,
+        target: bytes,
+        headers: dict[str, str],
+        raw_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Answer | Coroutine[Any, Any, Answer] | None:
+        """The answer (or a coroutine for it), or None to leave the request to hypercorn."""
+        if target in _OPENAI_PATHS:
+            return self._openai(target, headers, raw_headers, body)
         parts = split_path(target)
         if parts is None:
             return None
@@ -178,7 +277,7 @@ class FastFront:
     @property
     def busy(self) -> int:
         """Connections with an answer in flight."""
-        return sum(1 for p in self.protocols if p.player is not None)
+        return sum(1 for p in self.protocols if p.player is not None or p.task is not None)
 
     def abort_all(self) -> None:
         for protocol in list(self.protocols):
@@ -200,12 +299,14 @@ class FastProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._body_timer: asyncio.TimerHandle | None = None
+        #: the task making an answer (the OpenAI routes), while it runs
+        self.task: asyncio.Task[Answer] | None = None
 
     # -- the server's view (the connection cap) ------------------------------------------------
 
     @property
     def idle(self) -> bool:
-        return self.player is None and not self.buffer
+        return self.player is None and self.task is None and not self.buffer
 
     def close(self) -> None:
         if self.transport is not None:
@@ -233,7 +334,7 @@ class FastProtocol(asyncio.Protocol):
         if self.closed:
             return
         self.buffer = self.buffer + data if self.buffer else data
-        if self.player is None:
+        if self.player is None and self.task is None:
             self._pump()
         elif len(self.buffer) > _READ_AHEAD and self.transport is not None:
             self._paused = True
@@ -276,15 +377,15 @@ class FastProtocol(asyncio.Protocol):
 
     def _expire(self) -> None:
         self._timer = None
-        if self.player is None and self.transport is not None:
+        if self.player is None and self.task is None and self.transport is not None:
             self.transport.close()  # no complete request within the header timeout
 
     def _pump(self) -> None:
         """Answer the complete requests buffered, in order, while each finishes at once."""
-        while not self.closed and self.player is None and self.buffer:
+        while not self.closed and self.player is None and self.task is None and self.buffer:
             if not self._one():
                 return
-        if self.closed or self.player is not None:
+        if self.closed or self.player is not None or self.task is not None:
             return
         if not self.keep_alive:
             if self.transport is not None:
@@ -328,14 +429,15 @@ class FastProtocol(asyncio.Protocol):
             self._hand_over()
             return False
         headers: dict[str, str] = {}
+        raw_headers: list[tuple[bytes, bytes]] = []
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep or not name or name.strip(b" \t") != name or b" " in name:
                 self._hand_over()  # an odd header line: h11 judges it
                 return False
-            headers.setdefault(
-                name.lower().decode("latin-1"), value.strip(b" \t").decode("latin-1")
-            )
+            lowered, value = name.lower(), value.strip(b" \t")
+            raw_headers.append((lowered, value))
+            headers.setdefault(lowered.decode("latin-1"), value.decode("latin-1"))
         if "transfer-encoding" in headers or "expect" in headers or "upgrade" in headers:
             self._hand_over()
             return False
@@ -351,13 +453,17 @@ class FastProtocol(asyncio.Protocol):
                 self._body_timer = loop.call_later(wait, self._body_late, request_line[1])
             return False
         self._body_done()
-        answer = routes.serve(request_line[1], headers, buffer[end + 4 : total])
+        answer = routes.serve(request_line[1], headers, raw_headers, buffer[end + 4 : total])
         if answer is None:
             self._hand_over()
             return False
         self.buffer = buffer[total:]
         self._disarm()
         self.keep_alive = headers.get("connection", "").lower() != "close"
+        if not isinstance(answer, Answer):
+            self.task = asyncio.get_running_loop().create_task(answer)
+            self.task.add_done_callback(self._answered)
+            return False
         player = _Player(self, answer)
         self.player = player
         if player.run():
@@ -365,6 +471,20 @@ class FastProtocol(asyncio.Protocol):
             self._arm()
             return True
         return False
+
+    def _answered(self, task: asyncio.Task[Answer]) -> None:
+        self.task = None
+        if task.cancelled():
+            return
+        answer = task.result()
+        if self.closed:
+            if answer.on_close is not None:
+                answer.on_close()  # the client left while the answer was being made
+            return
+        player = _Player(self, answer)
+        self.player = player
+        if player.run():
+            self.finished()
 
     def _body_done(self) -> None:
         if self._body_timer is not None:
@@ -374,7 +494,7 @@ class FastProtocol(asyncio.Protocol):
     def _body_late(self, target: bytes) -> None:
         """The body did not arrive in time: the route's 408, and the connection closes."""
         self._body_timer = None
-        if self.closed or self.player is not None:
+        if self.closed or self.player is not None or self.task is not None:
             return
         self.buffer = b""
         self._disarm()
@@ -398,13 +518,15 @@ class _Player:
 
     __slots__ = (
         "answer",
+        "begun",
         "chunked",
+        "current",
         "front",
-        "index",
         "pending",
         "protocol",
         "rate",
         "started",
+        "steps",
         "stopped",
         "timer",
         "transport",
@@ -418,7 +540,10 @@ class _Player:
         self.transport = protocol.transport
         self.answer = answer
         self.chunked = "content-length" not in answer.headers
-        self.index = 0
+        self.steps: Iterator[Step] = iter(answer.steps)
+        #: the step being played (examined again after a flush or a trickle), None = the next
+        self.current: Step | None = None
+        self.begun = False
         self.pending: list[bytes] = []
         self.started = False
         self.stopped = False
@@ -431,7 +556,7 @@ class _Player:
         status = answer.status
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
         parts.extend(
-            b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
+            b"%s: %s\r\n" % (k.lower().encode("latin-1"), v.encode("latin-1"))
             for k, v in answer.headers.items()
         )
         parts.append(b"date: %s\r\n" % self.front.date())
@@ -461,34 +586,38 @@ class _Player:
         if self.stopped:
             return False
         answer = self.answer
-        if self.index == 0 and answer.body is not None:
-            # nothing waits: head, body and end in one write
-            self.started = True
-            end = b"0\r\n\r\n" if self.chunked else b""
-            self._write(self._head() + self._framed(answer.body) + end)
-            self._close()
-            return True
+        if not self.begun:
+            self.begun = True
+            if answer.body is not None:
+                # nothing waits: head, body and end in one write
+                self.started = True
+                end = b"0\r\n\r\n" if self.chunked else b""
+                self._write(self._head() + self._framed(answer.body) + end)
+                self._close()
+                return True
         loop = asyncio.get_running_loop()
-        steps = answer.steps
-        while self.index < len(steps):
-            step = steps[self.index]
+        while True:
+            step = self.current
+            if step is None:
+                step = self.current = next(self.steps, None)
+                if step is None:
+                    break
             if isinstance(step, Send):
-                if step.delay > 0 and not (self.pending or self.trickle):
+                if step.delay > 0 and not self.pending:
                     self._start()
-                    self.index += 1
-                    data = step.data
-                    self.timer = loop.call_later(step.delay, self._after_delay, data)
+                    self.current = None
+                    self.timer = loop.call_later(step.delay, self._after_delay, step.data)
                     return False
                 if step.delay > 0:
                     if not self._flush():
                         return False
                     continue
                 self.pending.append(step.data)
-                self.index += 1
+                self.current = None
                 continue
             if not self._flush():
                 return False  # trickling: this step comes after the last piece
-            self.index += 1
+            self.current = None
             if isinstance(step, Cut | Reset):
                 if isinstance(step, Cut):
                     self._start()
@@ -511,6 +640,15 @@ class _Player:
                     return False
                 if not self._hang_ended():
                     break
+        if self.pending and not self.rate:
+            # the last sends and the end of the body in one write
+            self._start()
+            data = b"".join(self.pending)
+            self.pending.clear()
+            end = b"0\r\n\r\n" if self.chunked else b""
+            self._write(self._framed(data) + end)
+            self._close()
+            return True
         if not self._flush():
             return False  # the last sends trickle out first
         return self._end()
@@ -539,7 +677,7 @@ class _Player:
         if self.stopped:
             return
         if not self._hang_ended():
-            self.index = len(self.answer.steps)
+            self.steps, self.current = iter(()), None
         self._resume()
 
     def _flush(self) -> bool:
