@@ -1,6 +1,7 @@
 """The gateway's ASGI app: the Bedrock and OpenAI fronts over one :class:`Gateway`.
 
-``create_gateway_app(serve)`` builds a Starlette app from a loaded
+``create_gateway_app(serve)`` builds a Starlette app (:class:`~callproof.gateway.asgi.GatewayApp`,
+which serves the fronts' POST routes without Starlette's middleware) from a loaded
 :class:`~callproof.gateway.config.ServeConfig` whose emulator targets are already bound
 (:class:`~callproof.gateway.server.GatewayServer` does that). It is the seam for other modules:
 pass ``routes`` (e.g. ``/metrics``, ``/routes``) to mount them beside the fronts; they reach the
@@ -29,12 +30,13 @@ from starlette.routing import BaseRoute, Route
 from callproof.emulator.bedrock import bedrock_error_response
 from callproof.emulator.bedrock_validation import BedrockError
 from callproof.emulator.state import Limits
+from callproof.gateway.asgi import GatewayApp
 from callproof.gateway.auth import ClientKeys
-from callproof.gateway.bedrock_front import bedrock_front_routes
+from callproof.gateway.bedrock_front import bedrock_front_fast, bedrock_front_routes
 from callproof.gateway.config import ServeConfig
 from callproof.gateway.core import Gateway
 from callproof.gateway.evidence import EvidenceLog, default_evidence_dir
-from callproof.gateway.openai_front import openai_front_routes
+from callproof.gateway.openai_front import openai_front_fast, openai_front_routes
 from callproof.telemetry.gateway import GatewayScale, scale_routes
 
 __all__ = ["create_gateway_app"]
@@ -116,10 +118,12 @@ def create_gateway_app(
         *openai_front_routes(),
         *bedrock_front_routes(),
     ]
-    app = Starlette(
+    app = GatewayApp(
         routes=all_routes,
         exception_handlers={404: _not_found, 405: _not_found},
         lifespan=lifespan,
+        fast=openai_front_fast(),
+        fast_prefix=bedrock_front_fast(),
     )
     app.state.keys = keys
     app.state.bedrock_auth = keys.bedrock()

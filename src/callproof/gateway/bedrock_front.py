@@ -18,7 +18,7 @@ import uuid
 from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from callproof.emulator.bedrock import bedrock_error_response
@@ -29,11 +29,12 @@ from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
 from callproof.emulator.faults import FAULT_HEADER
 from callproof.emulator.state import Limits
 from callproof.errors import AllAttemptsFailed, CallError
+from callproof.gateway.asgi import Handler, StreamBody
 from callproof.gateway.bedrock_out import BedrockStreamEncoder, converse_body
 from callproof.gateway.core import MODE_HEADER, Gateway, GatewayCall, stream_wire
 from callproof.gateway.failures import as_bedrock_error, in_band_message
 
-__all__ = ["bedrock_front_routes"]
+__all__ = ["bedrock_front_fast", "bedrock_front_routes"]
 
 log = logging.getLogger("callproof.gateway")
 
@@ -66,7 +67,7 @@ async def _read(request: Request, limits: Limits) -> bytes:
         ) from None
 
 
-async def _handle(request: Request) -> Response:
+async def _handle(request: Request) -> Response | StreamBody:
     request_id = str(uuid.uuid4())
     try:
         return await _serve(request, request_id)
@@ -80,7 +81,7 @@ async def _handle(request: Request) -> Response:
         return bedrock_error_response(internal, request_id)
 
 
-async def _serve(request: Request, request_id: str) -> Response:
+async def _serve(request: Request, request_id: str) -> Response | StreamBody:
     gateway: Gateway = request.app.state.gateway
     auth: BedrockAuth = request.app.state.bedrock_auth
     limits: Limits = request.app.state.limits
@@ -131,7 +132,7 @@ async def _serve(request: Request, request_id: str) -> Response:
         headers.update(call.headers())
         return Response(b"".join(frames), headers=headers, media_type=EVENTSTREAM)
     headers.update(call.headers())
-    return StreamingResponse(
+    return StreamBody(
         stream_wire(call, encoder.encode, lambda err: encoder.error(in_band_message(err))),
         headers=headers,
         media_type=EVENTSTREAM,
@@ -166,3 +167,9 @@ def bedrock_front_routes() -> list[Route]:
             methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"],
         )
     ]
+
+
+def bedrock_front_fast() -> tuple[str, Handler]:
+    """The path prefix and handler :class:`~callproof.gateway.asgi.GatewayApp` serves
+    directly (``POST /model/...``)."""
+    return "/model/", _handle

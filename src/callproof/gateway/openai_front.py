@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from callproof.emulator.faults import FAULT_HEADER
@@ -22,13 +22,14 @@ from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, de
 from callproof.emulator.openai_responses import ResponsesRequest, decode_responses
 from callproof.emulator.openai_routes import error_response, model_not_found, read_openai_body
 from callproof.errors import AllAttemptsFailed, CallError
+from callproof.gateway.asgi import Handler, StreamBody
 from callproof.gateway.auth import ClientKeys
 from callproof.gateway.chat_out import ChatStreamEncoder, chat_completion
 from callproof.gateway.core import MODE_HEADER, Gateway, stream_wire
 from callproof.gateway.failures import as_openai_error, deciding_error, in_band_message
 from callproof.gateway.responses_out import ResponsesStreamEncoder, responses_body
 
-__all__ = ["openai_front_routes"]
+__all__ = ["openai_front_fast", "openai_front_routes"]
 
 log = logging.getLogger("callproof.gateway")
 
@@ -46,7 +47,7 @@ def _failed(error: BaseException, extra: dict[str, str]) -> Response:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-async def _handle(request: Request, *, responses: bool) -> Response:
+async def _handle(request: Request, *, responses: bool) -> Response | StreamBody:
     try:
         return await _serve(request, responses=responses)
     except OpenAIRequestError as exc:
@@ -60,7 +61,7 @@ async def _handle(request: Request, *, responses: bool) -> Response:
         )
 
 
-async def _serve(request: Request, *, responses: bool) -> Response:
+async def _serve(request: Request, *, responses: bool) -> Response | StreamBody:
     gateway: Gateway = request.app.state.gateway
     keys: ClientKeys = request.app.state.keys
     keys.check_bearer(request.headers.get("authorization", ""))
@@ -128,7 +129,7 @@ async def _serve(request: Request, *, responses: bool) -> Response:
         headers.update(call.headers())
         return Response(b"".join(chunks), headers=headers, media_type=_SSE)
     headers.update(call.headers())
-    return StreamingResponse(
+    return StreamBody(
         stream_wire(
             call, encoder.encode, lambda err: encoder.error(in_band_message(err), err.outcome)
         ),
@@ -137,11 +138,11 @@ async def _serve(request: Request, *, responses: bool) -> Response:
     )
 
 
-async def _chat(request: Request) -> Response:
+async def _chat(request: Request) -> Response | StreamBody:
     return await _handle(request, responses=False)
 
 
-async def _responses(request: Request) -> Response:
+async def _responses(request: Request) -> Response | StreamBody:
     return await _handle(request, responses=True)
 
 
@@ -182,3 +183,9 @@ def openai_front_routes() -> list[Route]:
         Route("/v1/models", _models, methods=["GET"]),
         Route("/v1/models/{model:path}", _model, methods=["GET"]),
     ]
+
+
+def openai_front_fast() -> dict[str, Handler]:
+    """The paths and handlers :class:`~callproof.gateway.asgi.GatewayApp` serves directly
+    (``POST`` only)."""
+    return {"/v1/chat/completions": _chat, "/v1/responses": _responses}
