@@ -6,18 +6,15 @@ With no configuration anywhere it starts the emulator in-process and probes the 
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import sys
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from callproof import redact
 from callproof.cli.options import db_option
 from callproof.errors import ConfigError
 
@@ -173,9 +170,7 @@ def run(every: str | None, **params: Any) -> None:
 
 def _repeat(every: str, params: dict[str, Any]) -> None:
     """``--every``: one run per period (a run longer than the period starts the next at once)."""
-    import time
-
-    from callproof.resilience.measured import parse_duration
+    from callproof.resilience.policy import parse_duration  # lazy: see _run_once
 
     period = parse_duration(every, where="--every")
     if params.get("resume") is not None:
@@ -204,139 +199,58 @@ def _repeat(every: str, params: dict[str, Any]) -> None:
 
 
 def _run_once(
-    config_path: Path | None,
-    n: int | None,
-    targets: tuple[str, ...],
-    scenarios: tuple[str, ...],
-    routes: tuple[str, ...],
-    out: Path | None,
-    resume: Path | None,
-    rerun: Path | None,
-    concurrency: int | None,
-    per_target_concurrency: int | None,
-    rate_limit: float | None,
-    fail_under: float | None,
-    gate: str | None,
+    *,
     as_json: bool,
     junit: Path | None,
     output_format: str,
     db_url: str | None,
     no_history: bool,
-    capture_failures: bool,
-    seed: int | None,
-    parent_out: Path | None = None,
+    **selection: Any,
 ) -> None:
-    """One run (see :func:`run`); ``parent_out`` is ``--out`` under ``--every``: the directory
-    each new run directory is made in."""
+    """One run (see :func:`run`); the work is :mod:`callproof.probe.launch`'s, this prints."""
+    # lazy, as in every command: `callproof --help` loads each command module, and the runner
+    # (httpx, the client, pydantic) takes about a second to import
     from rich.console import Console
     from rich.markup import escape
 
-    from callproof.probe.config import DEFAULT_TOML, load_config, parse_config
-    from callproof.probe.runner import (
-        RunOptions,
-        check_selection,
-        gate_failures,
-        load_plan,
-        new_run_dir,
-        run_sync,
-    )
+    from callproof.probe.launch import RunFlags, execute, judge, open_history, plan_run
+    from callproof.report.ci import Gate, emit_ci_outputs
 
-    if resume is not None and rerun is not None:
-        raise ConfigError("give --resume or --rerun, not both", where="--rerun")
-    if resume is not None or rerun is not None:
-        source = resume if resume is not None else rerun
-        assert source is not None
-        plan = load_plan(source)
-        cfg_path = config_path or (Path(plan["config"]) if plan.get("config") else None)
-        config = (
-            load_config(cfg_path)
-            if cfg_path is not None
-            else parse_config(DEFAULT_TOML, name="<embedded default>")
-        )
-        options = RunOptions(
-            out=resume if resume is not None else (out or Path(config.defaults.out)),
-            n=n or int(plan.get("n") or config.defaults.n),
-            targets=list(plan.get("targets") or []),
-            routes=list(plan.get("routes") or []),
-            scenarios=list(plan.get("scenarios") or config.defaults.scenarios),
-            concurrency=concurrency or int(plan.get("concurrency") or config.defaults.concurrency),
-            per_target_concurrency=per_target_concurrency or plan.get("per_target_concurrency"),
-            rate_limit=rate_limit or plan.get("rate_limit"),
-            capture_failures=capture_failures or bool(plan.get("capture_failures")),
-            resume=resume is not None,
-            seed=seed if seed is not None else plan.get("seed"),
-        )
-        if rerun is not None:
-            if targets or routes:
-                options.targets, options.routes = _unique(list(targets)), _unique(list(routes))
-            if scenarios:
-                options.scenarios = _unique(list(scenarios))
-            check_selection(config, options)
-    else:
-        if config_path is not None and not config_path.is_file():
-            raise ConfigError(f"configuration file not found: {config_path}", where="--config")
-        config = load_config(config_path)
-        d = config.defaults
-        if targets or routes:
-            chosen_targets, chosen_routes = list(targets), list(routes)
-        else:
-            chosen_targets = list(d.targets if d.targets is not None else config.targets)
-            chosen_routes = list(d.routes if d.routes is not None else config.routes)
-        options = RunOptions(
-            out=out if out is not None else (parent_out or Path(d.out)),
-            n=n or d.n,
-            targets=_unique(chosen_targets),
-            routes=_unique(chosen_routes),
-            scenarios=_unique(list(scenarios) or d.scenarios),
-            concurrency=concurrency or d.concurrency,
-            per_target_concurrency=per_target_concurrency or d.per_target_concurrency,
-            rate_limit=rate_limit or d.rate_limit,
-            capture_failures=capture_failures,
-            seed=seed,
-        )
-        check_selection(config, options)
-    options.argv = redact.redact_argv(["callproof", *sys.argv[1:]])
-    options.fail_under = fail_under if fail_under is not None else config.defaults.fail_under
-    options.gate = gate or config.defaults.gate
-
+    flags = RunFlags(**selection, argv=["callproof", *sys.argv[1:]])
+    config, options = plan_run(flags)
     # piped output gets room for the tables instead of rich's 80-column fallback
     # (COLUMNS, when set, is the width asked for: lines wrap at words, never mid-number)
     wide = sys.stdout.isatty() or os.environ.get("COLUMNS")
     out_console = Console(highlight=False, width=None if wide else 140)
+    err = Console(stderr=True, highlight=False)
+
+    def warn(message: str) -> None:
+        Console(stderr=True).print(f"[yellow]warning:[/] {message}")
+
     progress = _progress(enabled=not as_json and sys.stderr.isatty())
     if progress is not None:
         options.on_start = progress.start_total
         options.on_record = progress.advance
     # opened first, so a bad --db is a usage error before anything runs or is made
-    store = None if no_history else _open_history(db_url)
-    from callproof.probe.rundir import lock_run_dir
-
+    store = None if no_history else open_history(db_url, warn)
     try:
-        with _unwritable(options.out, resume=False):
-            if resume is None and out is None:  # a new run (or a rerun) gets a new directory
-                options.out = new_run_dir(options.out)
-            elif resume is None:
-                options.out.mkdir(parents=True, exist_ok=True)
-        # one writer per run: held across the attempts, the reports and the history write
-        with _unwritable(options.out, resume=True), lock_run_dir(options.out):
-            try:
-                result = run_sync(config, options)
-            finally:
-                if progress is not None:
-                    progress.stop()
-            _finish(result, store)
+        result = execute(
+            config,
+            options,
+            new_dir=flags.resume is None and flags.out is None,
+            store=store,
+            warn=warn,
+            after_run=progress.stop if progress is not None else None,
+        )
     finally:
         if store is not None:
             store.close()
-
-    fail_under, gate_mode = options.fail_under, options.gate
-    failing = gate_failures(result.summary, fail_under, gate_mode) if fail_under is not None else []
+    verdict = judge(result, options)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False, default=str))
     else:
         _print_terminal(out_console, result)
-    from callproof.report.ci import Gate, emit_ci_outputs
-
+    fail_under, gate_mode = options.fail_under, options.gate
     emit_ci_outputs(
         result.summary,
         Gate(fail_under, gate_mode),
@@ -345,99 +259,29 @@ def _run_once(
         meta=result.meta,
         echo=lambda line: click.echo(line, err=as_json),
     )
-    err = Console(stderr=True, highlight=False)
-    for e in failing:
+    for e in verdict.failing:
+        assert fail_under is not None
         value = e["ci95"][0] if gate_mode == "lower" else e["pass_rate"]
         what = "Wilson lower bound" if gate_mode == "lower" else "pass rate"
         err.print(
             f"[red]gate:[/] {escape(e['target'])} · {escape(e['scenario'])}: "
             f"{what} {value:.1%} < {fail_under:.1%}"
         )
-    # sys.exit, not ctx.exit: click's non-standalone mode returns ctx.exit's code instead
     if result.interrupted:
         err.print(
             f"interrupted: {result.written} attempts finished; resume with "
             f"callproof run --resume {escape(str(result.run_dir))}"
         )
-        sys.exit(130)
-    from callproof.report.evidence import unreachable_entries
-
-    unreached = unreachable_entries(result.summary)
-    for e in unreached:
+    for e in verdict.unreached:
         err.print(
             f"[red]unreachable:[/] {escape(e['target'])} · {escape(e['scenario'])}: no attempt "
             f"got an answer ({escape(', '.join(f'{k} {v}' for k, v in e['outcomes'].items()))});"
             " check its endpoint, credentials and model id",
             soft_wrap=False,
         )
-    if unreached:
-        sys.exit(3)
-    if failing:
-        sys.exit(1)
-
-
-@contextlib.contextmanager
-def _unwritable(path: Path, *, resume: bool) -> Iterator[None]:
-    """An ``OSError`` while writing becomes one line (exit 2) naming the path; a full disk says
-    how to resume the run once there is space."""
-    try:
-        yield
-    except OSError as exc:
-        where = exc.filename or path
-        reason = exc.strerror or str(exc)
-        message = f"cannot write {where}: {reason}"
-        if resume and exc.errno in (errno.ENOSPC, errno.EDQUOT) and (path / "run.json").exists():
-            message += f"; free some space, then resume with: callproof run --resume {path}"
-        raise ConfigError(message) from None
-
-
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
-def _open_history(db_url: str | None) -> Any:
-    """The history store, or ``None`` (with a warning) when it cannot be opened. A database the
-    user named (``--db``, ``CALLPROOF_DB``) that cannot be opened is a ``ConfigError`` (exit 2);
-    the default location failing never stops a probe."""
-    from rich.console import Console
-
-    from callproof.probe.store import HistoryStore
-
-    try:
-        return HistoryStore.open(db_url)
-    except ConfigError as exc:
-        if db_url is not None:
-            raise
-        problem: Exception = exc
-    except Exception as exc:  # noqa: BLE001 - history is a side record; the run stands without it
-        problem = exc
-    Console(stderr=True).print(f"[yellow]warning:[/] no history database: {problem}")
-    return None
-
-
-def _finish(result: Any, store: Any) -> None:
-    """Reports, then history. A report that cannot be written never skips the history write
-    (the error is raised after it); the history is written in one transaction, and a history
-    failure is reported, never loses the run's files."""
-    from rich.console import Console
-
-    from callproof.probe.summary import read_records
-    from callproof.report import write_reports
-
-    report_error: OSError | None = None
-    try:
-        write_reports(result.run_dir, result.summary, result.meta)
-    except OSError as exc:
-        report_error = exc
-    if store is not None:
-        try:
-            store.record(
-                result.meta, result.summary, read_records(result.run_dir / "results.jsonl")
-            )
-        except Exception as exc:  # noqa: BLE001 - as above
-            Console(stderr=True).print(f"[yellow]warning:[/] run not recorded in history: {exc}")
-    if report_error is not None:
-        raise report_error
+    # sys.exit, not ctx.exit: click's non-standalone mode returns ctx.exit's code instead
+    if verdict.exit_code:
+        sys.exit(verdict.exit_code)
 
 
 def _print_terminal(console: Any, result: Any) -> None:
