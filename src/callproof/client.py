@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,7 +39,7 @@ from callproof import dialects
 from callproof import transport as _transport
 from callproof.callstate import REQUEST_ID_HEADERS, CallState, decode_step, request_id_from
 from callproof.capture import CaptureWriter
-from callproof.clock import REAL_CLOCK, Clock, timeout_after
+from callproof.clock import REAL_CLOCK, Clock, RealClock, timeout_after
 from callproof.conversation import Conversation
 from callproof.dialects.base import Dialect
 from callproof.endpoints import Signer, build_request
@@ -55,6 +56,7 @@ from callproof.events import (
     Event,
     Response,
 )
+from callproof.h1 import Body, H1Transport
 from callproof.looplag import AdmissionGate, is_admitted
 from callproof.redact import redact_url
 from callproof.targets import Target, Timeouts
@@ -84,7 +86,7 @@ AFTER_STOP_GRACE_S = 0.25
 
 
 def get_dialect(api: str, **options: Any) -> Dialect:
-    """The dialect for ``api`` (one of :data:`~callproof.dialects.base.API_NAMES`), built with
+    """The dialect for ``api`` (one of :data:`~callproof.dialects.API_NAMES`), built with
     ``options`` (a target's ``dialect_options``)."""
     return dialects.get_dialect(api, **options)
 
@@ -110,6 +112,16 @@ class ResponseStream:
         self._state = state
         self._http = http_response
         self._bytes = http_response.aiter_bytes()
+        #: The real network's body read off its connection (no content-encoding to undo):
+        #: one ``await`` at most per chunk instead of httpx's and httpcore's layers.
+        self._body: Body | None = None
+        stream = http_response.stream
+        if isinstance(stream, Body):
+            encoding = http_response.headers.get("content-encoding", "identity")
+            if encoding.strip().lower() == "identity":
+                self._body = stream
+        #: RealClock's deadlines are loop timers on the read itself (no timeout scope a chunk).
+        self._real_clock = type(clock) is RealClock
         self._capture = capture
         self._pending: deque[Event] = deque()
         self._done = False
@@ -154,8 +166,13 @@ class ResponseStream:
         limit, stall_cls = state.next_limit(resumed_at=self._resumed_at)
         try:
             try:
-                async with self._clock.timeout_at(limit):
-                    chunk = await anext(self._bytes)
+                if self._body is not None:
+                    chunk = await self._next_chunk(self._body, limit)
+                    if not chunk:
+                        raise StopAsyncIteration
+                else:
+                    async with self._clock.timeout_at(limit):
+                        chunk = await anext(self._bytes)
             except StopAsyncIteration:
                 now = self._clock.monotonic()
                 self._done = True
@@ -180,6 +197,30 @@ class ResponseStream:
             await self._finish(err)
             raise _contextualise(err, self.target, state) from err.__cause__
 
+    async def _next_chunk(self, body: Body, limit: float | None) -> bytes:
+        """The next chunk of a connection-read body (``b""`` at its end), waiting until
+        ``limit`` at most (then TimeoutError, as ``clock.timeout_at`` raises it)."""
+        chunk = body.take()
+        while chunk is None:
+            if limit is None:
+                await body.wait()
+            elif self._real_clock:
+                await body.wait(limit - self._clock.monotonic())
+            else:
+                async with self._clock.timeout_at(limit):
+                    await body.wait()
+            chunk = body.take()
+        return chunk
+
+    def _trailing(self, chunk: bytes) -> bool:
+        """Count and capture a chunk after the terminal event; True once past the cap."""
+        self._received += len(chunk)
+        if self._received > MAX_BODY_BYTES:
+            return True  # the answer is complete; the rest is not worth the memory
+        if self._capture is not None:
+            self._capture.chunk(self._clock.monotonic(), chunk)
+        return False
+
     async def _end_after_stop(self, stopped_at: float) -> None:
         """The terminal event is in, so the answer is complete. Read what is left of the body
         for a moment, so the connection can be reused; a server that holds the body open after
@@ -187,13 +228,17 @@ class ResponseStream:
         stall. Trailing bytes are captured but not decoded. The clocks stop at the event."""
         self._done = True
         try:
-            async with timeout_after(self._clock, AFTER_STOP_GRACE_S):
-                async for chunk in self._bytes:
-                    self._received += len(chunk)
-                    if self._received > MAX_BODY_BYTES:
-                        break  # the answer is complete; the rest is not worth the memory
-                    if self._capture is not None:
-                        self._capture.chunk(self._clock.monotonic(), chunk)
+            if self._body is not None:
+                limit = self._clock.monotonic() + AFTER_STOP_GRACE_S
+                while (chunk := await self._next_chunk(self._body, limit)) and not (
+                    self._trailing(chunk)
+                ):
+                    pass
+            else:
+                async with timeout_after(self._clock, AFTER_STOP_GRACE_S):
+                    async for chunk in self._bytes:
+                        if self._trailing(chunk):
+                            break
         except TimeoutError:
             log.debug(
                 "%s: body still open %.2f s after the terminal event; closing it",
@@ -309,6 +354,9 @@ class Client:
         clock: Clock | None = None,
     ) -> None:
         self._owned: dict[str, httpx.AsyncClient] = {}
+        #: Per owned client, its transport when requests may skip ``AsyncClient.send`` (the
+        #: real network's :class:`~callproof.h1.H1Transport`, no proxy in the environment).
+        self._direct: dict[str, H1Transport] = {}
         self._http = http
         #: New calls wait here, before their clocks start, while the loop is behind
         #: (:class:`~callproof.looplag.AdmissionGate`); by default on the real network only.
@@ -341,34 +389,43 @@ class Client:
     async def aclose(self) -> None:
         """Close the HTTP clients this client made (an injected ``http`` stays open)."""
         owned, self._owned = self._owned, {}
+        self._direct = {}
         if self.admission is not None:
             self.admission.stop()
         for http in owned.values():
             await http.aclose()
 
-    def _http_for(self, verify: bool | str) -> httpx.AsyncClient:
+    def _http_for(self, verify: bool | str) -> tuple[httpx.AsyncClient, H1Transport | None]:
+        """The HTTP client for an endpoint's TLS setting, and the transport its requests may
+        be handed to directly (None: through ``send``)."""
         if self._http is not None:
-            return self._http
+            return self._http, None
         key = f"verify={verify!r}"
         http = self._owned.get(key)
-        if http is None:
-            ssl_verify: bool | ssl.SSLContext = verify if isinstance(verify, bool) else True
-            if isinstance(verify, str):
-                try:
-                    ssl_verify = ssl.create_default_context(cafile=verify)
-                except (OSError, ssl.SSLError) as exc:
-                    raise ConfigError(
-                        f"cannot load the CA bundle {verify}: {exc.strerror or exc}",
-                        where="endpoint.verify",
-                    ) from exc
-            # callproof.transport: httpcore's connections on an O(1) free list, not its pool
-            # (whose per-event scan is O(connections x requests): a cliff past ~1,000 streams).
-            http = httpx.AsyncClient(
-                transport=_transport.make_transport(ssl_verify),
-                timeout=None,  # noqa: S113 - see above: CallState's clocks time each call
-            )
-            self._owned[key] = http
-        return http
+        if http is not None:
+            return http, self._direct.get(key)
+        ssl_verify: bool | ssl.SSLContext = verify if isinstance(verify, bool) else True
+        if isinstance(verify, str):
+            try:
+                ssl_verify = ssl.create_default_context(cafile=verify)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"cannot load the CA bundle {verify}: {exc.strerror or exc}",
+                    where="endpoint.verify",
+                ) from exc
+        # callproof.h1 (via callproof.transport.make_transport): connections on an O(1) free
+        # list, not httpcore's pool (whose per-event scan is O(connections x requests)).
+        transport = _transport.make_transport(ssl_verify)
+        http = httpx.AsyncClient(
+            transport=transport,
+            timeout=None,  # noqa: S113 - see above: CallState's clocks time each call
+        )
+        self._owned[key] = http
+        # httpx mounts the environment's proxies (HTTP_PROXY...) when the client is made;
+        # with one set, requests go through ``send`` (its mounts, NO_PROXY) as before.
+        if isinstance(transport, H1Transport) and not urllib.request.getproxies():
+            self._direct[key] = transport
+        return http, self._direct.get(key)
 
     def build(self, target: Target, conversation: Conversation) -> httpx.Request:
         """The exact HTTP request ``stream()`` would send (transforms applied, signed)."""
@@ -456,7 +513,7 @@ class Client:
         request.extensions["timeout"] = httpx.Timeout(
             connect=timeouts.connect, read=None, write=None, pool=None
         ).as_dict()
-        http = self._http_for(target.endpoint.verify)
+        http, direct = self._http_for(target.endpoint.verify)
         writer: CaptureWriter | None = None
         if capture is not None:
             writer = CaptureWriter(capture, target=target, timeouts=timeouts)
@@ -482,7 +539,13 @@ class Client:
             try:
                 limit, stall_cls = state.next_limit()
                 async with clock.timeout_at(limit):
-                    http_response = await http.send(request, stream=True)
+                    if direct is not None:
+                        # The prebuilt request straight to the transport: no auth flow, no
+                        # redirect loop (a 3xx is an HTTPStatusError below, never followed),
+                        # no cookie jar; httpx's exceptions and responses as from ``send``.
+                        http_response = await direct.handle_async_request(request)
+                    else:
+                        http_response = await http.send(request, stream=True)
             except TimeoutError:
                 raise state.stall(stall_cls, clock.monotonic()) from None
             except httpx.HTTPError as exc:
