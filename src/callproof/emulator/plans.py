@@ -8,7 +8,9 @@ validated conversation, the model profile and, per fault, the scripted turn and 
 every frame encoded once per padding length (62 variants; the bytes are the ones
 :func:`~callproof.emulator.bedrock_wire.frame` gives, a test holds them equal). Per request
 only the request id, the seeded draws (the fault, the latency jitter, the paddings) and the
-timing are left.
+timing are left. Memory stays bounded: at most :data:`MAX_PREPARED` bodies (none larger than
+:data:`MAX_PREPARED_BODY`, so no client pins big bodies) and :data:`CACHE_BYTES` of frames and
+answer bodies per planner (past it they are encoded per request, as before).
 
 The seeded outcome sequence is a contract (same ``--seed``, same outcomes and bytes), so the
 draws are made exactly as before: the same fault draw, the same per-request RNG (seeded from the
@@ -85,6 +87,10 @@ _THROTTLED = "Too many requests, please wait before trying again."
 
 #: Bodies kept prepared (least recently used dropped first).
 MAX_PREPARED = 64
+#: Bodies larger than this are prepared per request (never kept: no client can pin memory).
+MAX_PREPARED_BODY = 64 * 1024
+#: Bytes of frames and answer bodies kept per planner, at most (past it, encoded per request).
+CACHE_BYTES = 16 * 1024 * 1024
 #: Distinct ``latencyMs`` values whose metadata frames are kept per plan (jittered latencies
 #: give many; past this they are encoded per request).
 _MAX_METADATA = 256
@@ -133,22 +139,41 @@ def split_path(raw_path: bytes) -> tuple[str, str] | None:
     return unquote(encoded), operation
 
 
+class _Budget:
+    """Bytes the cached frames and bodies of one planner may still take."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+
 class _StreamPlan:
     """One scripted turn's ConverseStream events, with frames cached per padding length."""
 
-    __slots__ = ("events", "frames", "metadata", "tokens")
+    __slots__ = ("budget", "events", "frames", "metadata", "size")
 
-    def __init__(self, events: list[Event]) -> None:
+    def __init__(self, events: list[Event], budget: _Budget) -> None:
         self.events = events
-        self.tokens = [e.tokens for e in events]
+        self.budget = budget
+        self.size = 0
         # frames[i][pad] for every event but the last (metadata, whose latencyMs varies)
         self.frames: list[dict[int, bytes]] = [{} for _ in events[:-1]]
         self.metadata: dict[tuple[int, int], bytes] = {}
 
+    def _keep(self, data: bytes) -> bool:
+        if self.budget.left < len(data):
+            return False  # the budget is spent: encoded per request, as before
+        self.budget.left -= len(data)
+        self.size += len(data)
+        return True
+
     def frame(self, index: int, pad: int) -> bytes:
         cached = self.frames[index].get(pad)
         if cached is None:
-            cached = self.frames[index][pad] = padded_frame(self.events[index], pad)
+            cached = padded_frame(self.events[index], pad)
+            if self._keep(cached):
+                self.frames[index][pad] = cached
         return cached
 
     def last_frame(self, latency_ms: int, pad: int) -> bytes:
@@ -158,7 +183,7 @@ class _StreamPlan:
             last = self.events[-1]
             metrics = {"latencyMs": latency_ms}
             cached = padded_frame(Event(last.type, {**last.payload, "metrics": metrics}), pad)
-            if len(self.metadata) < _MAX_METADATA:
+            if len(self.metadata) < _MAX_METADATA and self._keep(cached):
                 self.metadata[key] = cached
         return cached
 
@@ -177,6 +202,12 @@ class _Prepared:
     bodies: dict[tuple[Fault | None, int], bytes] = field(default_factory=dict)
     #: False once scripting this conversation was seen to draw from the RNG
     turn_free: bool = True
+    #: bytes of ``bodies`` (the frames count in their plans)
+    size: int = 0
+
+    def release(self, budget: _Budget) -> None:
+        """Give this entry's cached bytes back (it left the LRU)."""
+        budget.left += self.size + sum(plan.size for plan in self.streams.values())
 
 
 def _instant(profile: ModelProfile) -> bool:
@@ -191,6 +222,7 @@ class BedrockPlanner:
         self.state = state
         self.auth = auth
         self._prepared: OrderedDict[tuple[str, str, bytes], _Prepared] = OrderedDict()
+        self.budget = _Budget(CACHE_BYTES)
 
     def _prepare(self, model_id: str, operation: str, body: bytes) -> _Prepared:
         key = (model_id, operation, body)
@@ -207,9 +239,11 @@ class BedrockPlanner:
             raise BedrockError(400, "ValidationException", INVALID_MODEL)
         conversation = decode_request(data)
         prepared = _Prepared(profile, conversation, replays_reasoning(conversation))
-        self._prepared[key] = prepared
-        while len(self._prepared) > MAX_PREPARED:
-            self._prepared.popitem(last=False)
+        if len(body) <= MAX_PREPARED_BODY:
+            self._prepared[key] = prepared
+            while len(self._prepared) > MAX_PREPARED:
+                _, dropped = self._prepared.popitem(last=False)
+                dropped.release(self.budget)
         return prepared
 
     def _turn(
@@ -292,7 +326,7 @@ class BedrockPlanner:
         cached = prepared.turns.get(fault) is turn
         plan = prepared.streams.get(fault) if cached else None
         if plan is None:
-            plan = _StreamPlan(stream_events(profile, turn, 0))
+            plan = _StreamPlan(stream_events(profile, turn, 0), self.budget)
             if cached:
                 prepared.streams[fault] = plan
         if _instant(profile):
@@ -319,7 +353,10 @@ class BedrockPlanner:
         payload = prepared.bodies.get(key) if cached else None
         if payload is None:
             payload = json.dumps(converse_body(turn, latency_ms, prepared.profile)).encode()
-            if cached and len(prepared.bodies) < _MAX_METADATA:
+            budget = self.budget
+            if cached and len(prepared.bodies) < _MAX_METADATA and budget.left >= len(payload):
+                budget.left -= len(payload)
+                prepared.size += len(payload)
                 prepared.bodies[key] = payload
         return payload
 
