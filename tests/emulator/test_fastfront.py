@@ -149,7 +149,7 @@ def test_the_openai_routes_send_hypercorns_bytes(
             },
         }
     ]
-    payload: dict[str, object] = {"model": "gpt-4o", "stream": stream}
+    payload: dict[str, object] = {"model": "moonshotai/kimi-k2.5", "stream": stream}
     if path == "/v1/responses":
         payload["input"] = question
     else:
@@ -161,6 +161,8 @@ def test_the_openai_routes_send_hypercorns_bytes(
     assert fast.startswith(b"HTTP/1.1 "), fast[:200]
     assert fast_end == slow_end
     assert normalised(fast) == normalised(slow)
+    status = fast.split(b" ", 2)[1]
+    assert status == (b"429" if fault == "http_error:429" else b"200"), fast[:300]
 
 
 @pytest.mark.parametrize("fault", ["reset_before_headers", "reset_mid_body"])
