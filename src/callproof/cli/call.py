@@ -5,32 +5,31 @@ preset and called, so the command works offline. ``--json`` prints one object: o
 stop_reason, raw_stop_reason, text, thinking, tool_calls, usage, timings, error, request_id,
 first_content_s, served_by (the target that answered) and attempts (one per request sent; a
 route's attempts in order). Exit code 0 when the outcome is ``ok``, 1 for any other outcome, 2
-for a usage or configuration error.
+for a usage or configuration error. The call itself is :func:`callproof.single_call.make_call`'s;
+this module parses flags and prints.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 import tempfile
-from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from callproof.attempt import Attempt
-from callproof.dialects import API_NAMES, api_family, base_path
-from callproof.endpoints import is_loopback
+from callproof.dialects import API_NAMES
 from callproof.errors import ConfigError
 from callproof.events import Event
-from callproof.redact import redact_url, scrub, scrub_pieces
-from callproof.resilience.policy import RouteConfig
-from callproof.scenarios import BUILTIN, Scenario
-from callproof.targets import Auth, Endpoint, Target, Timeouts
+from callproof.redact import scrub, scrub_pieces
+from callproof.scenarios import BUILTIN
+
+if TYPE_CHECKING:
+    # annotations only: the attempt module brings the record schema (jsonschema), and
+    # `callproof --help` loads every command module
+    from callproof.attempt import Attempt
 
 __all__ = [
     "ConfigUsageError",
@@ -38,10 +37,6 @@ __all__ = [
     "call",
     "print_attempt",
 ]
-
-#: Clocks used against the embedded emulator when none are given: its healthy answers start
-#: within half a second, so a few seconds tells a hang from a slow model.
-EMULATOR_TIMEOUTS = Timeouts(connect=5.0, first_event=3.0, idle=3.0, deadline=30.0)
 
 
 class ConfigUsageError(click.ClickException):
@@ -106,29 +101,6 @@ def _attempt_summary(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _auth(api: str, auth: str, api_key_env: str | None, profile: str | None, url: str) -> Auth:
-    """The auth for an explicit endpoint. ``auto`` does what botocore and the openai SDK do,
-    and lets a local endpoint (an emulator) go unauthenticated when no credentials exist."""
-    import logging
-
-    from callproof.endpoints import Signer
-
-    if auth != "auto":
-        if auth == "bearer" and not api_key_env:
-            raise ConfigError("--auth bearer needs --api-key-env NAME")
-        return Auth(kind=auth, env=api_key_env, profile=profile)  # type: ignore[arg-type]
-    if api_family(api) != "bedrock":
-        return Auth(kind="bearer", env=api_key_env) if api_key_env else Auth(kind="none")
-    if api_key_env or (
-        os.environ.get("AWS_BEARER_TOKEN_BEDROCK") and url.lower().startswith("https:")
-    ):
-        return Auth(kind="bedrock-api-key", env=api_key_env)
-    if is_loopback(url) and not Signer().has_credentials(profile):
-        logging.getLogger(__name__).info("no AWS credentials: calling %s unsigned", redact_url(url))
-        return Auth(kind="none")
-    return Auth(kind="sigv4", profile=profile)
-
-
 def _headers(pairs: tuple[str, ...], fault: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -139,25 +111,6 @@ def _headers(pairs: tuple[str, ...], fault: str | None) -> dict[str, str]:
     if fault:
         out["x-callproof-fault"] = fault
     return out
-
-
-def _emulator(stack: ExitStack) -> str:
-    """Start the embedded emulator (seed preset) for the rest of ``stack``; its base URL."""
-    from callproof.emulator import EmulatorServer
-
-    server = stack.enter_context(EmulatorServer(preset="seed"))
-    return str(server.url).rstrip("/")
-
-
-def _timeouts(
-    base: Timeouts, first: float | None, idle: float | None, deadline: float | None
-) -> Timeouts:
-    return Timeouts(
-        connect=base.connect,
-        first_event=first if first is not None else base.first_event,
-        idle=idle if idle is not None else base.idle,
-        deadline=deadline if deadline is not None else base.deadline,
-    )
 
 
 def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -285,30 +238,33 @@ def call(
     verbose: bool,
 ) -> None:
     """Send one request and explain exactly what came back."""
+    # lazy, as in every command: `callproof --help` loads each command module, and the client,
+    # the emulator and the configuration layer take over a second to import
+    from callproof.single_call import CallSpec, make_call
+
     with tempfile.TemporaryDirectory(prefix="callproof-call-") as tmp:
         # -v shows the raw wire units too: they come from a capture, a temporary one if need be.
         wire_capture = capture
         if verbose and not as_json and capture is None and not route_name:
             wire_capture = Path(tmp) / "call.jsonl"
+        spec = CallSpec(
+            api=api,
+            model=model,
+            endpoint=endpoint,
+            region=region,
+            api_key_env=api_key_env,
+            auth=auth,
+            profile=profile,
+            target_name=target_name,
+            route_name=route_name,
+            config_path=config_path,
+            clocks=(first_event_timeout, idle_timeout, deadline),
+            capture=wire_capture,
+            verify=False if insecure else (str(ca_bundle) if ca_bundle else None),
+        )
         try:
-            attempt, label = _call(
-                api=api,
-                model=model,
-                endpoint=endpoint,
-                region=region,
-                api_key_env=api_key_env,
-                auth=auth,
-                profile=profile,
-                scenario_name=scenario,
-                target_name=target_name,
-                route_name=route_name,
-                config_path=config_path,
-                clocks=(first_event_timeout, idle_timeout, deadline),
-                capture=wire_capture,
-                headers=_headers(header_pairs, fault),
-                verify=False if insecure else (str(ca_bundle) if ca_bundle else None),
-                verbose=verbose,
-            )
+            spec.headers = _headers(header_pairs, fault)
+            attempt, label = make_call(spec, BUILTIN[scenario](), keep_events=verbose)
         except ConfigError as exc:
             raise ConfigUsageError(str(exc)) from None
         raw = _raw_lines(wire_capture) if verbose and wire_capture is not None else []
@@ -320,152 +276,6 @@ def call(
             attempt, label=label, verbose=verbose, capture=capture, raw=raw, served_by=served_by
         )
     sys.exit(0 if attempt.passed else 1)
-
-
-def _call(
-    *,
-    api: str | None,
-    model: str | None,
-    endpoint: str | None,
-    region: str | None,
-    api_key_env: str | None,
-    auth: str,
-    profile: str | None,
-    scenario_name: str,
-    target_name: str | None,
-    route_name: str | None,
-    config_path: Path | None,
-    clocks: tuple[float | None, float | None, float | None],
-    capture: Path | None,
-    headers: dict[str, str],
-    verify: bool | str | None,
-    verbose: bool,
-) -> tuple[Attempt, str]:
-    scenario = BUILTIN[scenario_name]()
-    if target_name and route_name:
-        raise ConfigError("give --target or --route, not both")
-    if route_name and capture is not None:
-        raise ConfigError("--capture records one target's attempt; it cannot follow a route")
-    with ExitStack() as stack:
-        if target_name or route_name:
-            if api or model or endpoint:
-                raise ConfigError(
-                    "--target/--route take the API, model and endpoint from the config"
-                )
-            targets, label, route = _from_config(stack, config_path, target_name, route_name)
-            targets = [
-                replace(
-                    t,
-                    endpoint=replace(
-                        t.endpoint,
-                        headers={**t.endpoint.headers, **headers},
-                        verify=t.endpoint.verify if verify is None else verify,
-                    ),
-                    timeouts=_timeouts(t.timeouts, *clocks),
-                )
-                for t in targets
-            ]
-            if route is not None:
-                return _run_route(route, targets, scenario), label
-            target = targets[0]
-        else:
-            if not api:
-                raise ConfigError("--api is required (or --target NAME)")
-            if not model:
-                raise ConfigError("--model is required (or --target NAME)")
-            base = Timeouts()
-            if endpoint is None:
-                url = _emulator(stack)
-                endpoint = url + base_path(api)
-                endpoint_obj = Endpoint(
-                    base_url=endpoint,
-                    region=region or "us-east-1",
-                    auth=_auth(api, auth, api_key_env, profile, endpoint),
-                    headers=headers,
-                )
-                base = EMULATOR_TIMEOUTS
-            else:
-                if (
-                    region is None
-                    and is_loopback(endpoint)
-                    and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-                ):
-                    region = "us-east-1"  # a local endpoint has no region; SigV4 needs one
-                endpoint_obj = Endpoint(
-                    base_url=endpoint,
-                    region=region,
-                    auth=_auth(api, auth, api_key_env, profile, endpoint),
-                    headers=headers,
-                    verify=True if verify is None else verify,
-                )
-            target = Target(
-                name=f"{api}:{model}",
-                api=api,  # type: ignore[arg-type]
-                model=model,
-                endpoint=endpoint_obj,
-                timeouts=_timeouts(base, *clocks),
-            )
-            label = f"{target.name} at {redact_url(endpoint)}"
-        attempt = asyncio.run(_run_target(target, scenario, capture, keep_events=verbose))
-        return attempt, label
-
-
-def _from_config(
-    stack: ExitStack, path: Path | None, target_name: str | None, route_name: str | None
-) -> tuple[list[Target], str, RouteConfig | None]:
-    """The targets named (one, or a route's), a label, and the route (when one is named)."""
-    from callproof.probe.config import load_config
-
-    config = load_config(path)
-    route: RouteConfig | None = None
-    if route_name:
-        route = config.routes.get(route_name)
-        if route is None:
-            raise ConfigError(
-                f"no route {route_name!r}; routes: {', '.join(sorted(config.routes)) or 'none'}"
-            )
-        names = route.targets
-    else:
-        assert target_name is not None
-        if target_name not in config.targets:
-            raise ConfigError(
-                f"no target {target_name!r}; targets: {', '.join(sorted(config.targets)) or 'none'}"
-            )
-        names = [target_name]
-    if config.needs_emulator:
-        from callproof.emulator import EmulatorServer
-
-        settings = config.emulator
-        server = stack.enter_context(
-            EmulatorServer(preset=settings.preset, faults=settings.faults, seed=settings.seed)
-        )
-        config = config.bind_emulator(str(server.url))
-    label = f"route {route_name}" if route_name else f"target {target_name}"
-    return [config.targets[n] for n in names], label, route
-
-
-async def _run_target(
-    target: Target, scenario: Scenario, capture: Path | None, *, keep_events: bool
-) -> Attempt:
-    from callproof.attempt import run_attempt
-    from callproof.client import Client
-
-    async with Client(keep_events=keep_events) as client:
-        return await run_attempt(client, target, scenario, capture=capture)
-
-
-def _run_route(route: RouteConfig, targets: list[Target], scenario: Scenario) -> Attempt:
-    from callproof.resilience import router_for, run_route_attempt
-
-    async def run() -> Attempt:
-        from callproof.client import Client
-
-        async with Client(keep_events=True) as client:  # -v shows the serving attempt's events
-            router = router_for(route, targets, client)
-            attempt: Attempt = await run_route_attempt(router, scenario)
-            return attempt
-
-    return asyncio.run(run())
 
 
 #: ``-v`` prints at most this many decoded events and raw wire units (a keep-alive flood
