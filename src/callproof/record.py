@@ -367,7 +367,7 @@ class AttemptRecord:
         """Read a JSON form back. Missing keys take their defaults; a mapping without a known
         ``outcome`` raises :class:`~callproof.errors.RecordError`."""
         if not isinstance(data, Mapping):
-            raise RecordError(f"a record is a JSON object, not {type(data).__name__}")
+            raise RecordError(f"a JSON {type(data).__name__}, not a record")
         outcome = _outcome(data.get("outcome"))
         timings, error, usage = data.get("timings"), data.get("error"), data.get("usage")
         routed = data.get("route_attempts")

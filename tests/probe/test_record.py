@@ -90,7 +90,11 @@ def test_missing_keys_take_their_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("data", "match"),
-    [({"target": "t"}, "outcome None"), ({"outcome": "fine"}, "'fine'"), ([1], "not list")],
+    [
+        ({"target": "t"}, "outcome None"),
+        ({"outcome": "fine"}, "'fine'"),
+        ([1], "a JSON list, not a record"),
+    ],
 )
 def test_what_is_not_a_record_raises_record_error(data: object, match: str) -> None:
     with pytest.raises(RecordError, match=match):

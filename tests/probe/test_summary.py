@@ -20,6 +20,7 @@ from callproof.probe.summary import (
     read_records,
     summarize_records,
 )
+from callproof.record import AttemptRecord
 from tests.probe.synthetic import record, route_records, seed_records
 
 
@@ -187,25 +188,28 @@ def test_latency_sketch_histogram_within_one_percent() -> None:
 def _peak_adding(n: int) -> int:
     rng = random.Random(5)
     targets = ["a", "b", "c", "route:r"]
-    # A pool of distinct records built before tracing starts, so only the Aggregator is measured.
-    pool = []
+    # A pool of distinct records built (and typed) before tracing starts, so only the
+    # Aggregator is measured.
+    pool: list[AttemptRecord] = []
     for i in range(997):
         outcome = "ok" if rng.random() < 0.8 else "stall_no_events"
         pool.append(
-            {
-                "target": targets[i % 4],
-                "scenario": "tool-result",
-                "attempt": i,
-                "outcome": outcome,
-                "passed": outcome == "ok",
-                "detail": "" if outcome == "ok" else f"no event ({i})",
-                "requests": 1,
-                "timings": {
-                    "first_event_s": rng.lognormvariate(-2, 0.5),
-                    "total_s": rng.lognormvariate(-1, 0.5),
-                },
-                "route_attempts": [{"target": "a", "outcome": outcome}] if i % 4 == 3 else [],
-            }
+            AttemptRecord.from_json(
+                {
+                    "target": targets[i % 4],
+                    "scenario": "tool-result",
+                    "attempt": i,
+                    "outcome": outcome,
+                    "passed": outcome == "ok",
+                    "detail": "" if outcome == "ok" else f"no event ({i})",
+                    "requests": 1,
+                    "timings": {
+                        "first_event_s": rng.lognormvariate(-2, 0.5),
+                        "total_s": rng.lognormvariate(-1, 0.5),
+                    },
+                    "route_attempts": [{"target": "a", "outcome": outcome}] if i % 4 == 3 else [],
+                }
+            )
         )
     aggregator = Aggregator()
     gc.collect()

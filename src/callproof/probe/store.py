@@ -31,6 +31,7 @@ from typing import Any
 from callproof import redact
 from callproof.errors import ConfigError
 from callproof.probe import migrations
+from callproof.record import AttemptRecord
 from callproof.redact import Redactor
 
 __all__ = [
@@ -353,28 +354,27 @@ class HistoryStore:
 
     @staticmethod
     def _attempt_row(run_id: str, index: int, r: dict[str, Any]) -> tuple[Any, ...]:
-        timings = r.get("timings") or {}
-        seq = r.get("seq")
-        requests = r.get("requests")
+        # the columns from the typed record; record_json is the JSON form as written
+        rec = AttemptRecord.from_json(r)
         return (
             run_id,
-            int(seq) if isinstance(seq, int) else index,
-            str(r.get("target") or "?"),
-            str(r.get("scenario") or "?"),
-            r.get("attempt") if isinstance(r.get("attempt"), int) else None,
-            r.get("api"),
-            r.get("model"),
-            r.get("provider"),
-            str(r.get("outcome") or "unknown"),
-            1 if r.get("passed") else 0,
-            r.get("detail"),
-            r.get("stop_reason"),
-            r.get("request_id"),
-            _float(timings.get("headers_s")),
-            _float(timings.get("first_event_s")),
-            _float(timings.get("total_s")),
-            int(requests) if isinstance(requests, int) else 1,
-            r.get("started_at"),
+            rec.seq if type(r.get("seq")) is int else index,
+            rec.target,
+            rec.scenario,
+            rec.attempt if type(r.get("attempt")) is int else None,
+            rec.api,
+            rec.model,
+            rec.provider,
+            str(rec.outcome),
+            1 if rec.passed else 0,
+            rec.detail if r.get("detail") is not None else None,
+            rec.stop_reason,
+            rec.request_id,
+            _float(rec.timings.headers_s),
+            _float(rec.timings.first_event_s),
+            _float(rec.timings.total_s),
+            rec.requests,
+            rec.started_at,
             _json(r),
         )
 

@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from callproof.errors import RecordError
+from callproof.outcomes import Outcome
 from callproof.probe import stats
+from callproof.record import AttemptRecord, RouteAttemptRecord
 
 __all__ = [
     "EXACT_CAP",
@@ -199,60 +202,57 @@ class Aggregator:
         self._cells: dict[tuple[str, str], _Cell] = {}
         self.records = 0
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Count one results record (contract 5 of the brief)."""
-        key = (str(record.get("target") or "?"), str(record.get("scenario") or "?"))
+    def add(self, record: AttemptRecord | Mapping[str, Any]) -> None:
+        """Count one results record (its JSON form is read with
+        :meth:`~callproof.record.AttemptRecord.from_json`)."""
+        if not isinstance(record, AttemptRecord):
+            record = AttemptRecord.from_json(record)
+        key = (record.target, record.scenario)
         cell = self._cells.get(key)
         if cell is None:
             cell = self._cells[key] = _Cell(*key)
-            for name in ("api", "model", "provider"):
-                if record.get(name):
-                    setattr(cell, name, str(record[name]))
+            cell.api, cell.model, cell.provider = (
+                record.api or None,
+                record.model or None,
+                record.provider or None,
+            )
         self.records += 1
         cell.n += 1
-        outcome = str(record.get("outcome") or "unknown")
-        passed = bool(record.get("passed", outcome == "ok"))
+        outcome = str(record.outcome)
+        passed = record.passed
         cell.outcomes[outcome] += 1
-        requests = record.get("requests")
-        cell.requests += requests if type(requests) is int else 1
+        cell.requests += record.requests
         if passed:
             cell.passed += 1
-            timings = record.get("timings")
-            if timings:
-                first_event = timings.get("first_event_s")
-                if isinstance(first_event, (int, float)):
-                    cell.first_event.add(float(first_event))
-                total = timings.get("total_s")
-                if isinstance(total, (int, float)):
-                    cell.total.add(float(total))
-        elif outcome not in cell.details and record.get("detail"):
-            cell.details[outcome] = str(record["detail"])
+            if record.timings.first_event_s is not None:
+                cell.first_event.add(float(record.timings.first_event_s))
+            if record.timings.total_s is not None:
+                cell.total.add(float(record.timings.total_s))
+        elif outcome not in cell.details and record.detail:
+            cell.details[outcome] = record.detail
         if not passed:
-            error = record.get("error")
-            status = error.get("status") if isinstance(error, dict) else None
-            if outcome == "http_error" and type(status) is int:
+            status = record.error.status if record.error is not None else None
+            if outcome == "http_error" and status is not None:
                 cell.http_statuses[str(status)] += 1
             if outcome in _NEVER_REACHED or (
                 outcome == "http_error" and status in UNREACHABLE_STATUSES
             ):
                 cell.unreached += 1
-        route_attempts = record.get("route_attempts") or []
-        if route_attempts:
-            self._add_route(cell, route_attempts, passed=passed)
+        if record.route_attempts:
+            self._add_route(cell, record.route_attempts, passed=passed)
 
     @staticmethod
-    def _add_route(cell: _Cell, attempts: list[dict[str, Any]], *, passed: bool) -> None:
+    def _add_route(cell: _Cell, attempts: Sequence[RouteAttemptRecord], *, passed: bool) -> None:
         if len(attempts) > 1:
             cell.calls_with_fallback += 1
         for attempt in attempts:
-            name = str(attempt.get("target") or "?")
-            cell.route_attempts.setdefault(name, Counter())[str(attempt.get("outcome"))] += 1
+            cell.route_attempts.setdefault(attempt.target, Counter())[str(attempt.outcome)] += 1
         if passed:
-            winners = [a for a in attempts if a.get("outcome") == "ok"]
+            winners = [a for a in attempts if a.outcome is Outcome.OK]
             if winners:
-                cell.served_by[str(winners[-1].get("target") or "?")] += 1
+                cell.served_by[winners[-1].target] += 1
 
-    def add_all(self, records: Iterable[dict[str, Any]]) -> Aggregator:
+    def add_all(self, records: Iterable[AttemptRecord | Mapping[str, Any]]) -> Aggregator:
         """Add every record; returns ``self`` for chaining."""
         for record in records:
             self.add(record)
@@ -385,10 +385,13 @@ def read_records(path: Path, corrupt: list[CorruptLine] | None = None) -> Iterat
                     what = "a torn last line (an interrupted write)" if torn else "not JSON"
                     corrupt.append(CorruptLine(number, f"{what}: {exc}"))
                 continue
-            if isinstance(record, dict):
-                yield record
-            elif corrupt is not None:
-                corrupt.append(CorruptLine(number, f"a JSON {type(record).__name__}, not a record"))
+            try:
+                AttemptRecord.from_json(record)  # the class decides what a record is
+            except RecordError as exc:
+                if corrupt is not None:
+                    corrupt.append(CorruptLine(number, str(exc)))
+                continue
+            yield record
 
 
 def summarize_records(records: Iterable[dict[str, Any]], **options: Any) -> dict[str, Any]:

@@ -260,9 +260,14 @@ class RouteStream:
     # -- public surface -------------------------------------------------------------------
 
     @property
-    def attempts(self) -> list[dict[str, Any]]:
+    def records(self) -> tuple[RouteAttemptRecord, ...]:
         """One record per attempt (and per skipped target), in attempt order."""
-        return [self._records[k].to_json() for k in sorted(self._records)]
+        return tuple(self._records[k] for k in sorted(self._records))
+
+    @property
+    def attempts(self) -> list[dict[str, Any]]:
+        """:attr:`records` in their JSON form (what ``Response.attempts`` carries)."""
+        return [r.to_json() for r in self.records]
 
     @property
     def served_target(self) -> Target | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callproof.events import Response
+from callproof.record import RouteAttemptRecord
 from callproof.targets import Target
 
 __all__ = ["AttemptSummary", "CallSummary", "attempts_from_records", "provider_name"]
@@ -102,7 +103,7 @@ class CallSummary:
         outcome: str,
         error_type: str | None,
         served_by: str | None,
-        records: Sequence[Mapping[str, Any]],
+        records: Sequence[RouteAttemptRecord | Mapping[str, Any]],
         front: str = "library",
         time_to_first_chunk_s: float | None = None,
     ) -> CallSummary:
@@ -139,38 +140,30 @@ class CallSummary:
         )
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def attempts_from_records(
-    records: Sequence[Mapping[str, Any]], targets: Mapping[str, Target]
+    records: Sequence[RouteAttemptRecord | Mapping[str, Any]], targets: Mapping[str, Target]
 ) -> tuple[AttemptSummary, ...]:
-    """Typed attempts from a routed call's records (``Response.attempts``)."""
+    """Typed attempts from a routed call's records (``RouteStream.records``, or their JSON
+    form in ``Response.attempts``)."""
     out = []
-    for i, rec in enumerate(records, 1):
-        name = str(rec.get("target") or "?")
-        target = targets.get(name)
-        timings = rec.get("timings") or {}
-        error = rec.get("error") or {}
-        number = rec.get("attempt")
+    for i, item in enumerate(records, 1):
+        rec = item if isinstance(item, RouteAttemptRecord) else RouteAttemptRecord.from_json(item)
+        target = targets.get(rec.target)
         out.append(
             AttemptSummary(
-                number=number if isinstance(number, int) else i,
-                target=name,
+                number=rec.attempt or i,
+                target=rec.target,
                 model=target.model if target is not None else None,
                 provider=provider_name(target),
-                outcome=str(rec.get("outcome") or "unknown"),
-                hedge=bool(rec.get("hedge")),
-                sent=bool(rec.get("sent", True)),
-                started_s=_num(rec.get("started_s")) or 0.0,
-                ended_s=_num(rec.get("ended_s")),
-                first_event_s=_num(timings.get("first_event_s")),
-                abandoned_reason=rec.get("abandoned_reason"),
-                breaker=rec.get("breaker"),
-                error_type=(
-                    str(error["kind"]) if isinstance(error, Mapping) and error.get("kind") else None
-                ),
+                outcome=str(rec.outcome),
+                hedge=rec.hedge,
+                sent=rec.sent,
+                started_s=rec.started_s,
+                ended_s=rec.ended_s,
+                first_event_s=rec.timings.first_event_s if rec.timings is not None else None,
+                abandoned_reason=rec.abandoned_reason,
+                breaker=rec.breaker,
+                error_type=rec.error.kind if rec.error is not None and rec.error.kind else None,
             )
         )
     return tuple(out)

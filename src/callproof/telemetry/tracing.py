@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from callproof import redact
+from callproof.outcomes import Outcome
 from callproof.telemetry.summary import AttemptSummary, CallSummary, provider_name
 
 if TYPE_CHECKING:
@@ -417,17 +418,16 @@ class RouteTrace:
             return
         self._done = True
         try:
-            records = stream.attempts
+            typed = stream.records
             response = stream.response
             if response is not None:
-                served = next((r["target"] for r in records if r.get("outcome") == "ok"), None)
+                served = next((r.target for r in typed if r.outcome is Outcome.OK), None)
                 outcome, kind = "ok", None
             else:
                 served = None
-                last = next((r for r in reversed(records) if r.get("sent")), None)
-                outcome = str(last["outcome"]) if last is not None else "abandoned"
-                error = (last or {}).get("error") or {}
-                kind = error.get("kind") if isinstance(error, dict) else None
+                last = next((r for r in reversed(typed) if r.sent), None)
+                outcome = str(last.outcome) if last is not None else "abandoned"
+                kind = last.error.kind if last is not None and last.error is not None else None
             capture = self.tracing.capture_content
             call = CallSummary.of_response(
                 response,
@@ -439,7 +439,7 @@ class RouteTrace:
                 outcome=outcome,
                 error_type=kind,
                 served_by=served,
-                records=records,
+                records=typed,
             )
             if capture:
                 from dataclasses import replace
