@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -31,25 +30,13 @@ from callproof.targets import Target, Timeouts
 __all__ = [
     "AttemptRun",
     "Signal",
-    "StreamLike",
     "StreamingClient",
     "cancel_runs",
     "hedge_delay",
 ]
 
-log = logging.getLogger("callproof.resilience")
-
 #: What an attempt tells the router: its first event came, it finished, or it failed.
 Signal = Literal["event", "done", "error"]
-
-
-class StreamLike(Protocol):
-    """What the router needs of the client's ``ResponseStream``."""
-
-    @property
-    def response(self) -> Response: ...
-
-    def __aiter__(self) -> Any: ...
 
 
 class StreamingClient(Protocol):
