@@ -10,7 +10,10 @@ One process, one run, baselines measured alongside:
 * OpenAI chat completions: callproof against the ``openai`` SDK (``stream=True``) on the same
   SSE body.
 * Per call on the real emulator (``callproof emulate``, seed preset, its own process): client
-  CPU of a whole tool-result call (build, SigV4 sign, send, decode) against boto3 and openai.
+  CPU of a whole tool-result call (build, SigV4 sign, send, decode) against boto3 and openai;
+  the Bedrock call also without the admission gate (``Client(transport=make_transport())``),
+  whose 10 ms tick runs for the whole call (the seed's calls wait ~270 ms on the emulator's
+  latency), so its share of a short call is shown on its own.
 * Memory: tracemalloc peak of callproof's client over a 10,000 and a 100,000-event stream
   (flat means the ratio stays near 1; the answer text itself, one byte per event, is the only
   thing that must grow).
@@ -19,7 +22,8 @@ CPU is the client process's CPU time (``time.process_time``: every thread, so Si
 ``asyncio.to_thread`` counts too); the server runs in another process and is not counted, nor
 is its memory. Each figure is the best of ``--repeat`` runs; per-call figures alternate
 callproof and its baseline ``--repeat`` times. ``--profile`` prints cProfile's top entries of
-callproof's whole Bedrock call. The machine may be shared: compare ratios within one run.
+callproof's whole Bedrock call; ``--per-call-only`` runs the per-call rows alone. The machine may
+be shared: compare ratios within one run (the load average is printed).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import Any
 from callproof.client import Client
 from callproof.conversation import Conversation, UserMessage
 from callproof.targets import Endpoint, Target, Timeouts
+from callproof.transport import make_transport
 from callproof.wire.eventstream import encode_message
 from callproof.wire.sse import encode_event
 
@@ -291,6 +296,7 @@ def per_call(
     conv = tool_result().conversation
     loop = asyncio.new_event_loop()
     client = Client()
+    ungated = Client(transport=make_transport())  # no admission gate (see the docstring)
     bedrock = Target(
         name="b",
         api="bedrock-converse-stream",
@@ -311,9 +317,9 @@ def per_call(
     b3 = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=url)
     oa = openai.OpenAI(base_url=url + "/v1", api_key="test-key", max_retries=0)
 
-    def ours_calls(target: Target) -> None:
+    def ours_calls(target: Target, on: Client = client) -> None:
         for _ in range(calls):
-            loop.run_until_complete(client.complete(target, conv))
+            loop.run_until_complete(on.complete(target, conv))
 
     def boto3_calls() -> None:
         for _ in range(calls):
@@ -343,9 +349,11 @@ def per_call(
         return mine, theirs
 
     b_ours, b_base = pair(lambda: ours_calls(bedrock), boto3_calls)
+    g_ours, g_base = pair(lambda: ours_calls(bedrock, ungated), boto3_calls)
     o_ours, o_base = pair(lambda: ours_calls(chat), openai_calls)
     rows = [
         ("bedrock converse-stream", b_ours, b_base, "boto3"),
+        ("bedrock, no admission gate", g_ours, g_base, "boto3"),
         ("openai chat completions", o_ours, o_base, "openai"),
     ]
     if profile:
@@ -358,7 +366,10 @@ def per_call(
         prof.disable()
         print(f"cProfile of {calls} whole Bedrock calls (callproof), top by cumulative time:")
         pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+        print("... and by own time:")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
     loop.run_until_complete(client.aclose())
+    loop.run_until_complete(ungated.aclose())
     loop.close()
     return rows
 
@@ -369,21 +380,40 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (best kept)")
     parser.add_argument("--calls", type=int, default=20, help="calls per per-call figure")
     parser.add_argument("--profile", action="store_true", help="cProfile callproof's calls")
+    parser.add_argument("--per-call-only", action="store_true", help="only the per-call rows")
     args = parser.parse_args()
-    n = args.events
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}")
+    if not args.per_call_only:
+        per_event(args.events, args.repeat)
+    with emulator_process() as url:
+        rows2 = per_call(url, args.calls, args.repeat, profile=args.profile)
+    print()
+    print(
+        f"Process CPU per whole call on the emulator's seed streams (tool-result, {args.calls} "
+        f"calls, best of {args.repeat} alternated runs)"
+    )
+    print(
+        f"{'stream':26} {'ours ms/call':>13} {'baseline ms/call':>17} {'baseline':>9} {'ratio':>7}"
+    )
+    for name, mine, base, label in rows2:
+        print(f"{name:26} {mine:13.3f} {base:17.3f} {label:>9} {mine / base:7.2f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
+
+def per_event(n: int, repeat: int) -> None:
+    """CPU per decoded event against boto3 and openai, then the memory rows."""
     with server_process(n) as url:
         ours = Ours()
         rows = []
         # Bedrock: the model id names the body (``/model/{id}/converse-stream``).
-        cp_b, ev_b = best_cpu(ours.stream(url, "bedrock-converse-stream", "cpu"), args.repeat)
-        bt_b, bev_b = best_cpu(boto3_stream(url, "cpu"), args.repeat)
+        cp_b, ev_b = best_cpu(ours.stream(url, "bedrock-converse-stream", "cpu"), repeat)
+        bt_b, bev_b = best_cpu(boto3_stream(url, "cpu"), repeat)
         rows.append(("bedrock converse-stream", ev_b, cp_b, bev_b, bt_b, "boto3"))
-        cp_o, ev_o = best_cpu(ours.stream(url + "/v1", "openai-completions"), args.repeat)
-        oa_o, oev_o = best_cpu(openai_stream(url + "/v1"), args.repeat)
+        cp_o, ev_o = best_cpu(ours.stream(url + "/v1", "openai-completions"), repeat)
+        oa_o, oev_o = best_cpu(openai_stream(url + "/v1"), repeat)
         rows.append(("openai chat completions", ev_o, cp_o, oev_o, oa_o, "openai"))
 
-        print(f"CPU per decoded event ({n} content events per stream, best of {args.repeat})")
+        print(f"CPU per decoded event ({n} content events per stream, best of {repeat})")
         print(
             f"{'stream':26} {'ours µs/ev':>11} {'baseline µs/ev':>15} {'baseline':>9} {'ratio':>7}"
         )
@@ -407,19 +437,6 @@ def main() -> None:
             f"ratio 100k/10k: peak {peak100 / peak10:.2f}, "
             f"peak without the answer text {(peak100 - len100) / (peak10 - len10):.2f}"
         )
-
-    with emulator_process() as url:
-        rows2 = per_call(url, args.calls, args.repeat, profile=args.profile)
-    print()
-    print(
-        f"Process CPU per whole call on the emulator's seed streams (tool-result, {args.calls} "
-        f"calls, best of {args.repeat} alternated runs)"
-    )
-    print(
-        f"{'stream':26} {'ours ms/call':>13} {'baseline ms/call':>17} {'baseline':>9} {'ratio':>7}"
-    )
-    for name, mine, base, label in rows2:
-        print(f"{name:26} {mine:13.3f} {base:17.3f} {label:>9} {mine / base:7.2f}")
 
 
 def boto3_stream(url: str, name: str) -> Callable[[], int]:

@@ -358,6 +358,10 @@ class Client:
         #: real network's :class:`~callproof.h1.H1Transport`, no proxy in the environment).
         self._direct: dict[str, H1Transport] = {}
         self._http = http
+        #: An injected real-network transport is handed requests directly too.
+        self._direct_injected: H1Transport | None = None
+        if http is None and isinstance(transport, H1Transport) and not urllib.request.getproxies():
+            self._direct_injected = transport
         #: New calls wait here, before their clocks start, while the loop is behind
         #: (:class:`~callproof.looplag.AdmissionGate`); by default on the real network only.
         self.admission = admission
@@ -399,7 +403,7 @@ class Client:
         """The HTTP client for an endpoint's TLS setting, and the transport its requests may
         be handed to directly (None: through ``send``)."""
         if self._http is not None:
-            return self._http, None
+            return self._http, self._direct_injected
         key = f"verify={verify!r}"
         http = self._owned.get(key)
         if http is not None:

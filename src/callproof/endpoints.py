@@ -20,6 +20,7 @@ to set, never an HTTP 403 from far away.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import threading
@@ -114,6 +115,8 @@ class Signer:
         self._sessions: dict[str | None, Any] = {}
         #: Credentials a signing already resolved, per profile (see :meth:`ready`).
         self._resolved: dict[str | None, Any] = {}
+        #: The frozen credentials last registered with :mod:`callproof.redact`, per profile.
+        self._remembered: dict[str | None, Any] = {}
         self._lock = threading.Lock()
         #: Whether the instance-metadata provider stays in the chain (default: ``$IMDS_ENV``).
         self.imds = (
@@ -196,8 +199,10 @@ class Signer:
             )
         self._resolved[profile] = credentials
         frozen = credentials.get_frozen_credentials()
-        for secret in (frozen.access_key, frozen.secret_key, frozen.token):
-            redact.remember(secret)  # a server that reflects one must not get it printed
+        if frozen != self._remembered.get(profile):  # once per credentials, not per call
+            for secret in (frozen.access_key, frozen.secret_key, frozen.token):
+                redact.remember(secret)  # a server that reflects one must not get it printed
+            self._remembered[profile] = frozen
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
         SigV4Auth(frozen, SIGNING_NAME, region).add_auth(request)
         return {str(k): str(v) for k, v in request.headers.items()}
@@ -217,6 +222,16 @@ def _env_secret(name: str, env: Mapping[str, str], what: str) -> str:
 def _redacted(url: str) -> str:
     # Error messages reach terminals and logs: keys in a URL must not.
     return redact.redact_url(url)
+
+
+#: Endpoint headers already registered with :mod:`callproof.redact` (its registry only grows).
+_REMEMBERED_HEADERS: set[tuple[str, str]] = set()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    """An endpoint URL parsed once (httpx's URL is immutable; a request copies it cheaply)."""
+    return httpx.URL(url)
 
 
 def build_request(
@@ -247,8 +262,10 @@ def build_request(
             headers[key.lower()] = value
     if "@" in url or "?" in url:
         redact.Redactor().url(url)  # remember user info and query keys of the URL
-    for key, value in endpoint.headers.items():
-        redact.Redactor().header(key, value)  # remember credential headers (X-Api-Key...)
+    for item in endpoint.headers.items():
+        if item not in _REMEMBERED_HEADERS:
+            redact.Redactor().header(*item)  # remember credential headers (X-Api-Key...)
+            _REMEMBERED_HEADERS.add(item)
     auth = endpoint.auth
     match auth.kind:
         case "none":
@@ -280,5 +297,5 @@ def build_request(
         case _:  # pragma: no cover - Auth.kind is a Literal
             raise ConfigError(f"unknown auth kind {auth.kind!r}")
     return httpx.Request(
-        wire.method, url, headers=headers, content=wire.body, extensions=extensions or {}
+        wire.method, _parsed(url), headers=headers, content=wire.body, extensions=extensions or {}
     )

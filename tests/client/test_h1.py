@@ -325,6 +325,22 @@ async def test_the_client_hands_requests_straight_to_the_transport(
         assert direct.idle == 1  # one connection, reused
 
 
+async def test_an_injected_h1_transport_is_used_directly_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_send(*args: object, **kwargs: object) -> None:
+        raise AssertionError("AsyncClient.send was used")
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", no_send)
+    transport = H1Transport(verify=False)
+    async with serve(_sse_answer(SSE)) as url, Client(transport=transport) as client:
+        assert client.admission is None  # an injected transport: no gate unless given one
+        target = make_target("openai-completions", base_url=url + "/v1")
+        assert (await client.complete(target, CONV)).text == "hi"
+        assert transport.idle == 1
+    assert transport.idle == 0  # closed with the client
+
+
 async def test_a_proxy_in_the_environment_keeps_send(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
