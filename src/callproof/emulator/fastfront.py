@@ -26,6 +26,15 @@ the limit issue 14 measured (6-14 us per stream). So cleartext connections start
   timeout (``ServerLimits.header_timeout_s``) closes a connection that holds no complete
   request; the connection cap is the server's own (the oldest idle connection gives way).
 
+OpenAI chat completions and Responses run on the front too, through their own async handler as
+one task per request (their steps are lazy generators, played as they come); they have no
+plans yet, so their per-request Python (decoding, encoding) still dominates their cost.
+
+Measured (bench/emulator.py, h2load --h1, 20-event ConverseStream, 2 shared cores under load):
+server CPU per stream is 72-110 us (741-1048 us on hypercorn and Starlette before), 0.23-0.34x
+aimock's; HTTP/2 stays on hypercorn (470-590 us per stream), whose h2 stack is the limit
+there (a bare ASGI app on hypercorn h2 serves about 3,100 streams/s).
+
 The bytes are hypercorn's: the same headers in the same order, ``date``, chunked framing with
 one chunk per flush, ``0\\r\\n\\r\\n`` at the end; the one difference is a reason phrase on the
 status line (``HTTP/1.1 200 OK``; h11 sends none, and h2load's parser counts such answers as
