@@ -1,7 +1,11 @@
 """The ``callproof`` command line: a thin layer over the library.
 
-Each command lives in its own module and is loaded only when invoked, so ``callproof --help``
-stays fast and one command's imports never slow another.
+Each command lives in its own module, loaded by :class:`LazyGroup` when it is looked up. A
+command module imports click and cheap modules at module level and its library entry point
+inside the command function: ``callproof --help`` loads every command module (for the short
+help), and the library behind a command (httpx, the client, pydantic, starlette, rich) takes
+up to a second to import, so one command's imports never slow another. Those function-level
+imports are the only ones of the package's own modules under ``cli/``.
 
 Exit codes: 0 success; 1 the call or run failed its check (an outcome other than ``ok``, a pass
 rate under ``--fail-under``); 2 usage or configuration error; 130 interrupted.
@@ -40,24 +44,14 @@ class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._load(name) is not None]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return self._load(cmd_name)
-
-    @staticmethod
-    def _load(name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
+        target = COMMANDS.get(cmd_name)
         if target is None:
             return None
         module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None  # command not built yet
-            raise
-        command = getattr(module, attr)
+        command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
         return command
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from callproof.cli.options import db_option
+from callproof.probe.stats import format_pct
 
 __all__ = ["history", "sparkline"]
 
@@ -25,8 +26,6 @@ _RUN_COLUMN_WIDTH = 19
 
 
 def _cell(row: dict[str, Any]) -> str:
-    from callproof.probe.stats import format_pct
-
     return f"{format_pct(row['pass_rate'])} ({row['passed']}/{row['n']})"
 
 
@@ -59,12 +58,12 @@ def history(
     The database is SQLite under the user data directory unless --db says otherwise
     (sqlite:///PATH or postgresql://USER@HOST/DB).
     """
+    # lazy (see callproof.cli): rich and the history store
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    from callproof.probe.stats import format_pct
     from callproof.probe.store import HistoryStore
 
     with HistoryStore.open(db_url) as store:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from callproof.errors import ConfigError
+
 __all__ = ["EXAMPLE_TOML", "init"]
 
 EXAMPLE_TOML = """\
@@ -137,8 +139,6 @@ def init(path: Path, force: bool) -> None:
     Exit codes: 0 written; 2 the file exists (use --force), or it cannot be written (a
     read-only directory, a path under a file).
     """
-    from callproof.errors import ConfigError
-
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; use --force to overwrite it", where="init")
     try:

@@ -33,6 +33,7 @@ __all__ = ["replay"]
 @click.option("-v", "--verbose", is_flag=True, help="Also print every decoded event.")
 def replay(capture: Path, as_json: bool, scenario: str | None, verbose: bool) -> None:
     """Decode CAPTURE (written by `callproof call --capture`) and explain it."""
+    # lazy (see callproof.cli): the capture decoder brings the client and the record schema
     from callproof.attempt import attempt_from
     from callproof.capture import decode_capture, read_capture
 

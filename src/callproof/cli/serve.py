@@ -63,6 +63,7 @@ def serve(
     HTTP/1.1 and HTTP/2 (h2c prior knowledge; ALPN h2 with --tls).
     Exit codes: 0 stopped (SIGTERM, Ctrl-C); 2 configuration error or the port is taken.
     """
+    # lazy (see callproof.cli): the gateway brings starlette, the client and the router
     from callproof.gateway.config import check_bind, load_serve_config
     from callproof.gateway.server import GatewayServer
 

@@ -261,8 +261,8 @@ def _decode_headers(data: memoryview) -> dict[str, HeaderValue]:
             headers[name] = value
     except (IndexError, struct.error, UnicodeDecodeError, OverflowError, ValueError) as exc:
         raise InvalidLength(f"malformed header block: {exc}") from exc
-    if pos != end:
-        raise InvalidLength("header block length does not match its contents")
+    # No "pos != end" check is needed: every read above is bounds-checked (an index or
+    # unpack past the block raises, a value's length is compared), so the loop ends at ``end``.
     return headers
 
 
