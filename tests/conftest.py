@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.record_schema import checking_records
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
@@ -46,6 +48,14 @@ def _block_real_network() -> Iterator[None]:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _records_follow_the_schema() -> Iterator[None]:
+    """Every attempt record the suite writes validates against docs/attempt.schema.json."""
+    with checking_records() as problems:
+        yield
+    assert not problems, f"records that do not follow docs/attempt.schema.json: {problems[:5]}"
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import pytest
 
 from callproof import errors
 from callproof.events import STOP_REASONS, Response, ToolCall, normalise_stop_reason
-from callproof.outcomes import Expectation, Outcome, classify
+from callproof.outcomes import Expectation, LoopProgress, Outcome, Verdict, classify
 from callproof.scenarios import BUILTIN, tool_call, tool_result
 
 ALL_OUTCOMES = {
@@ -175,3 +175,33 @@ def test_builtin_scenarios_are_the_seeds() -> None:
     assert [m.role for m in conv.messages] == ["user", "assistant", "user"]
     assert conv.settings.max_tokens == 100
     assert conv.messages[1].tool_calls[0].arguments == {"city": "Tokyo"}
+
+
+def _weather(city: str) -> ToolCall:
+    return ToolCall.from_raw(f"c-{city}", "get_weather", f'{{"city": "{city}"}}')
+
+
+def test_min_tool_calls_is_judged_by_classify() -> None:
+    exp = Expectation(tool_name="get_weather", min_tool_calls=2)
+    one = classify(resp(stop="tool_use", calls=[_weather("Tokyo")]), exp)
+    assert one == Verdict(
+        Outcome.EXPECTATION_FAILED, "expected 2 tool calls in one response, got 1"
+    )
+    two = resp(stop="tool_use", calls=[_weather("Tokyo"), _weather("Paris")])
+    assert classify(two, exp).passed
+    # a failure found first keeps its own outcome
+    assert classify(resp(stop="max_tokens"), exp).outcome is Outcome.ABNORMAL_STOP
+
+
+def test_an_agent_loops_verdict_comes_from_classify() -> None:
+    answer = resp("It is 22°C in Tokyo.")
+    early = classify(answer, loop=LoopProgress(calls=0, min_calls=1, requests=1))
+    assert early == Verdict(
+        Outcome.EXPECTATION_FAILED, "answered after 0 tool calls; the loop needs 1"
+    )
+    assert classify(answer, loop=LoopProgress(calls=1, min_calls=1, requests=2)).passed
+    spent = classify(answer, loop=LoopProgress(calls=6, requests=6, exhausted=True))
+    assert spent == Verdict(Outcome.EXPECTATION_FAILED, "no final answer after 6 requests")
+    # an answer that fails on its own keeps its outcome, the loop's count comes after
+    empty = classify(resp(""), loop=LoopProgress(calls=0, min_calls=1))
+    assert empty.outcome is Outcome.EMPTY_RESPONSE

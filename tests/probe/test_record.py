@@ -15,6 +15,7 @@ from callproof.probe.runner import RunOptions, run_probe
 from callproof.record import AttemptRecord, RouteAttemptRecord, schema_json
 from tests.probe.conftest import MakeConfig
 from tests.probe.synthetic import record as synthetic_record
+from tests.record_schema import checking_records
 
 SCHEMA_PATH = Path(__file__).parents[2] / "docs" / "attempt.schema.json"
 FAULTS = (
@@ -104,3 +105,12 @@ def test_what_is_not_a_record_raises_record_error(data: object, match: str) -> N
 def test_a_torn_line_raises_record_error() -> None:
     with pytest.raises(RecordError, match="not JSON"):
         AttemptRecord.from_line('{"outcome": "ok", "te')
+
+
+def test_the_suite_wide_check_catches_a_record_off_the_schema() -> None:
+    # tests/conftest.py validates every record the suite writes through this wrapper
+    with checking_records() as problems:
+        AttemptRecord(outcome="bogus", passed=True).to_json()  # type: ignore[arg-type]
+        AttemptRecord(outcome=Outcome.OK, passed=True).to_json()
+    assert len(problems) == 1
+    assert "'bogus'" in problems[0]
