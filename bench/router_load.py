@@ -9,8 +9,11 @@ bench/resilience.py: Kimi K2.5 on Bedrock hangs, headers then no events, on ``--
 tool-result turns; OpenRouter's Kimi is healthy), under uvicorn with ``max_streams`` above the
 load, so no stream is refused. Each measurement is a fresh client process running ``--calls``
 (default 2x the concurrency) calls of ``Router("kimi", [bedrock-kimi, openrouter-kimi])`` with
-the default route policy, ``concurrency`` at a time, on one event loop. Two settings at each
-concurrency, run in turn: ``healthy`` (no hangs; its p99 is the reference) and ``hang 40%``.
+the default route policy, ``concurrency`` at a time, on one event loop. The settings at each
+concurrency, run in turn: ``healthy`` (no hangs; its p99 is the reference) and ``hang 40%``,
+and (unless ``--no-clocks``) ``clocks``: hedging off and mixed faults (:func:`mixed_plan`), so the
+first-event and idle watchdogs fire, calls fall back and some wait out a backoff; it is judged
+on clock lateness and fds only, since its faults fail some calls on both targets by design.
 
 Reported per run:
 
@@ -44,8 +47,8 @@ the emulator's CPU (it stands for a provider on other machines) is not taken fro
 Designs (``--designs``): ``new`` (as shipped), ``nogate`` (the free list without the admission
 gate), ``old`` (httpcore's pool, no gate), ``cycles`` (as shipped, but a finished attempt's
 reference cycles are not broken: :meth:`callproof.resilience.hedge.AttemptRun._finished` off),
-``gcfreeze`` (as shipped, and the client process moves its start-up objects out of the
-collector's reach with :func:`gc.freeze` and runs full collections a tenth as often),
+``gcfreeze`` (as shipped, and the client process calls :func:`callproof.looplag.tune_gc`: its
+start-up objects out of the collector's reach, full collections a tenth as often),
 ``burst`` (as shipped, but the admission gate lets up to 128 calls in per tick, its earlier
 setting, instead of 16).
 
@@ -98,7 +101,9 @@ def _pct(xs: list[float], q: float) -> float | None:
     try:
         from callproof.quantile import quantile  # the one quantile function
     except ImportError:  # before the consolidation landed
-        from callproof.resilience.watchdog import quantile  # type: ignore[attr-defined,no-redef]
+        from callproof.resilience.watchdog import (  # type: ignore[attr-defined,no-redef,unused-ignore]
+            quantile,
+        )
 
     return quantile(sorted(xs), q) if xs else None
 
@@ -117,7 +122,6 @@ def _use_design(design: str) -> None:
     shipped, start-up objects frozen and full collections a tenth as often; ``burst``: as
     shipped, with the gate letting up to 128 calls in per tick (its earlier setting)."""
     import functools
-    import gc
 
     import httpx
 
@@ -133,10 +137,7 @@ def _use_design(design: str) -> None:
     if design == "cycles":
         hedge.AttemptRun._finished = lambda self, task: None  # type: ignore[method-assign]
     if design == "gcfreeze":
-        gc.collect()
-        gc.freeze()
-        first, second, third = gc.get_threshold()
-        gc.set_threshold(first, second, 10 * third)
+        looplag.tune_gc()
     if design in ("old", "nogate"):
         client.AdmissionGate = lambda: None  # type: ignore[attr-defined,assignment,misc]
     if design == "old":
@@ -275,10 +276,13 @@ def _where_late(
     return {"late_fires": len(late), "cpu_wait_share": waited / total, "gc_share": paused / total}
 
 
-async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[str, Any]:
+async def _client(
+    url: str, concurrency: int, calls: int, design: str, policy_name: str
+) -> dict[str, Any]:
     from callproof.client import Client
     from callproof.errors import AllAttemptsFailed
     from callproof.resilience import Router
+    from callproof.resilience.policy import HedgePolicy, RoutePolicy
     from callproof.scenarios import tool_result
     from callproof.targets import Endpoint, Target
     from callproof.transport import raise_fd_limit
@@ -305,7 +309,8 @@ async def _client(url: str, concurrency: int, calls: int, design: str) -> dict[s
     sem = asyncio.Semaphore(concurrency)
     c0, t_start = time.process_time(), time.perf_counter()
     async with _series_monitor() as lag, Client(clock=clock) as client:
-        router = Router("kimi", [kimi, orr], client=client)
+        policy = RoutePolicy(hedge=HedgePolicy(mode="off")) if policy_name == "nohedge" else None
+        router = Router("kimi", [kimi, orr], client=client, policy=policy)
 
         async def one() -> None:
             nonlocal ok, requests
@@ -402,10 +407,38 @@ def _serve(plan: str, port: int) -> None:
     )
 
 
+def mixed_plan() -> str:
+    """The ``clocks`` setting's faults: Kimi on Bedrock hangs before its first event (15%),
+    stalls mid-stream after two events (15%) or answers 503 (15%) on the tool-result turns, and
+    OpenRouter's Kimi answers 503 on 20%, so with hedging off the first-event and idle
+    watchdogs fire, calls fall back, and calls that failed on both targets wait out a backoff."""
+    rules = f"""
+[[rules]]
+model = "{KIMI_BEDROCK}"
+api = "bedrock"
+turn = "after_tool_result"
+faults = [
+  {{ fault = "hang_no_events", probability = 0.15 }},
+  {{ fault = "stall_after:2", probability = 0.15 }},
+  {{ fault = "http_error:503", probability = 0.15 }},
+]
+
+[[rules]]
+model = "{KIMI_OPENROUTER}"
+api = "openai"
+turn = "after_tool_result"
+fault = "http_error:503"
+probability = 0.2
+"""
+    base = fault_plan(0.0)
+    head, _, tail = base.partition("\n")  # the seed line first
+    return f"{head}\n{rules}{tail}"
+
+
 class Emulator:
-    def __init__(self, hang: float, workdir: Path) -> None:
-        plan = workdir / f"plan-{hang:.2f}.toml"
-        plan.write_text(fault_plan(hang), encoding="utf-8")
+    def __init__(self, key: str, plan_text: str, workdir: Path) -> None:
+        plan = workdir / f"plan-{key}.toml"
+        plan.write_text(plan_text, encoding="utf-8")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -413,7 +446,7 @@ class Emulator:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(plan), str(port)],
             stdout=subprocess.DEVNULL,
-            stderr=(workdir / f"emulator-{hang:.2f}.log").open("w"),
+            stderr=(workdir / f"emulator-{key}.log").open("w"),
             cwd=ROOT,
             start_new_session=True,  # its own scheduler group (see the module docstring)
         )
@@ -458,11 +491,22 @@ def _loadavg() -> str:
         return "?"
 
 
-def _run(url: str, concurrency: int, calls: int, design: str, cap: float) -> dict[str, Any] | None:
+def _run(
+    url: str, concurrency: int, calls: int, design: str, policy: str, cap: float
+) -> dict[str, Any] | None:
     load = _loadavg()
     try:
         proc = subprocess.run(
-            [sys.executable, __file__, "--client", url, str(concurrency), str(calls), design],
+            [
+                sys.executable,
+                __file__,
+                "--client",
+                url,
+                str(concurrency),
+                str(calls),
+                design,
+                policy,
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -508,7 +552,13 @@ def main() -> int:
         help="run each client at this nice value (negative needs root): isolates the lateness "
         "the client causes from the machine's other load; default: the machine's own priority",
     )
-    parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-clocks",
+        action="store_true",
+        help="skip the 'clocks' setting (hedging off, mixed faults: the first-event and idle "
+        "watchdogs and backoff fire; judged on clock lateness and fds only)",
+    )
+    parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -516,25 +566,31 @@ def main() -> int:
         return 0
     if args.client:
         _renice(os.environ.get("ROUTER_LOAD_CLIENT_NICE"))
-        url, conc, calls, design = args.client
-        print(json.dumps(asyncio.run(_client(url, int(conc), int(calls), design))))
+        url, conc, calls, design, policy = args.client
+        print(json.dumps(asyncio.run(_client(url, int(conc), int(calls), design, policy))))
         return 0
 
     if args.client_nice is not None:
         os.environ["ROUTER_LOAD_CLIENT_NICE"] = str(args.client_nice)
     levels = [200] if args.quick else [int(x) for x in args.levels.split(",")]
-    settings = [("healthy", 0.0), (f"hang {args.hang:.0%}", args.hang)]
+    # (name, emulator plan, route policy)
+    plans = {"healthy": fault_plan(0.0), "hang": fault_plan(args.hang)}
+    settings = [("healthy", "healthy", "default"), (f"hang {args.hang:.0%}", "hang", "default")]
+    if not args.no_clocks and not args.quick:
+        plans["mixed"] = mixed_plan()
+        settings.append(("clocks", "mixed", "nohedge"))
     designs = args.designs.split(",")
     rows: list[tuple[int, str, str, dict[str, Any] | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        emulators = {hang: Emulator(hang, Path(tmp)) for _, hang in settings}
+        emulators = {key: Emulator(key, text, Path(tmp)) for key, text in plans.items()}
         try:
             for concurrency in levels:
                 calls = args.calls or 2 * concurrency
                 for i, design in enumerate(designs):
                     order = settings if i % 2 == 0 else settings[::-1]
-                    for name, hang in order:
-                        result = _run(emulators[hang].url, concurrency, calls, design, args.cap)
+                    for name, key, policy in order:
+                        url = emulators[key].url
+                        result = _run(url, concurrency, calls, design, policy, args.cap)
                         rows.append((concurrency, design, name, result))
         finally:
             for emu in emulators.values():
@@ -595,13 +651,14 @@ def main() -> int:
         for key, count in {**r["errors"], **r.get("transport_errors", {})}.items():
             print(f"      {count} x {key}")
         misses = []
-        if r["success"] < 0.999:
+        clocks_only = name == "clocks"  # its faults fail some calls by design
+        if r["success"] < 0.999 and not clocks_only:
             misses.append("success < 99.9%")
-        if ratio is not None and ratio > 2.0:
+        if ratio is not None and ratio > 2.0 and not clocks_only:
             misses.append("p99 > 2x healthy")
         if (r["late_p99_s"] or 0) > 0.1:
             misses.append("clock p99 late > 100 ms")
-        if r["healthy_breaker_opened"]:
+        if r["healthy_breaker_opened"] and not clocks_only:
             misses.append("healthy fallback's breaker opened")
         if r["fds_after"] > r["fds_before"]:
             misses.append(f"fds leaked ({', '.join(r['fds_new'])})")

@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from callproof.looplag import AdmissionGate, GcPauses, LoopLagMonitor, runqueue_wait_s, whose_lag
+from callproof.looplag import (
+    AdmissionGate,
+    GcPauses,
+    LoopLagMonitor,
+    runqueue_wait_s,
+    tune_gc,
+    whose_lag,
+)
 
 
 def test_waiting_for_a_cpu_for_half_the_lag_is_the_machines_lag() -> None:
@@ -86,3 +93,17 @@ async def test_the_admission_gate_does_not_hook_the_collector() -> None:
 
 def test_the_gate_lets_a_burst_in_sixteen_per_tick_by_default() -> None:
     assert AdmissionGate().max_batch == 16
+
+
+def test_tune_gc_freezes_start_up_objects_and_thins_out_full_collections() -> None:
+    before = gc.get_threshold()
+    try:
+        previous = tune_gc(factor=10)
+        assert previous == before
+        assert gc.get_threshold() == (before[0], before[1], before[2] * 10)
+        assert gc.get_freeze_count() > 0  # what was alive at start-up is out of reach
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    with pytest.raises(ValueError, match="at least 1"):
+        tune_gc(factor=0)
