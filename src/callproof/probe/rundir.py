@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from callproof import redact
+from callproof.dialects import get_dialect
 from callproof.errors import CallproofError, ConfigError, RunDirLocked
 from callproof.probe.config import RouteConfig
 from callproof.probe.scenarios import ProbeScenario
+from callproof.probe.summary import read_records
 from callproof.redact import Redactor
 from callproof.targets import Target
 
@@ -210,8 +212,6 @@ def scan_existing(
             fh.seek(end - 1)
             if fh.read(1) != b"\n":
                 fh.truncate(_last_line_end(fh, end))
-    from callproof.probe.summary import read_records
-
     for record in read_records(path):
         done.add(
             (
@@ -242,8 +242,6 @@ def _last_line_end(fh: BinaryIO, end: int, chunk: int = 1 << 16) -> int:
 
 def request_bodies(client: Any, units: Sequence[Unit], scenario: ProbeScenario) -> dict[str, Any]:
     """The exact first request body each target of the run is sent for ``scenario``."""
-    from callproof.client import get_dialect
-
     bodies: dict[str, Any] = {}
     for unit in units:
         for target in (unit.target,) if unit.target else unit.members:
