@@ -411,6 +411,11 @@ class AttemptRecord:
         )
 
     @classmethod
+    def of(cls, record: AttemptRecord | Mapping[str, Any]) -> AttemptRecord:
+        """``record`` itself, or its JSON form read back (for readers that take either)."""
+        return record if isinstance(record, AttemptRecord) else cls.from_json(record)
+
+    @classmethod
     def from_line(cls, line: str) -> AttemptRecord:
         """Read a ``results.jsonl`` line."""
         try:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import heapq
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from callproof.probe.stats import format_pct
 from callproof.probe.summary import CorruptLine, read_records
+from callproof.record import AttemptRecord
 from callproof.report.evidence import headline, headline_entry, mode_of, mode_rates
 
 __all__ = [
@@ -65,30 +66,29 @@ OUTCOME_MEANINGS: dict[str, str] = {
 _SPACES = re.compile(r"\s+")
 
 
-def snippet(record: dict[str, Any], width: int = 60) -> str:
+def snippet(record: AttemptRecord | Mapping[str, Any], width: int = 60) -> str:
     """The answer in one short line: the text, else the tool calls made."""
-    text = _SPACES.sub(" ", str(record.get("text") or "")).strip()
+    rec = AttemptRecord.of(record)
+    text = _SPACES.sub(" ", rec.text).strip()
     if not text:
-        calls = record.get("tool_calls") or []
         text = ", ".join(
-            f"→ {c.get('name')}({json.dumps(c.get('arguments'), ensure_ascii=False)})"
-            for c in calls
-            if isinstance(c, dict)
+            f"→ {c.name}({json.dumps(c.arguments, ensure_ascii=False)})" for c in rec.tool_calls
         )
     if len(text) > width:
         text = text[: width - 1] + "…"
     return text
 
 
-def attempt_line(record: dict[str, Any], *, detail_width: int | None = None) -> str:
+def attempt_line(
+    record: AttemptRecord | Mapping[str, Any], *, detail_width: int | None = None
+) -> str:
     """``Test  1: ✅ OK       Tokyo's temperature is: 22°C`` / ``Test  2: ❌ STALL_NO_EVENTS``."""
-    number = record.get("attempt") or record.get("seq") or 0
-    outcome = str(record.get("outcome") or "unknown")
-    passed = bool(record.get("passed", outcome == "ok"))
-    if passed:
-        return f"Test {number:>2}: ✅ {'OK':<9}{snippet(record)}".rstrip()
-    line = f"Test {number:>2}: ❌ {outcome.upper()}"
-    detail = _SPACES.sub(" ", str(record.get("detail") or "")).strip()
+    rec = AttemptRecord.of(record)
+    number = rec.attempt or rec.seq
+    if rec.passed:
+        return f"Test {number:>2}: ✅ {'OK':<9}{snippet(rec)}".rstrip()
+    line = f"Test {number:>2}: ❌ {str(rec.outcome).upper()}"
+    detail = _SPACES.sub(" ", rec.detail).strip()
     if detail and detail_width != 0:
         if detail_width is not None and len(detail) > detail_width:
             detail = detail[: detail_width - 1] + "…"

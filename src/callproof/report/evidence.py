@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from callproof.outcomes import Outcome
 from callproof.probe.stats import format_p, format_pct
 from callproof.probe.summary import UNREACHABLE_STATUSES
+from callproof.record import AttemptRecord
 
 __all__ = [
     "UNREACHABLE_STATUSES",
@@ -128,14 +130,13 @@ def mode_rates(entry: dict[str, Any]) -> list[ModeRate]:
     return modes
 
 
-def mode_of(record: dict[str, Any]) -> str:
+def mode_of(record: AttemptRecord | Mapping[str, Any]) -> str:
     """The failure-mode name of one record, as :func:`mode_rates` names it."""
-    outcome = str(record.get("outcome") or "unknown")
-    error = record.get("error")
-    status = error.get("status") if isinstance(error, dict) else None
-    if outcome == "http_error" and type(status) is int:
+    rec = AttemptRecord.of(record)
+    status = rec.error.status if rec.error is not None else None
+    if rec.outcome is Outcome.HTTP_ERROR and status is not None:
         return f"http_error {status}"
-    return outcome
+    return str(rec.outcome)
 
 
 def model_family(model: str | None) -> str:

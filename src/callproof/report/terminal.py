@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -10,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from callproof.probe.stats import format_pct
+from callproof.record import AttemptRecord
 from callproof.report.common import attempt_line, executive_summary, worst_entry
 from callproof.report.evidence import recommendations
 
@@ -20,17 +22,20 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def print_attempt(console: Console, record: dict[str, Any], *, show_target: bool = True) -> None:
+def print_attempt(
+    console: Console, record: AttemptRecord | Mapping[str, Any], *, show_target: bool = True
+) -> None:
     """Print ``Test  1: ✅ OK       <text>`` (green) or ``Test  2: ❌ STALL_NO_EVENTS`` (red).
 
     With ``show_target`` the line starts with the target and scenario, since attempts of several
     targets interleave while a run is going.
     """
+    rec = AttemptRecord.of(record)
     line = Text()
     if show_target:
-        line.append(f"{record.get('target')} · {record.get('scenario')}  ", style="dim")
-    passed = bool(record.get("passed", record.get("outcome") == "ok"))
-    text = attempt_line(record, detail_width=0)
+        line.append(f"{rec.target} · {rec.scenario}  ", style="dim")
+    passed = rec.passed
+    text = attempt_line(rec, detail_width=0)
     head, _, rest = text.partition(": ")
     line.append(head + ": ")
     if passed:
@@ -39,10 +44,10 @@ def print_attempt(console: Console, record: dict[str, Any], *, show_target: bool
         line.append(answer)
     else:
         line.append(rest, style="bold red")
-        if record.get("detail"):
-            line.append(f"  {record['detail']}", style="dim")
-    total = (record.get("timings") or {}).get("total_s")
-    if isinstance(total, (int, float)):
+        if rec.detail:
+            line.append(f"  {rec.detail}", style="dim")
+    total = rec.timings.total_s
+    if total is not None:
         line.append(f"  {total:.2f}s", style="dim")
     # wrapped by rich at word boundaries (a terminal's own soft wrap cuts words and numbers)
     console.print(line, highlight=False)
