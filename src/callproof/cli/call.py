@@ -22,7 +22,7 @@ import click
 
 from callproof.dialects import API_NAMES
 from callproof.errors import ConfigError
-from callproof.events import Event
+from callproof.events import Event, Response
 from callproof.redact import scrub, scrub_pieces
 from callproof.scenarios import BUILTIN
 
@@ -324,12 +324,9 @@ def print_attempt(
 ) -> None:
     """A readable account of one attempt (rich), with every event on ``verbose``: which
     target served and every attempt made (a route's in order), success or not."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.console import Console  # lazy (see callproof.cli)
 
     console = Console(highlight=False, soft_wrap=True)
-    resp = attempt.response
     colour = "green" if attempt.passed else "red"
     console.print(f"[bold]{label}[/bold]")
     console.print(
@@ -346,6 +343,22 @@ def print_attempt(
         console.print(
             f"error: [red]{err.kind}[/red] {err.message}" + (f" ({extra})" if extra else "")
         )
+    _print_served(console, attempt, served_by)
+    resp = attempt.response
+    if resp is not None:
+        _print_response(console, resp)
+        if verbose:
+            _print_events(console, resp.events)
+        if verbose and raw:
+            _print_wire(console, raw)
+    if capture is not None:
+        console.print(f"capture: {capture}")
+
+
+def _print_served(console: Any, attempt: Attempt, served_by: str | None) -> None:
+    """Which target served, and every attempt made when there were several (or none served)."""
+    from rich.markup import escape
+
     summary = attempt_json(attempt, served_by)
     who = summary["served_by"]
     routed = bool(attempt.to_record().get("route_attempts"))
@@ -361,60 +374,69 @@ def print_attempt(
                 f"  attempt {i}: {escape(str(a['target'] or '-'))} {mark}"
                 f" after {_fmt_s(a['total_s'])}{rid}"
             )
-    if resp is not None:
-        stop = resp.stop_reason or "none (the stream ended without one)"
-        raw_stop = resp.raw_stop_reason
-        console.print(
-            f"stop reason: {escape(str(stop))}"
-            + (f" (raw {escape(raw_stop)})" if raw_stop and raw_stop != resp.stop_reason else "")
+
+
+def _print_response(console: Any, resp: Response) -> None:
+    """Stop reason, thinking, text, tool calls, usage, ids and timings of a response."""
+    from rich.markup import escape
+
+    stop = resp.stop_reason or "none (the stream ended without one)"
+    raw_stop = resp.raw_stop_reason
+    console.print(
+        f"stop reason: {escape(str(stop))}"
+        + (f" (raw {escape(raw_stop)})" if raw_stop and raw_stop != resp.stop_reason else "")
+    )
+    if resp.thinking:
+        console.print(f"thinking: [dim]{escape(resp.thinking.strip())}[/dim]")
+    console.print("text: " + (json.dumps(resp.text, ensure_ascii=False) if resp.text else "(none)"))
+    for tc in resp.tool_calls:
+        args = (
+            json.dumps(tc.arguments, ensure_ascii=False)
+            if tc.arguments is not None
+            else json.dumps(tc.arguments_raw, ensure_ascii=False)
         )
-        if resp.thinking:
-            console.print(f"thinking: [dim]{escape(resp.thinking.strip())}[/dim]")
-        console.print(
-            "text: " + (json.dumps(resp.text, ensure_ascii=False) if resp.text else "(none)")
+        console.print(f"tool call: {escape(tc.name)}({escape(args)})  id={escape(tc.id)}")
+    if resp.usage is not None:
+        usage = ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in resp.usage.to_dict().items() if v is not None
         )
-        for tc in resp.tool_calls:
-            args = (
-                json.dumps(tc.arguments, ensure_ascii=False)
-                if tc.arguments is not None
-                else json.dumps(tc.arguments_raw, ensure_ascii=False)
-            )
-            console.print(f"tool call: {escape(tc.name)}({escape(args)})  id={escape(tc.id)}")
-        if resp.usage is not None:
-            usage = ", ".join(
-                f"{k.replace('_', ' ')} {v}"
-                for k, v in resp.usage.to_dict().items()
-                if v is not None
-            )
-            console.print(f"usage: {usage or 'not reported'}")
-        if resp.request_id:
-            console.print(f"request id: {resp.request_id}")
-        if resp.keepalives:
-            console.print(f"keep-alive comments: {resp.keepalives}")
-        t = resp.timings
-        console.print(
-            f"timings: headers {_fmt_s(t.headers_s)}, first event {_fmt_s(t.first_event_s)}, "
-            f"first content {_fmt_s(t.first_content_s)}, total {_fmt_s(t.total_s)}, "
-            f"longest gap {_fmt_s(t.max_gap_s)}"
-        )
-        if verbose:
-            table = Table("#", "event", title="decoded events")
-            for i, event in enumerate(_displayed(resp.events[:VERBOSE_ROWS]), 1):
-                table.add_row(str(i), scrub(_event_text(event))[:2000])
-            if len(resp.events) > VERBOSE_ROWS:
-                table.add_row("...", f"{len(resp.events) - VERBOSE_ROWS} more events not shown")
-            console.print(table)
-        if verbose and raw:
-            wire = Table("t (s)", "kind", "raw", title="raw wire units (frames, SSE lines)")
-            for item in raw:
-                if item.get("kind") == "more":
-                    wire.add_row("...", "", f"{item.get('data')} more raw units not shown")
-                    continue
-                text = _wire_text(str(item.get("kind")), item.get("data"))
-                wire.add_row(f"{item.get('t', 0):.3f}", str(item.get("kind")), scrub(text)[:240])
-            console.print(wire)
-    if capture is not None:
-        console.print(f"capture: {capture}")
+        console.print(f"usage: {usage or 'not reported'}")
+    if resp.request_id:
+        console.print(f"request id: {resp.request_id}")
+    if resp.keepalives:
+        console.print(f"keep-alive comments: {resp.keepalives}")
+    t = resp.timings
+    console.print(
+        f"timings: headers {_fmt_s(t.headers_s)}, first event {_fmt_s(t.first_event_s)}, "
+        f"first content {_fmt_s(t.first_content_s)}, total {_fmt_s(t.total_s)}, "
+        f"longest gap {_fmt_s(t.max_gap_s)}"
+    )
+
+
+def _print_events(console: Any, events: list[Event]) -> None:
+    """The decoded events (``-v``), at most :data:`VERBOSE_ROWS`, scrubbed."""
+    from rich.table import Table
+
+    table = Table("#", "event", title="decoded events")
+    for i, event in enumerate(_displayed(events[:VERBOSE_ROWS]), 1):
+        table.add_row(str(i), scrub(_event_text(event))[:2000])
+    if len(events) > VERBOSE_ROWS:
+        table.add_row("...", f"{len(events) - VERBOSE_ROWS} more events not shown")
+    console.print(table)
+
+
+def _print_wire(console: Any, raw: list[dict[str, Any]]) -> None:
+    """The raw wire units of the capture (``-v``), scrubbed."""
+    from rich.table import Table
+
+    wire = Table("t (s)", "kind", "raw", title="raw wire units (frames, SSE lines)")
+    for item in raw:
+        if item.get("kind") == "more":
+            wire.add_row("...", "", f"{item.get('data')} more raw units not shown")
+            continue
+        text = _wire_text(str(item.get("kind")), item.get("data"))
+        wire.add_row(f"{item.get('t', 0):.3f}", str(item.get("kind")), scrub(text)[:240])
+    console.print(wire)
 
 
 def _wire_text(kind: str, data: Any) -> str:
