@@ -11,9 +11,10 @@ load, so no stream is refused. Each measurement is a fresh client process runnin
 (default 2x the concurrency) calls of ``Router("kimi", [bedrock-kimi, openrouter-kimi])`` with
 the default route policy, ``concurrency`` at a time, on one event loop. The settings at each
 concurrency, run in turn: ``healthy`` (no hangs; its p99 is the reference) and ``hang 40%``,
-and (unless ``--no-clocks``) ``clocks``: hedging off and mixed faults (:func:`mixed_plan`), so the
-first-event and idle watchdogs fire, calls fall back and some wait out a backoff; it is judged
-on clock lateness and fds only, since its faults fail some calls on both targets by design.
+and (unless ``--no-clocks``) ``clocks``: hedging and breakers off and mixed faults
+(:func:`mixed_plan`), so the first-event and idle watchdogs fire, calls fall back and some wait
+out a backoff; it is judged on clock lateness and fds only, since its faults fail some calls on
+both targets by design.
 
 Reported per run:
 
@@ -282,9 +283,9 @@ async def _client(
     from callproof.client import Client
     from callproof.errors import AllAttemptsFailed
     from callproof.resilience import Router
-    from callproof.resilience.policy import HedgePolicy, RoutePolicy
+    from callproof.resilience.policy import BreakerPolicy, HedgePolicy, RoutePolicy
     from callproof.scenarios import tool_result
-    from callproof.targets import Endpoint, Target
+    from callproof.targets import Endpoint, Target, Timeouts
     from callproof.transport import raise_fd_limit
 
     raise_fd_limit(4 * concurrency + 1024)
@@ -293,13 +294,22 @@ async def _client(
     clock = _recording_clock(fired)
 
     conv = tool_result().conversation
+    # the clocks setting: a 3 s idle timeout (not 30 s), so a stalled stream ends in seconds
+    timeouts = Timeouts(idle=3.0) if policy_name == "nohedge" else Timeouts()
     kimi = Target(
         "bedrock-kimi-k2.5",
         "bedrock-converse-stream",
         KIMI_BEDROCK,
         Endpoint(url, region="us-east-1"),
+        timeouts=timeouts,
     )
-    orr = Target(HEALTHY_TARGET, "openai-completions", KIMI_OPENROUTER, Endpoint(url + "/v1"))
+    orr = Target(
+        HEALTHY_TARGET,
+        "openai-completions",
+        KIMI_OPENROUTER,
+        Endpoint(url + "/v1"),
+        timeouts=timeouts,
+    )
     fds_before, targets_before = _fds(), _fd_targets()
     latencies: list[float] = []
     ok = 0
@@ -309,7 +319,11 @@ async def _client(
     sem = asyncio.Semaphore(concurrency)
     c0, t_start = time.process_time(), time.perf_counter()
     async with _series_monitor() as lag, Client(clock=clock) as client:
-        policy = RoutePolicy(hedge=HedgePolicy(mode="off")) if policy_name == "nohedge" else None
+        policy = (
+            RoutePolicy(hedge=HedgePolicy(mode="off"), breaker=BreakerPolicy(enabled=False))
+            if policy_name == "nohedge"
+            else None
+        )
         router = Router("kimi", [kimi, orr], client=client, policy=policy)
 
         async def one() -> None:
@@ -555,8 +569,8 @@ def main() -> int:
     parser.add_argument(
         "--no-clocks",
         action="store_true",
-        help="skip the 'clocks' setting (hedging off, mixed faults: the first-event and idle "
-        "watchdogs and backoff fire; judged on clock lateness and fds only)",
+        help="skip the 'clocks' setting (hedging and breakers off, mixed faults: the first-event "
+        "and idle watchdogs and backoff fire; judged on clock lateness and fds only)",
     )
     parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
