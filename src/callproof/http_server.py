@@ -49,6 +49,7 @@ import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -56,11 +57,13 @@ from typing import Any
 import h2.connection
 import h2.errors
 import h2.events
+import h11
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h11 import H11Protocol
 
 __all__ = ["CONNECTION_EXTENSION", "Connection", "Front", "HTTPServer", "ServerLimits"]
 
@@ -235,6 +238,34 @@ def _keep_streams_after_goaway() -> None:
 
 
 _keep_streams_after_goaway()
+
+
+def _send_reason_phrases() -> None:
+    """Patch :class:`H11Protocol` once: a status line carries its reason phrase.
+
+    hypercorn writes ``HTTP/1.1 200 `` (RFC 9112 lets the phrase be empty); AWS and OpenAI send
+    ``HTTP/1.1 200 OK``, and some clients count a missing phrase as a failed response (h2load
+    ``--h1`` does), so the emulator and the gateway send the standard phrase as the services do.
+    """
+    if getattr(H11Protocol, "_callproof_reason_fix", False):
+        return
+    original = H11Protocol._send_h11_event
+
+    async def send_h11_event(self: H11Protocol, event: Any) -> None:
+        if isinstance(event, h11.Response | h11.InformationalResponse) and not event.reason:
+            with contextlib.suppress(ValueError):
+                event = type(event)(
+                    status_code=event.status_code,
+                    headers=event.headers.raw_items(),
+                    reason=HTTPStatus(event.status_code).phrase.encode("ascii"),
+                )
+        await original(self, event)
+
+    H11Protocol._send_h11_event = send_h11_event  # type: ignore[method-assign]
+    H11Protocol._callproof_reason_fix = True  # type: ignore[attr-defined]
+
+
+_send_reason_phrases()
 
 
 class _App(ASGIWrapper):
