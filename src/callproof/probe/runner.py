@@ -421,10 +421,12 @@ class _Runner:
         self.seq += 1
         # Secrets a server reflected (a key in an error body, a tool argument) stop here: the
         # results, the summary, the reports and the history are all built from this record.
-        data = redact.scrub_obj(record.replace(seq=self.seq).to_json())
+        record = record.replace(seq=self.seq)
+        written = record.to_json()
+        data = redact.scrub_obj(written)
         self.results.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
         self.results.flush()
-        self.aggregator.add(data)
+        self.aggregator.add(record if data is written else data)  # the typed one when clean
         self.written += 1
         if self.options.on_record is not None:
             self.options.on_record(data)
