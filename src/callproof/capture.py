@@ -304,6 +304,39 @@ def _timeouts(value: Any, where: str) -> dict[str, float | None]:
     return out
 
 
+def _meta(obj: Any, path: Path, number: int) -> Capture:
+    """The capture a first (meta) line opens."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if kind != "meta" or obj.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not a callproof capture (no meta line first)")
+    obj["timeouts"] = _timeouts(obj.get("timeouts"), f"{path}:{number}")
+    if not isinstance(obj.get("api"), str):
+        raise ConfigError(f"{path}:{number}: the meta line names no api")
+    return Capture(meta=obj)
+
+
+def _add_line(capture: Capture, kind: Any, obj: dict[str, Any]) -> None:
+    """One later line into ``capture``; a malformed one raises KeyError, TypeError or
+    ValueError (an unknown kind is ignored)."""
+    match kind:
+        case "request":
+            capture.request = obj
+        case "response":
+            obj["t"], obj["status"] = float(obj["t"]), int(obj["status"])
+            obj["headers"] = [[str(k), str(v)] for k, v in obj["headers"]]
+            capture.response = obj
+        case "chunk":
+            data = base64.b64decode(obj["b64"], validate=True)
+            capture.chunks.append((float(obj["t"]), data))
+        case "raw":
+            capture.raw.append(obj)
+        case "end":
+            obj["t"] = float(obj.get("t", 0.0))
+            if not isinstance(obj.get("error"), dict | None):
+                raise TypeError("error is not an object")
+            capture.end = obj
+
+
 def read_capture(path: Path) -> Capture:
     """Parse a capture file; a file that is not one is a :class:`ConfigError`."""
     try:
@@ -318,33 +351,12 @@ def read_capture(path: Path) -> Capture:
             obj = json.loads(line)
         except ValueError as exc:
             raise ConfigError(f"{path}:{number}: not a JSON line: {exc}") from exc
-        kind = obj.get("type") if isinstance(obj, dict) else None
         if capture is None:
-            if kind != "meta" or obj.get("format") != FORMAT:
-                raise ConfigError(f"{path}: not a callproof capture (no meta line first)")
-            obj["timeouts"] = _timeouts(obj.get("timeouts"), f"{path}:{number}")
-            if not isinstance(obj.get("api"), str):
-                raise ConfigError(f"{path}:{number}: the meta line names no api")
-            capture = Capture(meta=obj)
+            capture = _meta(obj, path, number)
             continue
+        kind = obj.get("type") if isinstance(obj, dict) else None
         try:
-            match kind:
-                case "request":
-                    capture.request = obj
-                case "response":
-                    obj["t"], obj["status"] = float(obj["t"]), int(obj["status"])
-                    obj["headers"] = [[str(k), str(v)] for k, v in obj["headers"]]
-                    capture.response = obj
-                case "chunk":
-                    data = base64.b64decode(obj["b64"], validate=True)
-                    capture.chunks.append((float(obj["t"]), data))
-                case "raw":
-                    capture.raw.append(obj)
-                case "end":
-                    obj["t"] = float(obj.get("t", 0.0))
-                    if not isinstance(obj.get("error"), dict | None):
-                        raise TypeError("error is not an object")
-                    capture.end = obj
+            _add_line(capture, kind, obj)
         except (KeyError, TypeError, ValueError, OverflowError) as exc:  # binascii: ValueError
             raise ConfigError(
                 f"{path}:{number}: a malformed {kind} line ({type(exc).__name__}: {exc})"
