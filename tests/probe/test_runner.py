@@ -16,6 +16,7 @@ from callproof.emulator import create_app
 from callproof.probe.config import load_config
 from callproof.probe.runner import RunOptions, gate_failures, run_probe
 from callproof.probe.stats import wilson
+from callproof.record import AttemptRecord
 from tests.probe.conftest import MakeConfig
 
 RECORD_KEYS = {
@@ -365,11 +366,11 @@ def test_resume_scan_cuts_a_torn_line_and_feeds_the_aggregator(tmp_path: Path, c
     path.write_text("\n".join(lines) + '\n{"target": "t", "scen', encoding="utf-8")
     with path.open("rb") as fh:
         assert rundir._last_line_end(fh, path.stat().st_size, chunk) == len("\n".join(lines) + "\n")
-    seen: list[dict[str, Any]] = []
+    seen: list[AttemptRecord] = []  # the aggregator is fed typed records
     done, seq = rundir.scan_existing(path, seen.append)
     assert done == {("t", "s", 1), ("t", "s", 2)}
     assert seq == 2
-    assert [r["attempt"] for r in seen] == [1, 2]
+    assert [r.attempt for r in seen] == [1, 2]
     assert path.read_text(encoding="utf-8") == "\n".join(lines) + "\n"
     only_torn = tmp_path / "torn.jsonl"
     only_torn.write_bytes(b'{"target": "t"')

@@ -29,6 +29,7 @@ from callproof.errors import CallproofError, ConfigError, RunDirLocked
 from callproof.probe.config import RouteConfig
 from callproof.probe.scenarios import ProbeScenario
 from callproof.probe.summary import read_records
+from callproof.record import AttemptRecord
 from callproof.redact import Redactor
 from callproof.targets import Target
 
@@ -198,7 +199,7 @@ def load_plan(run_dir: Path) -> dict[str, Any]:
 
 
 def scan_existing(
-    path: Path, add: Callable[[dict[str, Any]], None] | None = None
+    path: Path, add: Callable[[AttemptRecord], None] | None = None
 ) -> tuple[set[tuple[str, str, int]], int]:
     """Keys already recorded and the highest seq, in one pass that also hands each record to
     ``add`` (the run's aggregator); a torn last line (a crash mid-write) is cut off first."""
@@ -212,15 +213,10 @@ def scan_existing(
             fh.seek(end - 1)
             if fh.read(1) != b"\n":
                 fh.truncate(_last_line_end(fh, end))
-    for record in read_records(path):
-        done.add(
-            (
-                str(record.get("target")),
-                str(record.get("scenario")),
-                int(record.get("attempt") or 0),
-            )
-        )
-        seq = max(seq, int(record.get("seq") or 0))
+    for line in read_records(path):
+        record = AttemptRecord.from_json(line)
+        done.add(record.key)
+        seq = max(seq, record.seq)
         if add is not None:
             add(record)
     return done, seq
