@@ -211,6 +211,10 @@ def test_resilience_never_imports_the_configuration_layer() -> None:
 NO_NESTED_IMPORTS = [
     *LAYERED,
     "callproof.probe.config",
+    "callproof.probe.launch",
+    "callproof.probe.rebuild",
+    "callproof.probe.rundir",
+    "callproof.single_call",
     "callproof.resilience",
     "callproof.resilience.policy",
     "callproof.resilience.measured",

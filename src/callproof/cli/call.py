@@ -35,7 +35,7 @@ __all__ = [
     "ConfigUsageError",
     "attempt_json",
     "call",
-    "print_attempt",
+    "explain_attempt",
 ]
 
 
@@ -272,7 +272,7 @@ def call(
     if as_json:
         click.echo(json.dumps(attempt_json(attempt, served_by), ensure_ascii=False))
     else:
-        print_attempt(
+        explain_attempt(
             attempt, label=label, verbose=verbose, capture=capture, raw=raw, served_by=served_by
         )
     sys.exit(0 if attempt.passed else 1)
@@ -313,7 +313,7 @@ def _fmt_s(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f} s"
 
 
-def print_attempt(
+def explain_attempt(
     attempt: Attempt,
     *,
     label: str,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from callproof.cli.call import ConfigUsageError, attempt_json, print_attempt
+from callproof.cli.call import ConfigUsageError, attempt_json, explain_attempt
 from callproof.errors import ConfigError
 from callproof.scenarios import BUILTIN
 
@@ -47,5 +47,5 @@ def replay(capture: Path, as_json: bool, scenario: str | None, verbose: bool) ->
         click.echo(json.dumps(attempt_json(attempt), ensure_ascii=False))
     else:
         label = f"replay of {capture} ({meta.get('api')}:{meta.get('model')})"
-        print_attempt(attempt, label=label, verbose=verbose)
+        explain_attempt(attempt, label=label, verbose=verbose)
     sys.exit(0 if attempt.passed else 1)
