@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from callproof.client import Client
 from callproof.emulator.bedrock import bedrock_error_response
 from callproof.emulator.bedrock_validation import BedrockError
 from callproof.emulator.state import Limits
@@ -94,8 +95,6 @@ def create_gateway_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        from callproof.client import Client
-
         evidence = EvidenceLog(evidence_dir, serve.config, argv=argv) if evidence_dir else None
         client = Client(**(client_options or {}))
         gateway = Gateway(serve, client, evidence)

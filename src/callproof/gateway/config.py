@@ -41,6 +41,7 @@ from callproof.probe.config import (
     load_config,
     parse_config,
 )
+from callproof.state import state_from_url
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -183,8 +184,6 @@ def _with_serve(config: Config, text: str, name: str, base: Path, *, embedded: b
         else AuthSettings(kind=model.auth.kind, env=model.auth.env)
     )
     if model.state is not None:
-        from callproof.state import state_from_url
-
         try:
             state_from_url(model.state)
         except ConfigError as exc:

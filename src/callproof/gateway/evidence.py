@@ -25,6 +25,7 @@ from callproof.attempt import attempt_from
 from callproof.errors import AllAttemptsFailed, CallError
 from callproof.probe.config import Config
 from callproof.probe.rundir import RESULTS, Unit, environment, now_utc, target_meta, write_json
+from callproof.probe.store import data_dir
 from callproof.record import RouteAttemptRecord
 from callproof.resilience.routes import final_error
 
@@ -47,8 +48,6 @@ FRONTS: dict[str, str] = {
 def default_evidence_dir() -> Path:
     """``<data dir>/serve/<UTC stamp>`` (the data dir is ``$CALLPROOF_DATA_DIR`` or the
     platform's user data directory)."""
-    from callproof.probe.store import data_dir
-
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return data_dir() / "serve" / stamp
 
