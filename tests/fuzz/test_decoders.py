@@ -1,7 +1,9 @@
 """Hypothesis fuzzing of every decoder: on any input, only callproof's typed errors.
 
-Each test is bounded (small ``max_examples``, no deadline) so that it runs in a few seconds on
-a loaded machine. The inputs mix raw bytes with well-framed streams whose JSON is hostile:
+Each test is bounded (``FUZZ_EXAMPLES`` examples, 50 by default, no deadline) so that it runs in
+a few seconds on a loaded machine (150 examples took over 120 s with two CPU hogs and other
+work on 2 cores); ``CALLPROOF_FUZZ_EXAMPLES=5000`` makes a longer campaign of the same tests.
+The inputs mix raw bytes with well-framed streams whose JSON is hostile:
 values of every type where a dialect expects an index, a code or a count, deep nesting, huge
 numbers and lone surrogates.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +24,10 @@ from callproof.errors import CallproofError
 from callproof.wire.eventstream import EventStreamDecoder, encode_message
 from callproof.wire.sse import SSEDecoder, encode_event
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ_EXAMPLES = int(os.environ.get("CALLPROOF_FUZZ_EXAMPLES", "50"))
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 scalars = st.one_of(
     st.none(),
