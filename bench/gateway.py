@@ -653,12 +653,16 @@ def load_part(args: argparse.Namespace, work: Path) -> bool:
     fast, healthy = emulator("fast"), emulator("healthy")
     children = [fast, healthy]
     try:
-        fast_gw, _ = gateway(
+        fast_gw, fast_evidence = gateway(
             fast.url, work, "load-fast", first_event=30.0, idle=30.0,
             policy=THROUGHPUT_POLICY, workers=args.workers,
         )  # fmt: skip
         children.append(fast_gw)
         throughput(fast, fast_gw, body, args.streams)
+        time.sleep(0.5)  # the last calls' records are written after their last byte
+        records = evidence_records(fast_evidence)
+        answered = sum(1 for r in records if r.get("passed") and "22" in (r.get("text") or ""))
+        print(f"   gateway evidence: {len(records)} calls (warm-ups included), {answered} answered")
         healthy_gw, _ = gateway(
             healthy.url, work, "load-healthy", first_event=30.0, idle=30.0,
             policy=THROUGHPUT_POLICY, workers=args.workers,
