@@ -23,6 +23,7 @@ import click
 from callproof.dialects import API_NAMES
 from callproof.errors import ConfigError
 from callproof.events import Event, Response
+from callproof.record import RouteAttemptRecord
 from callproof.redact import scrub, scrub_pieces
 from callproof.scenarios import BUILTIN
 
@@ -46,58 +47,54 @@ class ConfigUsageError(click.ClickException):
 
 
 def attempt_json(attempt: Attempt, served_by: str | None = None) -> dict[str, Any]:
-    """The ``--json`` object of ``call`` and ``replay`` (exactly these keys)."""
-    record = attempt.to_record()
-    timings = record["timings"]
-    route_attempts = record.get("route_attempts")
-    attempts = (
-        [_attempt_summary(a) for a in route_attempts]
-        if route_attempts
+    """The ``--json`` object of ``call`` and ``replay`` (exactly these keys), from the
+    attempt's :class:`~callproof.record.AttemptRecord`."""
+    record = attempt.record()
+    timings = record.timings.to_json()
+    attempts: list[dict[str, Any]] = (
+        [_attempt_summary(a) for a in record.route_attempts]
+        if record.route_attempts
         else [
             {
                 "target": served_by,
-                "outcome": record["outcome"],
-                "request_id": record["request_id"],
-                "first_event_s": timings.get("first_event_s"),
-                "total_s": timings.get("total_s"),
+                "outcome": str(record.outcome),
+                "request_id": record.request_id,
+                "first_event_s": record.timings.first_event_s,
+                "total_s": record.timings.total_s,
                 "served": attempt.passed,
             }
         ]
     )
-    if route_attempts:
+    if record.route_attempts:
         served = [a["target"] for a in attempts if a["served"]]
         served_by = served[-1] if served else None
     elif not attempt.passed:
         served_by = None
     return {
-        "outcome": record["outcome"],
-        "stop_reason": record["stop_reason"],
-        "raw_stop_reason": record["raw_stop_reason"],
-        "text": record["text"],
-        "thinking": record["thinking"],
-        "tool_calls": record["tool_calls"],
-        "usage": record["usage"],
-        "timings": {
-            k: timings.get(k)
-            for k in ("headers_s", "first_event_s", "first_content_s", "total_s", "max_gap_s")
-        },
-        "error": record["error"],
-        "request_id": record["request_id"],
-        "first_content_s": timings.get("first_content_s"),
+        "outcome": str(record.outcome),
+        "stop_reason": record.stop_reason,
+        "raw_stop_reason": record.raw_stop_reason,
+        "text": record.text,
+        "thinking": record.thinking,
+        "tool_calls": [c.to_json() for c in record.tool_calls],
+        "usage": record.usage,
+        "timings": timings,
+        "error": record.error.to_json() if record.error is not None else None,
+        "request_id": record.request_id,
+        "first_content_s": record.timings.first_content_s,
         "served_by": served_by,
         "attempts": attempts,
     }
 
 
-def _attempt_summary(a: dict[str, Any]) -> dict[str, Any]:
-    timings = a.get("timings") or {}
+def _attempt_summary(a: RouteAttemptRecord) -> dict[str, Any]:
     return {
-        "target": a.get("target"),
-        "outcome": a.get("outcome"),
-        "request_id": a.get("request_id"),
-        "first_event_s": timings.get("first_event_s"),
-        "total_s": timings.get("total_s"),
-        "served": bool(a.get("served")),
+        "target": a.target,
+        "outcome": str(a.outcome),
+        "request_id": a.request_id,
+        "first_event_s": a.timings.first_event_s if a.timings is not None else None,
+        "total_s": a.timings.total_s if a.timings is not None else None,
+        "served": a.served,
     }
 
 
@@ -361,7 +358,7 @@ def _print_served(console: Any, attempt: Attempt, served_by: str | None) -> None
 
     summary = attempt_json(attempt, served_by)
     who = summary["served_by"]
-    routed = bool(attempt.to_record().get("route_attempts"))
+    routed = bool(attempt.record().route_attempts)
     if served_by is not None or routed:
         console.print(
             f"served by: {escape(who)}" if who else "served by: no target (the call failed)"
