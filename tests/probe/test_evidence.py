@@ -31,7 +31,7 @@ MIXED_TOML = """\
 [defaults]
 n = {n}
 concurrency = 8
-timeouts = {{ connect = 5.0, first_event = 2.0, idle = 2.0, deadline = 15.0 }}
+timeouts = {{ connect = 5.0, first_event = 4.0, idle = 4.0, deadline = 30.0 }}
 
 [emulator]
 preset = "fast"
@@ -370,7 +370,7 @@ def test_names_that_sanitise_alike_never_share_a_capture(
         """\
 [defaults]
 n = 3
-timeouts = { connect = 2.0, first_event = 1.0, idle = 0.5, deadline = 5.0 }
+timeouts = { connect = 5.0, first_event = 5.0, idle = 5.0, deadline = 30.0 }
 [emulator]
 preset = "fast"
 seed = 1
