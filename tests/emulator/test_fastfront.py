@@ -63,7 +63,8 @@ def normalised(raw: bytes) -> bytes:
         if not line.lower().startswith((b"date:", b"x-amzn-requestid:", b"x-request-id:"))
     ]
     body = re.sub(rb'"created(_at)?":\s*\d+', b'"created":0', body)  # the clock's second
-    return b"\r\n".join(kept) + sep + body
+    head = re.sub(rb"gen-\d+-", b"gen-0-", b"\r\n".join(kept))  # OpenRouter ids hold it too
+    return head + sep + re.sub(rb"gen-\d+-", b"gen-0-", body)
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +303,110 @@ def test_idle_keep_alive_connections_are_closed_after_the_header_timeout() -> No
     assert end == "eof"
     assert raw.startswith(b"HTTP/1.1 200")
     assert 0.4 < took < 20  # closed by the idle timeout, not at once and not never
+
+
+# -- OpenAI chat plans: the same bytes and draws, cold and warm ----------------------------------
+
+CHAT_PLAN = {
+    "models": [
+        {"id": "gpt-4o", "flavour": "openai", "first_event_s": 0.01, "tokens_per_s": 5000},
+        {"id": "moonshotai/kimi-k2.5", "flavour": "openrouter", "first_event_s": 0},
+    ],
+    "rules": [
+        {
+            "model": "*",
+            "api": "openai",
+            "faults": [
+                {"fault": "latency:0.02", "probability": 0.3},
+                {"fault": "http_error:429", "probability": 0.1},
+                {"fault": "close_without_stop", "probability": 0.1},
+            ],
+        }
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def chat_pair() -> Iterator[tuple[EmulatorServer, EmulatorServer]]:
+    """An OpenAI-flavoured model (ids, obfuscations, seeded faults) on both fronts."""
+    from callproof.emulator.faults import FaultPlan
+
+    plan = FaultPlan.from_mapping(CHAT_PLAN)
+    with (
+        EmulatorServer(faults=plan, seed=99, fast=True) as fast,
+        EmulatorServer(faults=plan, seed=99, fast=False) as slow,
+    ):
+        yield fast, slow
+
+
+def chat_body(model: str, *, stream: bool, usage: bool, tools: bool) -> bytes:
+    payload: dict[str, object] = {
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Weather for Tokyo?"}],
+    }
+    if usage and stream:
+        payload["stream_options"] = {"include_usage": True}
+    if tools:
+        payload["tools"] = [
+            {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+        ]
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "moonshotai/kimi-k2.5"])
+@pytest.mark.parametrize(("stream", "usage"), [(True, True), (True, False), (False, False)])
+@pytest.mark.parametrize("tools", [True, False])
+def test_planned_chat_answers_are_the_routes_bytes_cold_and_warm(
+    chat_pair: tuple[EmulatorServer, EmulatorServer],
+    model: str,
+    stream: bool,
+    usage: bool,
+    tools: bool,
+) -> None:
+    """The first request of a body is planned cold, the next ones warm; each one's bytes equal
+    hypercorn's for the same seed, so the ids, obfuscations, faults and headers drawn per
+    request follow the seed in the same order (seeded faults included)."""
+    body = chat_body(model, stream=stream, usage=usage, tools=tools)
+    statuses = set()
+    for _ in range(6):
+        (fast, fast_end), (slow, slow_end) = both(chat_pair, request("/v1/chat/completions", body))
+        assert fast.startswith(b"HTTP/1.1 "), fast[:200]
+        assert fast_end == slow_end
+        assert normalised(fast) == normalised(slow)
+        statuses.add(fast.split(b" ", 2)[1])
+    assert b"200" in statuses
+
+
+def test_planned_chat_answers_vary_per_request() -> None:
+    """The cached template is filled per request: a fresh id and fresh obfuscations."""
+    from callproof.emulator.faults import FaultPlan
+
+    body = chat_body("gpt-4o", stream=True, usage=True, tools=False)
+    ids, obfuscations = set(), set()
+    with EmulatorServer(faults=FaultPlan.from_mapping({"models": CHAT_PLAN["models"]})) as server:
+        for _ in range(4):
+            raw, _ = exchange(server.port, request("/v1/chat/completions", body))
+            ids.update(re.findall(rb'"id":"(chatcmpl-[^"]+)"', raw))
+            obfuscations.update(re.findall(rb'"obfuscation":"([^"]*)"', raw))
+            assert b"\xee\x80\x80" not in raw  # no slot marker is ever sent
+        planner = server.app.state.fast_routes.chat_planner
+        assert list(planner._prepared) == [body]  # served from the plan, not the route
+    assert len(ids) >= 3
+    assert len(obfuscations) > 10
+
+
+@pytest.mark.parametrize(
+    "fault", ["latency:0.03", "http_error:503", "stop_reason:max_tokens", "bogus", None]
+)
+def test_forced_faults_on_planned_chat_are_the_routes_bytes(
+    chat_pair: tuple[EmulatorServer, EmulatorServer], fault: str | None
+) -> None:
+    body = chat_body("gpt-4o", stream=True, usage=False, tools=True)
+    headers = {} if fault is None else {"x-callproof-fault": fault}
+    for _ in range(2):
+        (fast, fast_end), (slow, slow_end) = both(
+            chat_pair, request("/v1/chat/completions", body, headers=headers)
+        )
+        assert fast_end == slow_end
+        assert normalised(fast) == normalised(slow)

@@ -103,6 +103,13 @@ class FrontHooks(Protocol):
 #: ``openai_routes._handle``: (state, request, *, responses) -> a Starlette response
 OpenAIHandler = Callable[..., Awaitable[Any]]
 _OPENAI_PATHS = {b"/v1/chat/completions": False, b"/v1/responses": True}
+_CHAT = b"/v1/chat/completions"
+_SERVER_ERROR = {
+    "message": "The server had an error while processing your request.",
+    "type": "server_error",
+    "param": None,
+    "code": None,
+}
 
 
 def answer_of(response: Any) -> Answer:
@@ -128,6 +135,11 @@ class FastRoutes:
         self.planner = planner
         self.state = planner.state
         self.openai = openai
+        self.chat_planner: Any = None
+        if openai is not None:  # the OpenAI routes are present (app.py imports them so)
+            from callproof.emulator.openai_plans import OpenAIPlanner
+
+            self.chat_planner = OpenAIPlanner(self.state)
 
     @property
     def max_body_bytes(self) -> int:
@@ -179,13 +191,7 @@ class FastRoutes:
             )
         except Exception:  # a bug must answer 500, never kill the connection
             log.exception("emulator bug serving %s", path)
-            error = {
-                "message": "The server had an error while processing your request.",
-                "type": "server_error",
-                "param": None,
-                "code": None,
-            }
-            response = JSONResponse({"error": error}, status_code=500)
+            response = JSONResponse({"error": _SERVER_ERROR}, status_code=500)
         return answer_of(response)
 
     @property
@@ -210,6 +216,21 @@ class FastRoutes:
             self.openai is not None and target in _OPENAI_PATHS
         )
 
+    def _chat(self, headers: dict[str, str], body: bytes) -> Answer | None:
+        """A chat completion from its plan (None: the async route judges the request)."""
+        key = headers.get(ATTEMPT_KEY_HEADER)
+        token = CURRENT_ATTEMPT_KEY.set(key[:512] if key else None)
+        try:
+            planned = self.chat_planner.chat(headers, body)
+        except Exception:  # a bug must answer 500, never kill the connection
+            log.exception("emulator bug serving a chat completion")
+            return Answer.from_response(JSONResponse({"error": _SERVER_ERROR}, status_code=500))
+        finally:
+            CURRENT_ATTEMPT_KEY.reset(token)
+        if planned is None or isinstance(planned, Answer):
+            return planned
+        return answer_of(planned)
+
     def serve(
         self,
         target: bytes,
@@ -219,6 +240,10 @@ class FastRoutes:
     ) -> Answer | Coroutine[Any, Any, Answer] | None:
         """The answer (or a coroutine for it), or None to leave the request to hypercorn."""
         if target in _OPENAI_PATHS:
+            if target == _CHAT and self.chat_planner is not None:
+                planned = self._chat(headers, body)
+                if planned is not None:
+                    return planned
             return self._openai(target, headers, raw_headers, body)
         parts = split_path(target)
         if parts is None:

@@ -109,8 +109,11 @@ __all__ = [
     "KEEPALIVE_INTERVAL_S",
     "error_response",
     "model_not_found",
+    "openai_headers",
     "openai_routes",
     "read_openai_body",
+    "respond",
+    "too_many_streams",
 ]
 
 #: Seconds between OpenRouter keep-alive comments while a stream is silent.
@@ -242,8 +245,17 @@ def _with_headers(
     rate-limits, "Rate limits in headers"); OpenRouter sends neither."""
     if profile is not None and profile.flavour == "openrouter":
         return response
-    throttled = getattr(response, "status_code", getattr(response, "status", 200)) == 429
-    headers = {
+    status = getattr(response, "status_code", getattr(response, "status", 200))
+    for key, value in openai_headers(state, status).items():
+        response.headers.setdefault(key, value)
+    return response
+
+
+def openai_headers(state: EmulatorState, status: int) -> dict[str, str]:
+    """The ``x-request-id`` and ``x-ratelimit-*`` headers of an answer with ``status`` (a
+    fresh request id each call)."""
+    throttled = status == 429
+    return {
         "x-request-id": state.openai_request_id(),
         "openai-version": "2020-10-01",
         "x-ratelimit-limit-requests": "10000",
@@ -253,9 +265,6 @@ def _with_headers(
         "x-ratelimit-reset-requests": "1s" if throttled else "6ms",
         "x-ratelimit-reset-tokens": "1s" if throttled else "2ms",
     }
-    for key, value in headers.items():
-        response.headers.setdefault(key, value)
-    return response
 
 
 async def _handle(state: EmulatorState, request: Request, *, responses: bool) -> Response:
@@ -298,6 +307,30 @@ async def _answer(
         return Response(status_code=400)  # nobody is left to read it
     if rejection is not None:
         fault = Fault("hang_before_headers")  # the hang variant
+    return respond(state, decoded, profile, fault)
+
+
+def too_many_streams() -> Response:
+    """The 429 when every stream slot of the emulator is taken."""
+    return error_response(
+        OpenAIRequestError(
+            "Too many concurrent requests to the emulator.",
+            error_type="requests",
+            code="rate_limit_exceeded",
+            status=429,
+        ),
+        headers={"retry-after": "1"},
+    )
+
+
+def respond(
+    state: EmulatorState,
+    decoded: ChatRequest | ResponsesRequest,
+    profile: ModelProfile,
+    fault: Fault | None,
+) -> Response:
+    """The answer to a decoded, validated request once its fault is chosen (the request's
+    RNG is drawn from here on; the response plans answer the common cases themselves)."""
     rng = state.request_rng(decoded.model)
     turn = script_turn(profile, decoded.conversation, rng)
     if not decoded.parallel_tool_calls and len(turn.tool_calls) > 1:
@@ -333,15 +366,7 @@ async def _answer(
     if isinstance(encoder, ResponsesEncoder) and isinstance(decoded, ResponsesRequest):
         steps = _storing(state, decoded, encoder, steps)
     if not state.open_stream():
-        return error_response(
-            OpenAIRequestError(
-                "Too many concurrent requests to the emulator.",
-                error_type="requests",
-                code="rate_limit_exceeded",
-                status=429,
-            ),
-            headers={"retry-after": "1"},
-        )
+        return too_many_streams()
     return StepResponse(  # type: ignore[return-value]  # an ASGI app Starlette accepts
         steps, status=200, headers=headers, closing=state.closing, on_close=state.close_stream
     )
