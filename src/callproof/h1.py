@@ -38,10 +38,13 @@ import h11
 import httptools
 import httpx
 
-__all__ = ["HIGH_WATER", "Body", "H1Transport"]
+__all__ = ["HIGH_WATER", "TAKE_MAX", "Body", "H1Transport"]
 
 #: Unread body bytes past which the socket stops being read until the reader catches up.
-HIGH_WATER = 1 << 20
+HIGH_WATER = 256 * 1024
+#: The most one :meth:`Body.take` returns: what the decoder turns into events at once (with
+#: httpcore, its 64 KiB read size), so a fast sender does not pile up events in memory.
+TAKE_MAX = 64 * 1024
 
 _Key = tuple[str, str, int]
 _NO_BODY_STATUS = (204, 304)
@@ -61,6 +64,8 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.lost = False
         self.idle_since = 0.0
+        #: A request is out on it (bytes arriving otherwise make it unusable).
+        self.in_flight = False
         self._reset()
 
     def _reset(self) -> None:
@@ -69,6 +74,7 @@ class _Connection(asyncio.Protocol):
         self.head_done = False
         self.complete = False
         self.keep_alive = False
+        self.surplus = False
         self.framed = False  # content-length or chunked: EOF before the end is an error
         self.error: httpx.HTTPError | None = None
         self.chunks: list[bytes] = []
@@ -84,6 +90,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if not self.in_flight or self.complete:  # nothing more was asked: never reused
+            self.close()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -100,8 +109,12 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer in the bytes of the first: never reused
+            self.surplus = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._informational:
+        if self._informational or self.surplus:
             return
         self.headers.append((name, value))
         lower = name.lower()
@@ -111,6 +124,8 @@ class _Connection(asyncio.Protocol):
             self.framed = True
 
     def on_headers_complete(self) -> None:
+        if self.surplus:
+            return
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # 100 Continue and friends: the real answer follows
             self._informational = True
@@ -123,6 +138,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.surplus:
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
@@ -131,6 +148,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.surplus:
+            return
         if self._informational:
             self._informational = False
             return
@@ -176,6 +195,7 @@ class _Connection(asyncio.Protocol):
         """Idle at a message boundary and willing to carry another request."""
         return (
             self.complete
+            and not self.surplus
             and self.error is None
             and not self.lost
             and self.transport is not None
@@ -195,10 +215,24 @@ class _Connection(asyncio.Protocol):
         Raises the connection's error once the bytes before it are taken."""
         chunks = self.chunks
         if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            chunks.clear()
-            self.buffered = 0
-            if self.paused and self.transport is not None:
+            first = chunks[0]
+            if len(first) > TAKE_MAX:
+                data = first[:TAKE_MAX]
+                chunks[0] = first[TAKE_MAX:]
+            elif len(chunks) == 1:
+                data = first
+                chunks.clear()
+            else:
+                size, count = 0, 0
+                for chunk in chunks:
+                    if size + len(chunk) > TAKE_MAX:
+                        break
+                    size += len(chunk)
+                    count += 1
+                data = b"".join(chunks[:count])
+                del chunks[:count]
+            self.buffered -= len(data)
+            if self.paused and self.buffered <= HIGH_WATER and self.transport is not None:
                 self.paused = False
                 self.transport.resume_reading()
             return data
@@ -323,6 +357,7 @@ class H1Transport(httpx.AsyncBaseTransport):
             timeout = request.extensions.get("timeout", {}).get("connect")
             connection = await self._connect(key, timeout)
         self._busy.add(connection)
+        connection.in_flight = True
         try:
             assert connection.transport is not None
             connection.transport.write(head + body if body else head)
@@ -371,6 +406,7 @@ class H1Transport(httpx.AsyncBaseTransport):
 
     def _checkin(self, connection: _Connection) -> None:
         self._busy.discard(connection)
+        connection.in_flight = False
         if self._shut or not connection.reusable():
             connection.close()
             return

@@ -44,6 +44,11 @@ throughput becomes the limit.
 
 :class:`CoalescingBackend` (httpcore's anyio backend, its streams wrapped) holds writes until the
 response is read, so h11's separate head and body writes leave in one ``send``.
+
+Since issue 14's short-call work, :func:`make_transport` returns :class:`callproof.h1.H1Transport`:
+the same free list over asyncio protocols with httptools parsing, without httpcore's and httpx's
+layers per request and per chunk (its docstring has the figures). :class:`FreeListTransport`
+stays as the httpcore-based design for comparison (bench/probe.py) and for callers that want it.
 """
 
 from __future__ import annotations

@@ -148,6 +148,23 @@ async def test_a_body_until_the_connection_closes_is_complete_and_not_reused() -
         assert transport.idle == 0
 
 
+async def test_bytes_past_the_answer_make_the_connection_unusable() -> None:
+    one = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+    async def twice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(one + b"HTTP/1.1 500 Nope\r\ncontent-length: 3\r\n\r\nbad")
+        await writer.drain()
+        await reader.read()
+
+    transport = H1Transport(verify=False)
+    async with serve(twice) as url:
+        response, body = await _post(transport, url)
+        assert (response.status_code, body) == (200, b"ok")
+        assert list(response.headers.items()) == [("content-length", "2")]
+        assert transport.idle == 0
+
+
 async def test_informational_responses_are_skipped() -> None:
     raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"
     transport = H1Transport(verify=False)
@@ -216,10 +233,11 @@ async def test_a_request_head_and_body_leave_in_one_write() -> None:
     assert reads[0].endswith(b"\r\n\r\n{}")
 
 
-async def test_a_fast_sender_is_paused_past_the_high_water_mark(
+async def test_a_fast_sender_is_paused_and_taken_in_bounded_pieces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(h1, "HIGH_WATER", 1000)
+    monkeypatch.setattr(h1, "TAKE_MAX", 5000)
     body = b"x" * 200_000
     raw = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body
     transport = H1Transport(verify=False)
@@ -236,6 +254,7 @@ async def test_a_fast_sender_is_paused_past_the_high_water_mark(
             if chunk is None:
                 await stream.wait()
             else:
+                assert len(chunk) <= 5000  # what the decoder gets at once is bounded
                 got += chunk
         await response.aclose()
         assert bytes(got) == body
