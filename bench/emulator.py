@@ -52,6 +52,8 @@ AIMOCK_CLI = (
     ROOT / "bench" / "aimock" / "node_modules" / "@copilotkit" / "aimock" / "dist" / "cli.js"
 )
 PATH = "/model/amazon.nova-pro-v1%3A0/converse-stream"
+CHAT_PATH = "/v1/chat/completions"
+CHAT_MODEL = "moonshotai/kimi-k2.5"  # the fast preset's OpenAI-compatible model
 TARGET_EVENTS = 20
 
 # The tool result is chosen so the scripted answer is 16 text deltas: with messageStart,
@@ -91,6 +93,46 @@ def request_body() -> bytes:
             "inferenceConfig": {"maxTokens": 100},
         }
     ).encode()
+
+
+def chat_body() -> bytes:
+    """The same tool-result turn as an OpenAI chat completions request (streamed, the
+    reasoning left out): 20 ``data:`` events from the emulator (the opening chunk, 16 text
+    deltas, the finish and usage chunks, ``[DONE]``)."""
+    call = {"name": "get_weather", "arguments": json.dumps({"city": "Tokyo"})}
+    tool_call = {"id": "abc123xyz", "type": "function", "function": call}
+    return json.dumps(
+        {
+            "model": CHAT_MODEL,
+            "stream": True,
+            "messages": [
+                {"role": "user", "content": "Weather for Tokyo?"},
+                {"role": "assistant", "content": "Getting it.", "tool_calls": [tool_call]},
+                {"role": "tool", "tool_call_id": "abc123xyz", "content": json.dumps(TOOL_RESULT)},
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+            "max_tokens": 100,
+            "reasoning": {"exclude": True},
+        }
+    ).encode()
+
+
+def count_chat_events(port: int) -> int:
+    """``data:`` events in one streamed chat answer of the server on ``port``."""
+    body = chat_body()
+
+    async def one() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            f"POST {CHAT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        answer = await read_response(reader)
+        writer.close()
+        return answer
+
+    return asyncio.run(one()).count(b"data:")
 
 
 def http_request(host: str, port: int, body: bytes) -> bytes:
@@ -268,22 +310,28 @@ def measure_h2load(
     *,
     h1: bool = False,
     headers: tuple[str, ...] = (),
+    path: str = PATH,
+    rps: float | None = None,
 ) -> LevelResult | None:
     """One level with h2load. HTTP/2: ``concurrency`` streams over min(concurrency, 8) conns;
-    ``h1``: HTTP/1.1 (``--h1``), ``concurrency`` keep-alive connections, one stream each."""
+    ``h1``: HTTP/1.1 (``--h1``), ``concurrency`` keep-alive connections, one stream each.
+    ``rps``: the offered rate in streams/s over all connections (h2load ``--rps`` per client),
+    else as fast as the server answers."""
     h2load = shutil.which("h2load")
     if h2load is None:
         return None
     clients = concurrency if h1 else min(concurrency, 8)
     streams = 1 if h1 else -(-concurrency // clients)
-    url = f"http://127.0.0.1:{port}{PATH}"
+    url = f"http://127.0.0.1:{port}{path}"
     base = [h2load, "-c", str(clients), "-m", str(streams), "-d", str(body),
             "-H", "content-type: application/json"]  # fmt: skip
     if h1:
         base.append("--h1")
     for header in headers:
         base += ["-H", header]
-    label = f"{name} {'h2load-h1' if h1 else 'h2'}"
+    if rps is not None:
+        base.append(f"--rps={rps / clients:g}")
+    label = f"{name} {'h2load-h1' if h1 else 'h2'}{'' if path == PATH else ' ' + path}"
     subprocess.run([*base, "-n", "200", url], capture_output=True, check=False)  # warm up
     cpu0 = cpu_seconds(pid)
     done = subprocess.run(
@@ -376,7 +424,9 @@ def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> st
             ("callproof h2", "aimock"),
             ("callproof h2", "uvicorn-h1"),
             ("callproof h1load", "aimock h1load"),
+            ("callproof chat h1load", "aimock chat h1load"),
             ("callproof h1load held", "callproof h1load"),
+            ("callproof h1load held@rate", "callproof h1load instant@rate"),
         )
         if ours in results and theirs in results
     ]
@@ -384,17 +434,19 @@ def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> st
         rows.append("")
         rows.append(
             f"| concurrency | streams/s ratio ({ours_name}/{theirs_name}) "
-            "| CPU per event (= per stream) ratio |"
+            "| CPU per event ratio | CPU per stream ratio |"
         )
-        rows.append("|---:|---:|---:|")
+        rows.append("|---:|---:|---:|---:|")
         theirs_by_level = {r.concurrency: r for r in results[theirs_name]}
         for ours in results[ours_name]:
             theirs = theirs_by_level.get(ours.concurrency)
             if theirs is None or not theirs.streams:
                 continue
+            per_stream = (ours.cpu_s / ours.streams) / (theirs.cpu_s / theirs.streams)
             rows.append(
                 f"| {ours.concurrency} | {ours.streams_per_s / theirs.streams_per_s:.2f} "
-                f"| {ours.cpu_ms_per_1k_events / theirs.cpu_ms_per_1k_events:.2f} |"
+                f"| {ours.cpu_ms_per_1k_events / theirs.cpu_ms_per_1k_events:.2f} "
+                f"| {per_stream:.2f} |"
             )
     for other in ("aimock", "uvicorn-h1"):
         if other in memory and "callproof" in memory:
@@ -422,6 +474,15 @@ def main() -> None:
         default=0.05,
         help="seconds each held stream waits (the held-stream rows, at concurrency >= 64)",
     )
+    parser.add_argument(
+        "--held-rps",
+        type=float,
+        default=500.0,
+        help="the offered rate (streams/s) of the equal-rate held and instant rows",
+    )
+    parser.add_argument(
+        "--no-chat", action="store_true", help="skip the OpenAI chat (h2load --h1) rows"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     held_levels = {c for c in levels if c >= 64} or {max(levels)}
@@ -442,6 +503,13 @@ def main() -> None:
             events = {name: count_events("127.0.0.1", port) for name, (_, port) in servers.items()}
             body = Path(tmp) / "body.json"
             body.write_bytes(request_body())
+            chat_file = Path(tmp) / "chat.json"
+            chat_file.write_bytes(chat_body())
+            chat_events = {
+                name: count_chat_events(port)
+                for name, (_, port) in servers.items()
+                if name in ("callproof", "aimock") and not args.no_chat
+            }
             if not args.no_h2 and shutil.which("h2load") is None:
                 print("h2load not installed: apt-get install nghttp2-client", file=sys.stderr)
             # levels alternate between the servers, so load from elsewhere on the machine
@@ -467,15 +535,31 @@ def main() -> None:
                         )  # fmt: skip
                         if h1 is not None:
                             results.setdefault(f"{name} h1load", []).append(h1)
+                        if not args.no_chat:
+                            chat = measure_h2load(
+                                name, process.pid, port, chat_events[name], concurrency,
+                                args.duration, chat_file, h1=True, path=CHAT_PATH,
+                            )  # fmt: skip
+                            if chat is not None:
+                                results.setdefault(f"{name} chat h1load", []).append(chat)
                 if concurrency in held_levels and not args.no_h1load:
                     process, port = servers["callproof"]
+                    held_header = (f"x-callproof-fault: latency:{args.held_latency:g}",)
                     held = measure_h2load(
                         "callproof", process.pid, port, events["callproof"], concurrency,
-                        args.duration, body, h1=True,
-                        headers=(f"x-callproof-fault: latency:{args.held_latency:g}",),
+                        args.duration, body, h1=True, headers=held_header,
                     )  # fmt: skip
                     if held is not None:
                         results.setdefault("callproof h1load held", []).append(held)
+                    # the same two at one offered rate, taken in turn: per-stream cost alone
+                    for label, extra in (("instant", ()), ("held", held_header)):
+                        paced = measure_h2load(
+                            "callproof", process.pid, port, events["callproof"], concurrency,
+                            args.duration, body, h1=True, headers=extra, rps=args.held_rps,
+                        )  # fmt: skip
+                        if paced is not None:
+                            key = f"callproof h1load {label}@rate"
+                            results.setdefault(key, []).append(paced)
             for name, (process, _) in servers.items():
                 memory[name] = peak_rss_mb(process.pid)
         finally:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import MutableMapping
+from typing import Any
 
 from callproof.emulator.bedrock_auth import BedrockAuth
-from callproof.emulator.plans import CACHE_BYTES, MAX_PREPARED, Answer, BedrockPlanner
+from callproof.emulator.bedrock_wire import frame_steps
+from callproof.emulator.faults import Fault
+from callproof.emulator.plans import CACHE_BYTES, MAX_PREPARED, Answer, BedrockPlanner, merged
 from callproof.emulator.state import EmulatorState
-from callproof.emulator.streaming import Send
+from callproof.emulator.streaming import Headers, Send, Sleep, Step, StepResponse
 
 from .conftest import FIRST_TURN, TOOL_RESULT_TURN, WEATHER_TOOL_CONFIG
 
@@ -70,3 +75,65 @@ def test_plans_give_the_same_answers_as_a_fresh_planner_for_the_same_seed() -> N
         again.append(sent(ask(cold, bodies[i % 2], "converse" if i < 6 else "converse-stream")))
     assert answers == again
     assert len(set(answers[6:])) > 1  # paddings and ids differ from request to request
+
+
+def played(steps: list[Step]) -> list[bytes]:
+    """The body messages StepResponse sends for ``steps`` (one per write: the chunks)."""
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        messages.append(dict(message))
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1"}
+    asyncio.run(StepResponse(steps)(scope, receive, send))
+    return [m["body"] for m in messages if m["type"] == "http.response.body" and m["body"]]
+
+
+def test_merged_sends_are_the_same_chunks() -> None:
+    steps: list[Step] = [
+        Headers(),
+        Send(b"a"),
+        Send(b"b"),
+        Sleep(0.001),
+        Send(b"c", delay=0.001),
+        Send(b"d"),
+        Send(b"e", delay=0.002),
+        Send(b"f"),
+    ]
+    assert played(merged(steps)) == played(steps) == [b"ab", b"cd", b"ef"]
+    assert len(merged(steps)) == 5
+
+
+def test_a_held_stream_plays_the_same_chunks_as_its_frame_steps() -> None:
+    """The planned held stream (headers, the wait, one send) plays as frame_steps' twenty
+    zero-delay sends after the wait did: the same bytes in the same chunks."""
+    body = json.dumps({"messages": TOOL_RESULT_TURN, "toolConfig": WEATHER_TOOL_CONFIG}).encode()
+    planner = BedrockPlanner(EmulatorState(preset="fast", seed=3), BedrockAuth())
+    fault = Fault.parse("latency:0.001")
+    answer = planner.answer(
+        method="POST",
+        raw_path=PATH,
+        model_id=MODEL,
+        operation="converse-stream",
+        scheme="http",
+        headers={"host": "127.0.0.1", "x-callproof-fault": str(fault)},
+        body=body,
+        request_id="id",
+    )
+    assert answer.on_close is not None
+    answer.on_close()
+    assert [type(s) for s in answer.steps] == [Headers, Sleep, Send]
+    data = sent(answer)
+    frames = []
+    while data:  # eventstream frames: a 4-byte total length first
+        size = int.from_bytes(data[:4], "big")
+        frames.append(data[:size])
+        data = data[size:]
+    assert len(frames) > 5
+    before = frame_steps(lambda: frames, [0.0] * len(frames), fault)
+    assert len(before) == 2 + len(frames)
+    assert played(answer.steps) == played(before) == [sent(answer)]

@@ -55,7 +55,7 @@ from callproof.emulator.openai_routes import (
     respond,
     too_many_streams,
 )
-from callproof.emulator.plans import MAX_PREPARED, MAX_PREPARED_BODY, Answer
+from callproof.emulator.plans import MAX_PREPARED, MAX_PREPARED_BODY, Answer, merged
 from callproof.emulator.state import EmulatorState
 from callproof.emulator.streaming import Headers, Send, Sleep, Step
 
@@ -227,7 +227,7 @@ class OpenAIPlanner:
             keepalive = None
             if profile.flavour == "openrouter":
                 keepalive = encoder.keepalive().data
-            steps = [Headers(), *_paced(pieces, profile, rng, extra, keepalive)]
+            steps = [Headers(), *merged(list(_paced(pieces, profile, rng, extra, keepalive)))]
         else:
             data = _fill(self._body(prepared, key, turn), values, rng)
             wait = profile.latency.response_delay(rng, turn.output_tokens) + extra

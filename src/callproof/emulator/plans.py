@@ -70,9 +70,16 @@ from callproof.emulator.faults import (
 )
 from callproof.emulator.models import ModelProfile, Turn, script_turn
 from callproof.emulator.state import EmulatorState
-from callproof.emulator.streaming import Hang, Send, Sleep, Step, instant_body
+from callproof.emulator.streaming import Hang, Headers, Send, Sleep, Step, instant_body
 
-__all__ = ["INVALID_MODEL", "REASONING_REPLAY_REJECTED", "Answer", "BedrockPlanner", "split_path"]
+__all__ = [
+    "INVALID_MODEL",
+    "REASONING_REPLAY_REJECTED",
+    "Answer",
+    "BedrockPlanner",
+    "merged",
+    "split_path",
+]
 
 log = logging.getLogger("callproof.emulator.bedrock")
 
@@ -126,6 +133,32 @@ class Answer:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.raw_headers}
         body = bytes(response.body)
         return cls(response.status_code, headers, [Send(body)], body)
+
+
+def merged(steps: list[Step]) -> list[Step]:
+    """``steps`` with each run of sends that go out together (every send after the first
+    without a delay) as one send: the same bytes in the same chunk, since both players
+    (:class:`~callproof.emulator.streaming.StepResponse` and the fast front) join zero-delay
+    sends into one write. Fewer steps make a held stream's resumption cheap."""
+    out: list[Step] = []
+    parts: list[bytes] = []
+    delay = 0.0
+    for step in steps:
+        if isinstance(step, Send):
+            if parts and step.delay <= 0:
+                parts.append(step.data)
+                continue
+            if parts:
+                out.append(Send(b"".join(parts), delay))
+            parts, delay = [step.data], step.delay
+            continue
+        if parts:
+            out.append(Send(b"".join(parts), delay))
+            parts = []
+        out.append(step)
+    if parts:
+        out.append(Send(b"".join(parts), delay))
+    return out
 
 
 def split_path(raw_path: bytes) -> tuple[str, str] | None:
@@ -343,6 +376,14 @@ class BedrockPlanner:
             frames.append(stream_plan.last_frame(latency_ms, pad_length(rng)))
             return frames
 
+        if (fault is None or fault.name == "latency") and not any(delays):
+            # every frame goes out at once (after the fault's wait, if any): one send, the
+            # same chunk both players make of zero-delay sends, and a cheap resumption
+            steps: list[Step] = [Headers()]
+            if extra:
+                steps.append(Sleep(extra))
+            steps.append(Send(b"".join(make_frames())))
+            return steps
         return frame_steps(make_frames, delays, fault)
 
     def _converse_payload(
