@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,18 @@ from typing import Any
 import pytest
 
 from tests.record_schema import checking_records
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Child processes start with SIGINT's default action, however pytest was launched.
+
+    A shell without job control starts ``make test &`` (nohup, CI wrappers) with SIGINT
+    ignored, and an ignored signal stays ignored across ``exec``: every CLI the suite runs
+    would then ignore the Ctrl-C its tests send (``emulate``, ``run``, ``run --every``), and
+    those tests failed only because of how pytest was started."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
