@@ -556,6 +556,7 @@ class _Player:
         "chunked",
         "current",
         "front",
+        "out",
         "pending",
         "protocol",
         "rate",
@@ -579,6 +580,8 @@ class _Player:
         self.current: Step | None = None
         self.begun = False
         self.pending: list[bytes] = []
+        #: bytes written during this turn of play, sent in one write when it ends
+        self.out: list[bytes] = []
         self.started = False
         self.stopped = False
         self.rate = 0
@@ -607,6 +610,16 @@ class _Player:
         return b"%x\r\n%s\r\n" % (len(data), data)
 
     def _write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def _push(self) -> None:
+        """Send what this turn of play wrote, in one write (the same bytes at the same time:
+        a turn runs without yielding to the loop)."""
+        out = self.out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
         if not self.transport.is_closing():
             self.transport.write(data)
 
@@ -617,6 +630,12 @@ class _Player:
 
     def run(self) -> bool:
         """Play on from the current step; True when the answer ended right now."""
+        try:
+            return self._play()
+        finally:
+            self._push()
+
+    def _play(self) -> bool:
         if self.stopped:
             return False
         answer = self.answer
@@ -656,6 +675,7 @@ class _Player:
                 if isinstance(step, Cut):
                     self._start()
                     self._close()
+                    self._push()
                     self.transport.close()
                 else:
                     self._reset(loop.time() + _DRAIN_S)
@@ -741,6 +761,7 @@ class _Player:
         assert self.trickle is not None
         data, offset = self.trickle
         self._write(self._framed(piece))
+        self._push()
         offset += len(piece)
         if offset < len(data):
             self.trickle = (data, offset)
@@ -750,6 +771,7 @@ class _Player:
         self._resume()
 
     def _reset(self, deadline: float) -> None:
+        self._push()  # what was sent before the reset goes first
         transport = self.transport
         loop = asyncio.get_running_loop()
         if transport.get_write_buffer_size() and loop.time() < deadline:

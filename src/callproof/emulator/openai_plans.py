@@ -45,6 +45,7 @@ from callproof.emulator.models import ModelProfile, Turn, script_turn
 from callproof.emulator.openai_chat import ChatEncoder, Piece, _random_id, finish_reason_for
 from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
 from callproof.emulator.openai_routes import (
+    KEEPALIVE_INTERVAL_S,
     REASONING_REPLAY_REJECTED,
     _paced,
     _reasoning_off,
@@ -123,9 +124,29 @@ class _TemplateChat(ChatEncoder):
 
 @dataclass(slots=True)
 class _Chunks:
-    """A streamed answer's pieces as templates (kind, tokens and final kept)."""
+    """A streamed answer's pieces as templates (kind, tokens and final kept), and for an
+    unpaced answer the keep-alive comments before the first event (``head``) and the rest
+    (``tail``) each joined into one template."""
 
     pieces: list[tuple[Template, Piece]]
+    head: Template = ()
+    tail: Template = ()
+
+
+def _joined(templates: list[Template]) -> Template:
+    out: list[bytes | int] = []
+    for template in templates:
+        for part in template:
+            if isinstance(part, bytes) and out and isinstance(out[-1], bytes):
+                out[-1] += part
+            else:
+                out.append(part)
+    return tuple(out)
+
+
+def _unpaced(profile: ModelProfile) -> bool:
+    latency = profile.latency
+    return latency.first_event_s <= 0 and latency.tokens_per_s <= 0
 
 
 @dataclass(slots=True)
@@ -220,14 +241,24 @@ class OpenAIPlanner:
         if request.stream:
             answer_headers = _stream_headers(profile, encoder.id, rng)
             chunks = self._chunks(prepared, key, turn, encoder.include_usage)
-            pieces = [
-                Piece(_fill(template, values, rng), piece.kind, piece.tokens, piece.final)
-                for template, piece in chunks.pieces
-            ]
             keepalive = None
             if profile.flavour == "openrouter":
                 keepalive = encoder.keepalive().data
-            steps = [Headers(), *merged(list(_paced(pieces, profile, rng, extra, keepalive)))]
+            if _unpaced(profile) and (keepalive is None or extra <= KEEPALIVE_INTERVAL_S):
+                # what _paced gives an unpaced model, merged: the keep-alive comments at
+                # once, then every event after the fault's wait (no draws for delays)
+                steps = [Headers()]
+                if chunks.head:
+                    steps.append(Send(_fill(chunks.head, values, rng)))
+                steps.append(Send(_fill(chunks.tail, values, rng), extra))
+                steps = merged(steps)
+            else:
+                pieces = [
+                    Piece(_fill(template, values, rng), piece.kind, piece.tokens, piece.final)
+                    for template, piece in chunks.pieces
+                ]
+                paced = _paced(pieces, profile, rng, extra, keepalive)
+                steps = [Headers(), *merged(list(paced))]
         else:
             data = _fill(self._body(prepared, key, turn), values, rng)
             wait = profile.latency.response_delay(rng, turn.output_tokens) + extra
@@ -278,7 +309,13 @@ class OpenAIPlanner:
             pieces = encoder.stream(turn, finish=finish, native=native)
             if encoder.openrouter:
                 pieces.insert(0, encoder.keepalive())
-            chunks = _Chunks([(_template(p.data), p) for p in pieces])
+            templates = [(_template(p.data), p) for p in pieces]
+            first = next(i for i, p in enumerate(pieces) if p.kind != "keepalive")
+            chunks = _Chunks(
+                templates,
+                _joined([t for t, _ in templates[:first]]),
+                _joined([t for t, _ in templates[first:]]),
+            )
             if cached:
                 prepared.streams[key] = chunks
         return chunks
