@@ -391,7 +391,7 @@ def test_planned_chat_answers_vary_per_request() -> None:
             obfuscations.update(re.findall(rb'"obfuscation":"([^"]*)"', raw))
             assert b"\xee\x80\x80" not in raw  # no slot marker is ever sent
         planner = server.app.state.fast_routes.chat_planner
-        assert list(planner._prepared) == [body]  # served from the plan, not the route
+        assert list(planner._prepared) == [(False, body)]  # served from the plan, not the route
     assert len(ids) >= 3
     assert len(obfuscations) > 10
 
@@ -410,3 +410,42 @@ def test_forced_faults_on_planned_chat_are_the_routes_bytes(
         )
         assert fast_end == slow_end
         assert normalised(fast) == normalised(slow)
+
+
+def responses_body(model: str, *, stream: bool, store: bool, tools: bool) -> bytes:
+    payload: dict[str, object] = {"model": model, "stream": stream, "input": "Weather?"}
+    if not store:
+        payload["store"] = False
+    if tools:
+        payload["tools"] = [{"type": "function", "name": "get_weather", "parameters": {}}]
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "moonshotai/kimi-k2.5"])
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize(("store", "tools"), [(True, True), (False, False), (True, False)])
+def test_planned_responses_are_the_routes_bytes_cold_and_warm(
+    chat_pair: tuple[EmulatorServer, EmulatorServer],
+    model: str,
+    stream: bool,
+    store: bool,
+    tools: bool,
+) -> None:
+    """As for chat: ids, item ids and obfuscations drawn per request in the route's order;
+    a stored response is kept on both (a follow-up naming it gets the same answer)."""
+    body = responses_body(model, stream=stream, store=store, tools=tools)
+    statuses = set()
+    for _ in range(5):
+        (fast, fast_end), (slow, slow_end) = both(chat_pair, request("/v1/responses", body))
+        assert fast.startswith(b"HTTP/1.1 "), fast[:200]
+        assert fast_end == slow_end
+        assert normalised(fast) == normalised(slow)
+        statuses.add(fast.split(b" ", 2)[1])
+    assert b"200" in statuses
+    assert (True, body) in chat_pair[0].app.state.fast_routes.chat_planner._prepared  # planned
+    found = re.search(rb'"id": ?"(resp_[0-9a-f]+|gen-[^"]+)"', fast)
+    if store and found and fast.split(b" ", 2)[1] == b"200":
+        follow = {"model": model, "input": "And tomorrow?", "previous_response_id": ""}
+        follow["previous_response_id"] = found.group(1).decode()
+        (f2, _), (s2, _) = both(chat_pair, request("/v1/responses", json.dumps(follow).encode()))
+        assert f2.split(b" ", 2)[1] == s2.split(b" ", 2)[1]

@@ -103,7 +103,6 @@ class FrontHooks(Protocol):
 #: ``openai_routes._handle``: (state, request, *, responses) -> a Starlette response
 OpenAIHandler = Callable[..., Awaitable[Any]]
 _OPENAI_PATHS = {b"/v1/chat/completions": False, b"/v1/responses": True}
-_CHAT = b"/v1/chat/completions"
 _SERVER_ERROR = {
     "message": "The server had an error while processing your request.",
     "type": "server_error",
@@ -216,14 +215,14 @@ class FastRoutes:
             self.openai is not None and target in _OPENAI_PATHS
         )
 
-    def _chat(self, headers: dict[str, str], body: bytes) -> Answer | None:
-        """A chat completion from its plan (None: the async route judges the request)."""
+    def _planned(self, headers: dict[str, str], body: bytes, *, responses: bool) -> Answer | None:
+        """An OpenAI answer from its plan (None: the async route judges the request)."""
         key = headers.get(ATTEMPT_KEY_HEADER)
         token = CURRENT_ATTEMPT_KEY.set(key[:512] if key else None)
         try:
-            planned = self.chat_planner.chat(headers, body)
+            planned = self.chat_planner.answer(headers, body, responses=responses)
         except Exception:  # a bug must answer 500, never kill the connection
-            log.exception("emulator bug serving a chat completion")
+            log.exception("emulator bug serving an OpenAI request")
             return Answer.from_response(JSONResponse({"error": _SERVER_ERROR}, status_code=500))
         finally:
             CURRENT_ATTEMPT_KEY.reset(token)
@@ -240,8 +239,8 @@ class FastRoutes:
     ) -> Answer | Coroutine[Any, Any, Answer] | None:
         """The answer (or a coroutine for it), or None to leave the request to hypercorn."""
         if target in _OPENAI_PATHS:
-            if target == _CHAT and self.chat_planner is not None:
-                planned = self._chat(headers, body)
+            if self.chat_planner is not None:
+                planned = self._planned(headers, body, responses=_OPENAI_PATHS[target])
                 if planned is not None:
                     return planned
             return self._openai(target, headers, raw_headers, body)

@@ -1,23 +1,28 @@
-"""Response plans for OpenAI chat completions: each request body decoded and encoded once.
+"""Response plans for OpenAI chat completions and Responses: each body decoded and encoded once.
 
 Without plans, a streamed chat answer on the fast front cost about 500 us of CPU (decoding and
 validating the body, scripting the turn, ``json`` encoding every chunk, an asyncio task, a
 Starlette request), against 68-112 us for a planned Bedrock stream. An :class:`OpenAIPlanner`
-keeps, per identical body, the decoded request and its model profile, and per fault (none, or
-``latency:S``) the scripted turn and its chunks (or its ``chat.completion`` body) encoded once
-as templates: literal bytes with three slots, the response id, the ``created`` second and each
-chunk's ``obfuscation``. Per request only those, the seeded draws and the timing are left.
+keeps, per identical body (and route), the decoded request and its model profile, and per
+fault (none, or ``latency:S``) the scripted turn and its SSE events (or its JSON body) encoded
+once as templates: literal bytes with slots for the response id, the ``created`` second, the
+Responses output item ids and each event's ``obfuscation``. Per request only those, the
+seeded draws and the timing are left; an unpaced model's events are filled from one joined
+template and sent as one step.
 
 The seeded outcome sequence is a contract, so the draws are the route's, in its order: the
 fault draw, then on the request's RNG the turn (cached only when scripting it drew nothing),
-the ids (:class:`~callproof.emulator.openai_chat.ChatEncoder` itself draws them), the
-``openai-processing-ms`` header, each chunk's obfuscation, then the delays. The bytes are the
-route's too (tests/emulator/test_fastfront.py holds them equal to hypercorn's, cold and warm).
+the ids (the real encoders draw them), the ``openai-processing-ms`` header, the output item
+ids, each event's obfuscation, then the delays. The bytes are the route's too:
+tests/emulator/test_fastfront.py holds them equal to hypercorn's, cold and warm, for both
+flavours, with seeded faults. A stored Responses answer is stored once its steps are played,
+as the route does.
 
 What the plans do not cover goes the route's way (:func:`~callproof.emulator.openai_routes.
-respond`, the same code as before): other faults, requests the route refuses (answered by the
-async handler, which reads and judges the body itself), forced faults that do not parse, and
-the Responses API (its decoding reads the response store, so a body does not fix its answer).
+respond`, the same code as before): other faults, requests the route refuses (the async
+handler reads and judges the body itself), forced faults that do not parse, and Responses
+bodies that read the response store (``previous_response_id``, ``item_reference``: the body
+alone does not fix their answer).
 """
 
 from __future__ import annotations
@@ -27,9 +32,8 @@ import random
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.responses import Response
 
@@ -44,11 +48,17 @@ from callproof.emulator.faults import (
 from callproof.emulator.models import ModelProfile, Turn, script_turn
 from callproof.emulator.openai_chat import ChatEncoder, Piece, _random_id, finish_reason_for
 from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
+from callproof.emulator.openai_responses import (
+    ResponsesEncoder,
+    ResponsesRequest,
+    decode_responses,
+)
 from callproof.emulator.openai_routes import (
     KEEPALIVE_INTERVAL_S,
     REASONING_REPLAY_REJECTED,
     _paced,
     _reasoning_off,
+    _storing,
     _stream_headers,
     _with_headers,
     error_response,
@@ -65,12 +75,15 @@ __all__ = ["OpenAIPlanner"]
 #: Slot markers written where the per-request values go (private-use characters: JSON keeps
 #: them as they are with ``ensure_ascii=False``; bodies holding one are never planned).
 _ID = "\ue000I\ue000"
-_OBFUSCATION = "\ue000O\ue000"
+#: what a template encoder's RNG gives for an obfuscation (one draw of one character)
+_OBFUSCATION = "\ue002"
 _CREATED = 7_319_664_805_210_937_457
-_MARKS = [_ID.encode(), _OBFUSCATION.encode(), str(_CREATED).encode()]
-_SPLIT = re.compile(b"(" + b"|".join(re.escape(m) for m in _MARKS) + b")")
-_SLOT_ID, _SLOT_OBFUSCATION, _SLOT_CREATED = 0, 1, 2
-_SLOTS = {mark: slot for slot, mark in enumerate(_MARKS)}
+_ITEM = "\ue001{}\ue001"  # the k-th output item id (Responses)
+_SPLIT = re.compile(f"(\ue000I\ue000|\ue002|\ue001[0-9]+\ue001|{_CREATED})".encode())
+_SLOT_ID, _SLOT_OBFUSCATION, _SLOT_CREATED, _SLOT_ITEMS = 0, 1, 2, 3
+_RESPONSES_OBFUSCATION = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_SLOTS = {_ID.encode(): _SLOT_ID, _OBFUSCATION.encode(): _SLOT_OBFUSCATION}
+_SLOTS[str(_CREATED).encode()] = _SLOT_CREATED
 #: A template: literal bytes and slot numbers, in order.
 Template = tuple[bytes | int, ...]
 
@@ -80,20 +93,21 @@ def _template(data: bytes) -> Template:
     out: list[bytes | int] = []
     for i, part in enumerate(parts):
         if i % 2:
-            out.append(_SLOTS[part])
+            slot = _SLOTS.get(part)
+            out.append(_SLOT_ITEMS + int(part[3:-3]) if slot is None else slot)
         elif part:
             out.append(part)
     return tuple(out)
 
 
 class _NoDraws:
-    """The RNG of a template encoder: obfuscations are marked, never drawn."""
+    """The RNG of a template encoder: every obfuscation comes out as one marker character."""
 
     def randint(self, a: int, b: int) -> int:
-        return 0
+        return 1
 
-    def choice(self, seq: str) -> str:  # pragma: no cover - nothing draws with length 0
-        raise AssertionError("a template draws nothing")
+    def choice(self, seq: str) -> str:
+        return _OBFUSCATION
 
 
 class _TemplateChat(ChatEncoder):
@@ -106,20 +120,25 @@ class _TemplateChat(ChatEncoder):
         )
         self.profile, self.openrouter, self.model = profile, real.openrouter, model
         self.created, self.include_usage = _CREATED, include_usage
-        self.rng = _NoDraws()  # type: ignore[assignment]  # only randint, always 0
+        self.rng = _NoDraws()  # type: ignore[assignment]  # one marker per obfuscation
         self.id, self.fingerprint = _ID, real.fingerprint
 
-    def chunk(
-        self,
-        choices: list[dict[str, Any]],
-        *,
-        usage: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        out = super().chunk(choices, usage=usage, error=error)
-        if "obfuscation" in out:
-            out["obfuscation"] = _OBFUSCATION
-        return out
+
+class _TemplateResponses(ResponsesEncoder):
+    """A :class:`ResponsesEncoder` that writes slot markers instead of the id, ``created``,
+    the output item ids (in the order they are drawn) and the obfuscations."""
+
+    def __init__(self, profile: ModelProfile, request: ResponsesRequest) -> None:
+        self.profile, self.request, self.model = profile, request, request.model
+        self.openrouter = profile.flavour == "openrouter"
+        self.created, self.seq, self.output_items = _CREATED, 0, []
+        self.rng = _NoDraws()  # type: ignore[assignment]  # one marker per obfuscation
+        self.id = _ID
+        self.items = 0
+
+    def _item_id(self, prefix: str) -> str:
+        self.items += 1
+        return _ITEM.format(self.items - 1)
 
 
 @dataclass(slots=True)
@@ -151,9 +170,10 @@ def _unpaced(profile: ModelProfile) -> bool:
 
 @dataclass(slots=True)
 class _Prepared:
-    """One chat completions body, decoded and validated, with its model."""
+    """One request body (chat completions or Responses), decoded and validated, with its
+    model."""
 
-    request: ChatRequest
+    request: ChatRequest | ResponsesRequest
     profile: ModelProfile
     #: per fault (None or a ``latency`` fault's key): the scripted turn, when scripting it
     #: drew nothing from the RNG
@@ -167,24 +187,35 @@ def _planned(fault: Fault) -> bool:
     return fault.name == "latency"
 
 
+#: Bytes no planned body may hold: a marker (raw or JSON-escaped) could be echoed back; and
+#: Responses bodies that read the response store (their answer is not fixed by the body).
+_UNPLANNED = (b"\xee\x80\x80", b"\xee\x80\x81", b"\xee\x80\x82", b"\\ue00", str(_CREATED).encode())
+_STORE_READS = (b"previous_response_id", b"item_reference")
+
+
 class OpenAIPlanner:
-    """Plans for ``POST /v1/chat/completions`` of one emulator state (see the module doc)."""
+    """Plans for ``POST /v1/chat/completions`` and ``POST /v1/responses`` of one emulator
+    state (see the module doc)."""
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
-        self._prepared: OrderedDict[bytes, _Prepared] = OrderedDict()
+        self._prepared: OrderedDict[tuple[bool, bytes], _Prepared] = OrderedDict()
 
-    def _prepare(self, body: bytes) -> _Prepared | None:
-        prepared = self._prepared.get(body)
+    def _prepare(self, body: bytes, *, responses: bool) -> _Prepared | None:
+        key = (responses, body)
+        prepared = self._prepared.get(key)
         if prepared is not None:
-            self._prepared.move_to_end(body)
+            self._prepared.move_to_end(key)
             return prepared
-        if b"\\ue000" in body.lower() or _MARKS[2] in body or _ID[0].encode() in body:
-            return None  # a marker in the input could be echoed: the route answers it
-        if lone_surrogates(body):
+        lowered = body.lower()
+        if any(mark in lowered for mark in _UNPLANNED) or lone_surrogates(body):
+            return None  # the route answers it
+        if responses and any(name in body for name in _STORE_READS):
             return None
         try:
-            request = decode_chat(body)
+            request = (
+                decode_responses(body, self.state.responses) if responses else (decode_chat(body))
+            )
         except OpenAIRequestError:
             return None  # the route answers it (the same decoding, the same error)
         profile = self.state.profile("openai", request.model)
@@ -192,16 +223,22 @@ class OpenAIPlanner:
             return None
         prepared = _Prepared(request, profile)
         if len(body) <= MAX_PREPARED_BODY:
-            self._prepared[body] = prepared
+            self._prepared[key] = prepared
             while len(self._prepared) > MAX_PREPARED:
                 self._prepared.popitem(last=False)
         return prepared
 
     def chat(self, headers: Mapping[str, str], body: bytes) -> Answer | Response | None:
-        """The answer to one chat completions request: an :class:`Answer` from the plan, a
-        complete response from the route (a fault the plans do not cover), or None when the
-        async route must judge the request (nothing was drawn yet)."""
-        prepared = self._prepare(body)
+        """A chat completions request; see :meth:`answer`."""
+        return self.answer(headers, body, responses=False)
+
+    def answer(
+        self, headers: Mapping[str, str], body: bytes, *, responses: bool
+    ) -> Answer | Response | None:
+        """The answer to one request: an :class:`Answer` from the plan, a complete response
+        from the route (a fault the plans do not cover), or None when the async route must
+        judge the request (nothing was drawn yet)."""
+        prepared = self._prepare(body, responses=responses)
         if prepared is None:
             return None
         request, profile, state = prepared.request, prepared.profile, self.state
@@ -228,6 +265,9 @@ class OpenAIPlanner:
         rng = state.request_rng(request.model)
         turn = self._turn(prepared, key, fault, rng)
         created = int(time.time())
+        extra = fault.added_latency if fault is not None else 0.0
+        if isinstance(request, ResponsesRequest):
+            return self._responses(prepared, request, key, turn, created, extra, rng)
         encoder = ChatEncoder(
             profile,
             model=request.model,
@@ -235,41 +275,96 @@ class OpenAIPlanner:
             rng=rng,
             include_usage=request.include_usage or profile.flavour == "openrouter",
         )
-        extra = fault.added_latency if fault is not None else 0.0
-        values = (encoder.id.encode(), b"", str(created).encode())
+        values = [encoder.id.encode(), b"", str(created).encode()]
+
+        def draw() -> bytes:
+            return _random_id(rng, rng.randint(0, 12)).encode()
+
         steps: list[Step]
         if request.stream:
             answer_headers = _stream_headers(profile, encoder.id, rng)
             chunks = self._chunks(prepared, key, turn, encoder.include_usage)
-            keepalive = None
-            if profile.flavour == "openrouter":
-                keepalive = encoder.keepalive().data
-            if _unpaced(profile) and (keepalive is None or extra <= KEEPALIVE_INTERVAL_S):
-                # what _paced gives an unpaced model, merged: the keep-alive comments at
-                # once, then every event after the fault's wait (no draws for delays)
-                steps = [Headers()]
-                if chunks.head:
-                    steps.append(Send(_fill(chunks.head, values, rng)))
-                steps.append(Send(_fill(chunks.tail, values, rng), extra))
-                steps = merged(steps)
-            else:
-                pieces = [
-                    Piece(_fill(template, values, rng), piece.kind, piece.tokens, piece.final)
-                    for template, piece in chunks.pieces
-                ]
-                paced = _paced(pieces, profile, rng, extra, keepalive)
-                steps = [Headers(), *merged(list(paced))]
+            keepalive = encoder.keepalive().data if encoder.openrouter else None
+            steps = self._stream(chunks, values, draw, extra, keepalive, rng, profile)
         else:
-            data = _fill(self._body(prepared, key, turn), values, rng)
+            data = _fill(self._body(prepared, key, turn), values, draw)
             wait = profile.latency.response_delay(rng, turn.output_tokens) + extra
             answer_headers = {"content-type": "application/json", "content-length": str(len(data))}
             steps = [Sleep(wait), Send(data)]
+        return self._answer(profile, steps, answer_headers)
+
+    def _responses(
+        self,
+        prepared: _Prepared,
+        request: ResponsesRequest,
+        key: str | None,
+        turn: Turn,
+        created: int,
+        extra: float,
+        rng: random.Random,
+    ) -> Answer | Response:
+        profile = prepared.profile
+        encoder = ResponsesEncoder(profile, request, created=created, rng=rng)
+        answer_headers = _stream_headers(profile, encoder.id, rng) if request.stream else None
+        items = encoder._items(turn)  # the item ids, drawn as the route draws them
+        encoder.output_items = [item for _, item in items]
+        values = [encoder.id.encode(), b"", str(created).encode()]
+        values += [item["id"].encode() for _, item in items]
+
+        def draw() -> bytes:
+            size = rng.randint(2, 15)
+            return "".join(rng.choice(_RESPONSES_OBFUSCATION) for _ in range(size)).encode()
+
+        steps: list[Step]
+        if answer_headers is not None:
+            chunks = self._chunks(prepared, key, turn, include_usage=False)
+            keepalive = b": \n\n" if encoder.openrouter else None
+            steps = self._stream(chunks, values, draw, extra, keepalive, rng, profile)
+        else:
+            data = _fill(self._body(prepared, key, turn), values, draw)
+            wait = profile.latency.response_delay(rng, turn.output_tokens) + extra
+            answer_headers = {"content-type": "application/json", "content-length": str(len(data))}
+            steps = [Sleep(wait), Send(data)]
+        if request.store and encoder.output_items:
+            # stored once every step is played, as the route's own steps do
+            stored = _storing(self.state, request, encoder, iter(steps))
+            return self._answer(profile, stored, answer_headers)
+        return self._answer(profile, steps, answer_headers)
+
+    def _answer(
+        self, profile: ModelProfile, steps: Iterable[Step], headers: dict[str, str]
+    ) -> Answer | Response:
+        state = self.state
         if not state.open_stream():
             return _with_headers(state, too_many_streams(), profile)
         if profile.flavour != "openrouter":
             for name, value in openai_headers(state, 200).items():
-                answer_headers.setdefault(name, value)
-        return Answer.of(steps, answer_headers, on_close=state.close_stream)
+                headers.setdefault(name, value)
+        return Answer.of(steps, headers, on_close=state.close_stream)  # type: ignore[arg-type]
+
+    def _stream(
+        self,
+        chunks: _Chunks,
+        values: list[bytes],
+        draw: Callable[[], bytes],
+        extra: float,
+        keepalive: bytes | None,
+        rng: random.Random,
+        profile: ModelProfile,
+    ) -> list[Step]:
+        if _unpaced(profile) and (keepalive is None or extra <= KEEPALIVE_INTERVAL_S):
+            # what _paced gives an unpaced model, merged: the keep-alive comments at once,
+            # then every event after the fault's wait (no draws for delays)
+            steps: list[Step] = [Headers()]
+            if chunks.head:
+                steps.append(Send(_fill(chunks.head, values, draw)))
+            steps.append(Send(_fill(chunks.tail, values, draw), extra))
+            return merged(steps)
+        pieces = [
+            Piece(_fill(template, values, draw), piece.kind, piece.tokens, piece.final)
+            for template, piece in chunks.pieces
+        ]
+        return [Headers(), *merged(list(_paced(pieces, profile, rng, extra, keepalive)))]
 
     def _turn(
         self, prepared: _Prepared, key: str | None, fault: Fault | None, rng: random.Random
@@ -292,10 +387,13 @@ class OpenAIPlanner:
                 prepared.turn_free = False
         return turn
 
-    def _encoder(self, prepared: _Prepared, *, include_usage: bool) -> _TemplateChat:
-        return _TemplateChat(
-            prepared.profile, model=prepared.request.model, include_usage=include_usage
-        )
+    def _encoder(
+        self, prepared: _Prepared, *, include_usage: bool
+    ) -> _TemplateChat | _TemplateResponses:
+        request = prepared.request
+        if isinstance(request, ResponsesRequest):
+            return _TemplateResponses(prepared.profile, request)
+        return _TemplateChat(prepared.profile, model=request.model, include_usage=include_usage)
 
     def _chunks(
         self, prepared: _Prepared, key: str | None, turn: Turn, include_usage: bool
@@ -304,11 +402,13 @@ class OpenAIPlanner:
         chunks = prepared.streams.get(key) if cached else None
         if chunks is None:
             encoder = self._encoder(prepared, include_usage=include_usage)
-            finish, native = finish_reason_for(turn.stop_reason), turn.stop_reason
-            native = finish  # no stop_reason fault is planned
-            pieces = encoder.stream(turn, finish=finish, native=native)
-            if encoder.openrouter:
-                pieces.insert(0, encoder.keepalive())
+            if isinstance(encoder, _TemplateResponses):
+                pieces = encoder.stream(turn)
+            else:
+                finish = finish_reason_for(turn.stop_reason)
+                pieces = encoder.stream(turn, finish=finish, native=finish)
+                if encoder.openrouter:
+                    pieces.insert(0, encoder.keepalive())
             templates = [(_template(p.data), p) for p in pieces]
             first = next(i for i, p in enumerate(pieces) if p.kind != "keepalive")
             chunks = _Chunks(
@@ -325,23 +425,26 @@ class OpenAIPlanner:
         template = prepared.bodies.get(key) if cached else None
         if template is None:
             encoder = self._encoder(prepared, include_usage=False)
-            finish = finish_reason_for(turn.stop_reason)
-            body = encoder.completion(turn, finish=finish, native=finish)
+            if isinstance(encoder, _TemplateResponses):
+                body = encoder.body(turn)
+            else:
+                finish = finish_reason_for(turn.stop_reason)
+                body = encoder.completion(turn, finish=finish, native=finish)
             template = _template(json.dumps(body, ensure_ascii=False).encode())
             if cached:
                 prepared.bodies[key] = template
         return template
 
 
-def _fill(template: Template, values: tuple[bytes, bytes, bytes], rng: random.Random) -> bytes:
-    """The template's bytes with this request's id, ``created`` and obfuscations (drawn here,
-    in order, as :meth:`ChatEncoder.chunk` draws them)."""
+def _fill(template: Template, values: list[bytes], draw: Callable[[], bytes]) -> bytes:
+    """The template's bytes with this request's id, ``created``, item ids and obfuscations
+    (drawn here, in order, as the encoders draw them)."""
     out: list[bytes] = []
     for part in template:
         if isinstance(part, bytes):
             out.append(part)
         elif part == _SLOT_OBFUSCATION:
-            out.append(_random_id(rng, rng.randint(0, 12)).encode())
+            out.append(draw())
         else:
             out.append(values[part])
     return b"".join(out)
