@@ -160,9 +160,11 @@ async def test_async_agent(callproof_env):
     LOOPS.append(id(asyncio.get_running_loop()))
     if len(LOOPS) % 2:
         callproof_env.schedule("http_error:503")
-    client = openai.AsyncOpenAI(max_retries=0)
-    await client.chat.completions.create(
-        model="moonshotai/kimi-k2.5", messages=[{"role": "user", "content": "hi"}])
+    # closed on its own loop: a client left to the garbage collector closes its pool on a
+    # loop that an earlier repetition already closed ("Event loop is closed")
+    async with openai.AsyncOpenAI(max_retries=0) as client:
+        await client.chat.completions.create(
+            model="moonshotai/kimi-k2.5", messages=[{"role": "user", "content": "hi"}])
 
 def test_loops():
     assert len(LOOPS) == 4
