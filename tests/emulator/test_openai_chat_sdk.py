@@ -365,9 +365,15 @@ def test_hang_no_events_times_out_while_iterating(server: EmulatorServer) -> Non
 
 
 def _raw_sse(
-    server: EmulatorServer, model: str, fault: str | None, seconds: float
+    server: EmulatorServer,
+    model: str,
+    fault: str | None,
+    seconds: float,
+    *,
+    enough_comments: int | None = None,
 ) -> tuple[list[SSEComment], list[SSEEvent]]:
-    """Read a stream's raw SSE items for ``seconds`` (for streams that never end)."""
+    """Read a stream's raw SSE items for ``seconds`` (for streams that never end), or until
+    ``enough_comments`` comments came."""
     body = {"model": model, "messages": QUESTION, "tools": [WEATHER], "stream": True}
     headers = {"x-callproof-fault": fault} if fault else {}
     decoder = SSEDecoder()
@@ -382,7 +388,10 @@ def _raw_sse(
         try:
             for data in response.iter_raw():
                 items += decoder.feed(data)
-                if time.monotonic() > deadline:
+                comments = sum(isinstance(i, SSEComment) for i in items)
+                if time.monotonic() > deadline or (
+                    enough_comments is not None and comments >= enough_comments
+                ):
                     break
         except httpx.ReadTimeout:
             pass
@@ -397,7 +406,8 @@ def test_openrouter_hang_no_events_sends_only_keepalives(
 ) -> None:
     """What fools a byte-counting timeout: bytes keep coming, events never do."""
     monkeypatch.setattr(openai_routes, "KEEPALIVE_INTERVAL_S", 0.05)
-    comments, events = _raw_sse(server, ROUTER, "hang_no_events", 0.5)
+    # until three keep-alives came (0.15 s idle; 0.5 s was too short under two CPU hogs)
+    comments, events = _raw_sse(server, ROUTER, "hang_no_events", 15.0, enough_comments=3)
     assert len(comments) >= 3
     assert {c.text for c in comments} == {"OPENROUTER PROCESSING"}
     assert events == []
