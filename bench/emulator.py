@@ -1,4 +1,5 @@
-"""Benchmark: the callproof emulator against aimock serving the same Bedrock ConverseStream.
+"""Benchmark: the callproof emulator against aimock serving the same Bedrock ConverseStream
+(and the same streamed OpenAI chat completion).
 
 Every server runs as its own process on loopback; a raw-asyncio load client keeps N
 keep-alive HTTP/1.1 connections busy (N = 1, 64, 512), each sending the seed's tool-result
@@ -15,17 +16,32 @@ server. Measured per level: streams/s, events/s, server CPU seconds per 1000 eve
 
 The Python load client can be the bottleneck at these rates, so callproof and aimock are also
 driven by h2load ``--h1`` (N keep-alive HTTP/1.1 connections, one stream each): the ``h1load``
-rows, with server CPU per stream from /proc. The ``h1load held`` rows (at concurrency 64 and up)
-ask every stream to wait ``--held-latency`` seconds (``x-callproof-fault: latency:S``), so
-their CPU per stream against the instant rows is what holding a stream costs. Mind the rate:
-at c=64 a 50 ms hold caps the rate near 1,280 streams/s, and at low rates each stream pays for
-loop wake-ups and socket sends that busy instant streams share; at c=512 both are CPU-bound.
+rows, with server CPU per stream from /proc. The ``chat h1load`` rows do the same with OpenAI
+chat completions (``POST /v1/chat/completions``, ``stream: true``, the same tool-result turn:
+20 ``data:`` events from callproof, 18 from aimock's catch-all fixture, which aimock itself
+serves as an OpenAI mock first); compare their CPU per stream column.
+
+Held streams. The ``h1load held`` rows (at concurrency 64 and up) ask every stream to wait
+``--held-latency`` seconds (``x-callproof-fault: latency:S``) as fast as they come; their CPU
+per stream against the instant rows mixes two things, because the rates differ: at c=64 a
+50 ms hold caps the rate near 1,280 streams/s, while instant streams run CPU-bound several
+times faster and share each loop wake-up and ``epoll`` call among many. The ``instant@rate``
+and ``held@rate`` rows take both at one offered rate (``--held-rps``, 500 streams/s by default,
+h2load ``--rps`` per connection), in turn: there the difference is what holding a stream
+costs, its second wake-up (the timer) and its second write (headers go at once, the events
+after the wait). The issue 14 target (a held stream <= 1.2x an instant one) is judged on that
+equal-rate ratio, since it is a per-stream cost; the rate-bound ratio is kept to show the
+amortisation the old figure (1.6-2.0x) measured. h2load's ``--rps`` fires the connections
+together, so instant streams still arrive in bursts that share a wake-up; a held stream's
+timers spread over the time the burst took to serve, so the equal-rate ratio still leans
+against held streams.
 
 Ratios are callproof / aimock and callproof / uvicorn-h1, measured in the same run, levels
 alternating between servers so load from elsewhere on the machine hits all alike.
 
     .venv/bin/python bench/emulator.py [--duration 3] [--levels 1,64,512] [--no-aimock]
-        [--no-baseline] [--no-h2] [--no-h1load] [--held-latency 0.05]
+        [--no-baseline] [--no-h2] [--no-h1load] [--no-chat] [--held-latency 0.05]
+        [--held-rps 500]
 
 aimock comes from ``bench/aimock`` (``npm ci --prefix bench/aimock``); h2load from
 ``apt-get install nghttp2-client``; without them their rows are left out. Linux only.

@@ -26,14 +26,24 @@ the limit issue 14 measured (6-14 us per stream). So cleartext connections start
   timeout (``ServerLimits.header_timeout_s``) closes a connection that holds no complete
   request; the connection cap is the server's own (the oldest idle connection gives way).
 
-OpenAI chat completions and Responses run on the front too, through their own async handler as
-one task per request (their steps are lazy generators, played as they come); they have no
-plans yet, so their per-request Python (decoding, encoding) still dominates their cost.
+OpenAI chat completions and Responses run on the front too: from their plans
+(:mod:`~callproof.emulator.openai_plans`, synchronous like the Bedrock ones), else - bodies
+the route must judge, faults the plans do not cover - through their own async handler as one
+task per request (its steps are lazy generators, played as they come).
+
+A held stream (a wait before its events) costs one timer and two writes, the headers at once
+and the events after the wait: each turn of play (the request's, then each timer's) sends what
+it wrote in one write, and the planned answers give the events after a wait as one step.
 
 Measured (bench/emulator.py, h2load --h1, 20-event ConverseStream, 2 shared cores under load):
 server CPU per stream is 72-110 us (741-1048 us on hypercorn and Starlette before), 0.23-0.34x
 aimock's; HTTP/2 stays on hypercorn (470-590 us per stream), whose h2 stack is the limit
-there (a bare ASGI app on hypercorn h2 serves about 3,100 streams/s).
+there (a bare ASGI app on hypercorn h2 serves about 3,100 streams/s). A planned streamed chat
+completion (20 events) costs 69-74 us (about 500 us unplanned), 0.32-0.40x aimock's. A held
+stream costs 1.2-1.4x an instant one at the same offered rate (1.4-2.0x when each runs as
+fast as it can, at very different rates); see bench/emulator.py for why the first is the one
+the target is judged on. Rounding timer deadlines up to the millisecond, so that streams due
+together share a wake-up, gave no gain that stood out of the noise, and was left out.
 
 The bytes are hypercorn's: the same headers in the same order, ``date``, chunked framing with
 one chunk per flush, ``0\\r\\n\\r\\n`` at the end; the one difference is a reason phrase on the
