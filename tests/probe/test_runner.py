@@ -294,6 +294,9 @@ async def test_capture_failures_keeps_every_attempt_of_a_failed_route_call(
     path = make_config(
         n=2,
         faults=plan,
+        # nothing here hangs: a roomy budget costs no time, and 1 s was missed under two CPU
+        # hogs (a 500 recorded as stall_before_headers)
+        first_event=5.0,
         extra='retry = { max_attempts = 2 }\nhedge = "off"\n',
     )
     config = load_config(path)
