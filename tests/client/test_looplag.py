@@ -186,3 +186,35 @@ async def test_a_call_gives_its_slot_back_whether_it_ends_well_or_not() -> None:
             await client.complete(bad, conv)
         assert gate.inflight == 0
         assert gate.max_inflight == 1
+
+
+async def test_a_quiet_gate_ticks_slowly_and_a_waiting_call_brings_the_tick_back() -> None:
+    # one call in flight, none waiting, none let in since the last tick: quiet_interval_s apart
+    gate = AdmissionGate(
+        interval_s=0.01, quiet_interval_s=60.0, min_window=1, max_window=1, initial_window=1
+    )
+    await gate.admit()
+    await asyncio.sleep(0.3)
+    quiet = len(gate.samples)
+    assert quiet <= 1  # one quiet tick at most: every 60 s
+    waiter = asyncio.create_task(gate.admit())  # the window is full: it must wait
+    for _ in range(2000):  # ~20 s of budget on a starved loop; a quiet tick would take 60 s
+        await asyncio.sleep(0.01)
+        if len(gate.samples) > quiet:
+            break
+    assert len(gate.samples) > quiet
+    assert not waiter.done()
+    gate.release()
+    await asyncio.wait_for(waiter, 30)
+    gate.release()
+    gate.stop()
+
+
+async def test_the_last_release_stops_the_timer_at_once() -> None:
+    gate = AdmissionGate(interval_s=0.01)
+    await gate.admit()
+    gate.release()
+    ticks = len(gate.samples)
+    await asyncio.sleep(0.2)  # a loop stopped here would have fired a pending tick late
+    assert len(gate.samples) == ticks
+    gate.stop()
