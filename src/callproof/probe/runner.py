@@ -267,16 +267,11 @@ class _Runner:
     def _make_routers(self, client: Any) -> None:
         if not any(u.route for u in self.units):
             return
-        from callproof.resilience import RoutePolicy, Router
+        from callproof.resilience import router_for
 
         for unit in self.units:
             if unit.route is not None:
-                policy = RoutePolicy.from_mapping(
-                    unit.route.policy, where=f"routes.{unit.route.name}"
-                )
-                self.routers[unit.name] = Router(
-                    unit.route.name, list(unit.members), client=client, policy=policy
-                )
+                self.routers[unit.name] = router_for(unit.route, unit.members, client)
 
     async def _worker(self, jobs: Iterator[tuple[Unit, ProbeScenario, int]]) -> None:
         for unit, scenario, attempt in jobs:

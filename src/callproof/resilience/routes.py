@@ -1,7 +1,7 @@
 """Routes from configuration, and a routed call as a probe attempt.
 
-* :func:`router_from_config` builds a :class:`Router` for ``[routes.NAME]`` of a loaded
-  :class:`callproof.probe.config.Config`.
+* :func:`router_for` and :func:`router_from_config` (from :mod:`callproof.resilience.configured`,
+  the one place a router is made from configuration) are re-exported here.
 * :func:`run_route_attempt` sends a scenario through a router and classifies the result into a
   :class:`RouteAttempt` (a :class:`callproof.attempt.Attempt` whose record adds ``requests``
   and ``route_attempts``); like ``run_attempt`` it never raises for failed calls.
@@ -11,21 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from callproof.attempt import ATTEMPT_FIELDS, Attempt
-from callproof.errors import AllAttemptsFailed, CallError, CircuitOpenError, ConfigError
+from callproof.errors import AllAttemptsFailed, CallError, CircuitOpenError
 from callproof.outcomes import classify
 from callproof.record import AttemptRecord, RouteAttemptRecord
-from callproof.resilience.hedge import StreamingClient
-from callproof.resilience.policy import RoutePolicy
+from callproof.resilience.configured import router_for, router_from_config
 from callproof.resilience.router import Router
 from callproof.scenarios import Scenario
 
-if TYPE_CHECKING:
-    from callproof.probe.config import Config
-
-__all__ = ["RouteAttempt", "final_error", "router_from_config", "run_route_attempt"]
+__all__ = ["RouteAttempt", "final_error", "router_for", "router_from_config", "run_route_attempt"]
 
 
 @dataclass(slots=True)
@@ -53,22 +49,6 @@ class RouteAttempt(Attempt):
         for key in ("target", "requests", "route_attempts"):
             record[key] = full[key]
         return record
-
-
-def router_from_config(config: Config, name: str, client: StreamingClient, **kwargs: Any) -> Router:
-    """The :class:`Router` of ``[routes.NAME]`` in ``config`` (extra keyword arguments, such
-    as ``clock`` or ``sleep``, go to :class:`Router`). Unknown names raise ConfigError."""
-    route = config.routes.get(name)
-    if route is None:
-        known = ", ".join(sorted(config.routes)) or "none"
-        raise ConfigError(f"unknown route {name!r} (configured: {known})", where="--route")
-    targets = []
-    for member in route.targets:
-        if member not in config.targets:
-            raise ConfigError(f"unknown target {member!r}", where=f"routes.{name}.targets")
-        targets.append(config.targets[member])
-    policy = RoutePolicy.from_mapping(route.policy, where=f"routes.{name}")
-    return Router(name, targets, client=client, policy=policy, **kwargs)
 
 
 async def run_route_attempt(

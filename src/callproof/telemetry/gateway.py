@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from callproof.errors import AllAttemptsFailed, CallError
-from callproof.resilience.measured import MeasuredRouting, MeasuredSettings
+from callproof.resilience.measured import MeasuredRouting
 from callproof.state.base import StateBackend, state_from_url
 from callproof.telemetry.metrics import Metrics
 from callproof.telemetry.summary import CallSummary
@@ -112,7 +112,7 @@ class GatewayScale:
         if self._key(router) != f"route:{router.name}":
             return  # a one-target router (``target:NAME``): nothing to order
         route = self.serve.config.routes[router.name]
-        settings = MeasuredSettings.from_route(route.policy, where=f"routes.{router.name}")
+        settings = route.measured
         if settings.enabled and router.name not in self.measured:
             routing = MeasuredRouting(router, settings, db_url=self.db_url)
             self.measured[router.name] = routing
