@@ -85,7 +85,7 @@ from callproof.emulator.streaming import (
     instant_body,
 )
 
-__all__ = ["FastFront", "FastProtocol", "FastRoutes", "FrontHooks"]
+__all__ = ["FastFront", "FastProtocol", "FastRoutes", "FrontHooks", "answer_of"]
 
 log = logging.getLogger("callproof.emulator.fastfront")
 

@@ -38,7 +38,7 @@ from callproof.emulator.models import ModelProfile
 from callproof.emulator.presets import get_preset, profile_from_mapping
 from callproof.emulator.responses_store import ResponseStore
 
-__all__ = ["EmulatorState", "Limits"]
+__all__ = ["EmulatorState", "Limits", "uuid4_text"]
 
 
 @dataclass(frozen=True, slots=True)
