@@ -62,7 +62,8 @@ def normalised(raw: bytes) -> bytes:
         for line in lines
         if not line.lower().startswith((b"date:", b"x-amzn-requestid:", b"x-request-id:"))
     ]
-    body = re.sub(rb'"created(_at)?":\s*\d+', b'"created":0', body)  # the clock's second
+    # the clock's second (the two servers may answer either side of a second's end)
+    body = re.sub(rb'"(created|created_at|completed_at)":\s*\d+', rb'"\1":0', body)
     head = re.sub(rb"gen-\d+-", b"gen-0-", b"\r\n".join(kept))  # OpenRouter ids hold it too
     return head + sep + re.sub(rb"gen-\d+-", b"gen-0-", body)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -27,6 +26,7 @@ from callproof.emulator.bedrock_validation import BedrockError, decode_request, 
 from callproof.emulator.bedrock_wire import EVENTSTREAM
 from callproof.emulator.body import BodyTimeout, BodyTooLarge, read_body
 from callproof.emulator.faults import FAULT_HEADER
+from callproof.emulator.plans import split_path
 from callproof.emulator.state import Limits
 from callproof.errors import AllAttemptsFailed, CallError
 from callproof.gateway.asgi import Handler, StreamBody
@@ -40,16 +40,6 @@ log = logging.getLogger("callproof.gateway")
 
 _API = "bedrock-converse-stream"
 _NOT_FOUND = "The requested resource could not be found."
-
-
-def _split_path(raw_path: bytes) -> tuple[str, str] | None:
-    path = raw_path.decode("latin-1").split("?", 1)[0]
-    if not path.startswith("/model/"):
-        return None
-    encoded, _, operation = path[len("/model/") :].rpartition("/")
-    if not encoded or operation not in ("converse", "converse-stream"):
-        return None
-    return unquote(encoded), operation
 
 
 async def _read(request: Request, limits: Limits) -> bytes:
@@ -86,7 +76,7 @@ async def _serve(request: Request, request_id: str) -> Response | StreamBody:
     auth: BedrockAuth = request.app.state.bedrock_auth
     limits: Limits = request.app.state.limits
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    parts = _split_path(raw_path)
+    parts = split_path(raw_path)
     if parts is None or request.method != "POST":
         raise BedrockError(404, "UnknownOperationException", "Unknown operation")
     model_id, operation = parts
