@@ -12,8 +12,9 @@
    The client's transport designs (``--designs``), each behind the same httpx seam the tests
    inject ``MockTransport``/``ASGITransport`` through:
 
-   * ``freelist``: :mod:`callproof.transport` (httpcore connections on an O(1) free list), the
-     default;
+   * ``freelist``: the client's default transport, :func:`callproof.transport.make_transport`
+     (now :class:`callproof.h1.H1Transport`: its own HTTP/1.1 connections, httptools parsing,
+     on an O(1) last-in-first-out free list; earlier httpcore connections on the same list);
    * ``aiohttp``: httpx over aiohttp's connector (an adapter in this file);
    * ``httpcore-pool``: httpx's default transport, ``httpcore.AsyncConnectionPool`` with the
      limits callproof used before (``max_connections=1000, max_keepalive_connections=100``).
