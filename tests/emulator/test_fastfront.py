@@ -51,7 +51,7 @@ def exchange(port: int, data: bytes, timeout: float = 20.0) -> tuple[bytes, str]
 
 
 def normalised(raw: bytes) -> bytes:
-    """The answer without what differs by design: the reason phrase (h11 sends none), the
+    """The answer without what differs by design: the reason phrase (not compared), the
     date, the request id (salted per process) and the header names' case."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
