@@ -379,8 +379,9 @@ class FreeListTransport(httpx.AsyncHTTPTransport):
 def make_transport(verify: ssl.SSLContext | bool = True) -> httpx.AsyncBaseTransport:
     """The transport :class:`~callproof.client.Client` sends real requests through: the same
     free-list design without httpcore underneath (:class:`callproof.h1.H1Transport`, fewer
-    layers per request and per body chunk). :class:`FreeListTransport` stays for callers that
-    want httpcore's connections (bench/probe.py's ``--designs``)."""
+    layers per request and per body chunk). :class:`FreeListTransport`, the same list over
+    httpcore's connections, is the design it replaced; nothing in callproof sends through it
+    any more."""
     from callproof.h1 import H1Transport  # h1 imports nothing of this module
 
     return H1Transport(verify=verify)
