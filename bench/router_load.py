@@ -6,7 +6,8 @@ Run:  python bench/router_load.py                 (1,000 and 5,000 concurrent)
 
 The emulator runs in its own process (``preset="seed"`` with the fault plan of
 bench/resilience.py: Kimi K2.5 on Bedrock hangs, headers then no events, on ``--hang`` of the
-tool-result turns; OpenRouter's Kimi is healthy), under uvicorn with ``max_streams`` above the
+tool-result turns; OpenRouter's Kimi is healthy), on the shipped server (``--server fast``: the
+fast front; ``--server uvicorn`` is the earlier rounds' setup) with ``max_streams`` above the
 load, so no stream is refused. Each measurement is a fresh client process running ``--calls``
 (default 2x the concurrency) calls of ``Router("kimi", [bedrock-kimi, openrouter-kimi])`` with
 the default route policy, ``concurrency`` at a time, on one event loop. The settings at each
@@ -401,15 +402,26 @@ async def _client(
 # -- the emulator process ---------------------------------------------------------------------
 
 
-def _serve(plan: str, port: int) -> None:
-    import uvicorn
-
+def _serve(plan: str, port: int, server: str) -> None:
+    """The emulator process: ``fast``, the shipped server (:class:`EmulatorServer`: its fast
+    front serves the model routes on a bare asyncio Protocol from response plans), or
+    ``uvicorn``, the same app on uvicorn (the setup of the earlier rounds, about ten times the
+    server CPU per stream, which the client's clocks then wait for on 2 shared cores)."""
     from callproof.emulator import create_app
     from callproof.emulator.state import Limits
     from callproof.transport import raise_fd_limit
 
     raise_fd_limit(60000)
     app = create_app(preset="seed", faults=plan, limits=Limits(max_streams=100_000))
+    if server == "fast":
+        from callproof.emulator.server import EmulatorServer
+        from callproof.http_server import ServerLimits
+
+        limits = ServerLimits(max_connections=50_000, header_timeout_s=600.0)
+        EmulatorServer(app=app, port=port, limits=limits, log_level="error").start().wait()
+        return
+    import uvicorn
+
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -450,7 +462,7 @@ probability = 0.2
 
 
 class Emulator:
-    def __init__(self, key: str, plan_text: str, workdir: Path) -> None:
+    def __init__(self, key: str, plan_text: str, workdir: Path, server: str) -> None:
         plan = workdir / f"plan-{key}.toml"
         plan.write_text(plan_text, encoding="utf-8")
         with socket.socket() as s:
@@ -458,7 +470,7 @@ class Emulator:
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(plan), str(port)],
+            [sys.executable, __file__, "--serve", str(plan), str(port), server],
             stdout=subprocess.DEVNULL,
             stderr=(workdir / f"emulator-{key}.log").open("w"),
             cwd=ROOT,
@@ -573,10 +585,17 @@ def main() -> int:
         "and idle watchdogs and backoff fire; judged on clock lateness and fds only)",
     )
     parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
-    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--server",
+        choices=("fast", "uvicorn"),
+        default="fast",
+        help="the emulator's server: fast (as shipped: the fast front; default) or uvicorn "
+        "(the same app on uvicorn, the earlier rounds' setup)",
+    )
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        _serve(args.serve[0], int(args.serve[1]))
+        _serve(args.serve[0], int(args.serve[1]), args.serve[2])
         return 0
     if args.client:
         _renice(os.environ.get("ROUTER_LOAD_CLIENT_NICE"))
@@ -596,7 +615,9 @@ def main() -> int:
     designs = args.designs.split(",")
     rows: list[tuple[int, str, str, dict[str, Any] | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        emulators = {key: Emulator(key, text, Path(tmp)) for key, text in plans.items()}
+        emulators = {
+            key: Emulator(key, text, Path(tmp), args.server) for key, text in plans.items()
+        }
         try:
             for concurrency in levels:
                 calls = args.calls or 2 * concurrency

@@ -8,10 +8,8 @@ runs it with hypercorn). Unknown routes answer as the service the path belongs t
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,8 @@ from callproof.emulator.bedrock_auth import BedrockAuth
 from callproof.emulator.bedrock_validation import BedrockError
 from callproof.emulator.fastfront import FastRoutes
 from callproof.emulator.faults import AttemptKeyMiddleware, FaultPlan
+from callproof.emulator.openai_routes import _handle as openai_handle
+from callproof.emulator.openai_routes import openai_routes
 from callproof.emulator.plans import BedrockPlanner
 from callproof.emulator.schedule import FaultSchedule
 from callproof.emulator.state import EmulatorState, Limits
@@ -34,30 +34,6 @@ from callproof.emulator.state import EmulatorState, Limits
 __all__ = ["HotRoutes", "create_app"]
 
 log = logging.getLogger(__name__)
-
-
-def _openai_routes(state: EmulatorState) -> list[BaseRoute]:
-    """The OpenAI-compatible routes, when that module is present."""
-    try:
-        module = importlib.import_module("callproof.emulator.openai_routes")
-    except ModuleNotFoundError as exc:
-        if exc.name == "callproof.emulator.openai_routes":
-            return []
-        raise
-    build: Callable[[EmulatorState], list[BaseRoute]] = module.openai_routes
-    return list(build(state))
-
-
-def _openai_handler() -> Callable[..., Any] | None:
-    """``openai_routes._handle`` (state, request, *, responses), when that module is present."""
-    try:
-        module = importlib.import_module("callproof.emulator.openai_routes")
-    except ModuleNotFoundError as exc:
-        if exc.name == "callproof.emulator.openai_routes":
-            return None
-        raise
-    handle: Callable[..., Any] = module._handle
-    return handle
 
 
 def _openai_error(status: int, message: str, code: str | None = None) -> Response:
@@ -109,7 +85,7 @@ class HotRoutes:
     def __init__(self, app: Any, state: EmulatorState) -> None:
         self.app = app
         self.state = state
-        self._openai = _openai_handler()
+        self._openai = openai_handle
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -117,7 +93,7 @@ class HotRoutes:
             response: Any = None
             if path.startswith("/model/"):
                 response = await bedrock_handle(Request(scope, receive))
-            elif self._openai is not None and path in ("/v1/chat/completions", "/v1/responses"):
+            elif path in ("/v1/chat/completions", "/v1/responses"):
                 request = Request(scope, receive)
                 response = await self._openai(
                     self.state, request, responses=path == "/v1/responses"
@@ -149,7 +125,7 @@ def create_app(
     """
     options: dict[str, Any] = {"preset": preset, "faults": faults, "seed": seed, "limits": limits}
     state = EmulatorState(**options) if schedule is None else schedule.new_state(**options)
-    routes: list[BaseRoute] = [*bedrock_routes(), *_openai_routes(state)]
+    routes: list[BaseRoute] = [*bedrock_routes(), *openai_routes(state)]
     handlers: dict[Any, Any] = {404: _not_found, 405: _not_found, Exception: _server_error}
     middleware = [] if schedule is None else [schedule.middleware()]
     middleware.append(Middleware(AttemptKeyMiddleware))  # keyed fault draws (probe attempts)
@@ -160,6 +136,6 @@ def create_app(
     app.state.bedrock_planner = BedrockPlanner(state, auth)
     #: the fast HTTP/1.1 front's routes (EmulatorServer serves them); none with a schedule,
     #: whose request log lives in ASGI middleware
-    fast = FastRoutes(app.state.bedrock_planner, openai=_openai_handler())
+    fast = FastRoutes(app.state.bedrock_planner, openai=openai_handle)
     app.state.fast_routes = None if schedule is not None else fast
     return app

@@ -36,6 +36,8 @@ from urllib.parse import unquote
 from starlette.middleware import Middleware
 
 from callproof.conversation import Conversation
+from callproof.dialects import API_NAMES as _DIALECT_API_NAMES
+from callproof.dialects import api_family
 from callproof.emulator.faults import Fault, FaultPlan, InvalidFault, turn_type
 from callproof.emulator.state import EmulatorState, Limits
 from callproof.errors import ConfigError
@@ -51,17 +53,13 @@ __all__ = [
     "api_for_path",
 ]
 
-#: The project's API names, as the emulator labels requests by their route.
-API_NAMES: tuple[str, ...] = (
-    "bedrock-converse-stream",
-    "bedrock-converse",
-    "openai-completions",
-    "openai-responses",
-)
+#: The project's API names, as the emulator labels requests by their route (the dialects'
+#: own names: :data:`callproof.dialects.API_NAMES`).
+API_NAMES: tuple[str, ...] = _DIALECT_API_NAMES
 #: Families accepted by the ``api`` filter: each matches its APIs.
 API_FAMILIES: dict[str, tuple[str, ...]] = {
-    "bedrock": ("bedrock-converse-stream", "bedrock-converse"),
-    "openai": ("openai-completions", "openai-responses"),
+    family: tuple(name for name in API_NAMES if api_family(name) == family)
+    for family in dict.fromkeys(api_family(name) for name in API_NAMES)
 }
 #: Turn values: a first user turn, or the turn after a tool result.
 TURNS: tuple[str, ...] = ("first", "tool_result")

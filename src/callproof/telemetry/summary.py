@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from callproof.dialects import api_family
 from callproof.events import Response
 from callproof.record import RouteAttemptRecord
 from callproof.targets import Target
@@ -30,7 +31,7 @@ def provider_name(target: Target | None) -> str:
     else ``openai``."""
     if target is None:
         return "unknown"
-    if target.api.startswith("bedrock"):
+    if api_family(target.api) == "bedrock":
         return "aws.bedrock"
     return target.provider or "openai"
 
