@@ -310,12 +310,21 @@ class _Hooks:
         admit: Callable[[tuple[str, int], Any], bool],
         connections: dict[tuple[str, int], Any],
         run_hypercorn: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+        app: Any = None,
     ) -> None:
         self.max_header_bytes = limits.max_header_bytes
         self.header_timeout_s = limits.header_timeout_s
+        self.h2_max_concurrent_streams = limits.h2_max_concurrent_streams
+        #: the ASGI app (a front that serves HTTP/2 itself runs it for the streams it does not)
+        self.app = app
         self.admit = admit
         self._connections = connections
         self._run = run_hypercorn
+
+    def adopt(self, key: tuple[str, int], connection: Any) -> None:
+        """``connection`` now holds the admitted connection under ``key`` (the front's own
+        protocol that takes it over, as hypercorn's ``Connection`` does on a hand-over)."""
+        self._connections[key] = connection
 
     def forget(self, key: tuple[str, int], connection: Any) -> None:
         if self._connections.get(key) is connection:
@@ -501,7 +510,7 @@ class HTTPServer:
 
         front = self.front if context is None else None
         if front is not None:
-            hooks = _Hooks(self.limits, admit, self.connections, run_hypercorn)
+            hooks = _Hooks(self.limits, admit, self.connections, run_hypercorn, self.app)
             server = await loop.create_server(front.factory(hooks), sock=sock, backlog=2048)
         else:
             server = await asyncio.start_server(

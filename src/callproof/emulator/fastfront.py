@@ -63,7 +63,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -84,6 +84,9 @@ from callproof.emulator.streaming import (
     Trickle,
     instant_body,
 )
+
+if TYPE_CHECKING:
+    from callproof.emulator.h2front import H2Front
 
 __all__ = ["FastFront", "FastProtocol", "FastRoutes", "FrontHooks", "answer_of"]
 
@@ -301,12 +304,19 @@ class _Date:
 class FastFront:
     """The front of one server: its routes, its hooks and the streams parked in a hang."""
 
-    def __init__(self, routes: FastRoutes) -> None:
+    def __init__(self, routes: FastRoutes, *, h2c: bool = True) -> None:
         self.routes = routes
         self.date = _Date()
         self.hung: set[_Player] = set()
         self.protocols: set[FastProtocol] = set()
         self.hooks: FrontHooks | None = None
+        #: the h2c fast path (:mod:`~callproof.emulator.h2front`), which takes the connections
+        #: that open with the HTTP/2 preface; None (``h2c=False``): they go to hypercorn
+        self.h2: H2Front | None = None
+        if h2c:
+            from callproof.emulator.h2front import H2Front
+
+            self.h2 = H2Front(self)
 
     def factory(self, hooks: FrontHooks) -> Callable[[], FastProtocol]:
         self.hooks = hooks
@@ -316,15 +326,20 @@ class FastFront:
         """The server stops: every parked stream ends now (on the loop's thread)."""
         for player in list(self.hung):
             player.end_hang()
+        if self.h2 is not None:
+            self.h2.end_hangs()
 
     @property
     def busy(self) -> int:
         """Connections with an answer in flight."""
-        return sum(1 for p in self.protocols if p.player is not None or p.task is not None)
+        busy = sum(1 for p in self.protocols if p.player is not None or p.task is not None)
+        return busy + (self.h2.busy if self.h2 is not None else 0)
 
     def abort_all(self) -> None:
         for protocol in list(self.protocols):
             protocol.close()
+        if self.h2 is not None:
+            self.h2.abort_all()
 
 
 class FastProtocol(asyncio.Protocol):
@@ -447,6 +462,9 @@ class FastProtocol(asyncio.Protocol):
         self.closed = True
         self.key = None  # the hypercorn side registers the connection under the same key
         if transport is not None:
+            if self.front.h2 is not None and data.startswith(b"PRI * HTTP/2.0\r\n"):
+                self.front.h2.take(transport, data, self.hooks)  # the h2c preface
+                return
             self.hooks.hand_over(transport, data)
 
     def _one(self) -> bool:
