@@ -50,7 +50,10 @@ Designs (``--designs``): ``new`` (as shipped), ``nogate`` (the free list without
 gate), ``old`` (httpcore's pool, no gate), ``cycles`` (as shipped, but a finished attempt's
 reference cycles are not broken: :meth:`callproof.resilience.hedge.AttemptRun._finished` off),
 ``gcfreeze`` (as shipped, and the client process calls :func:`callproof.looplag.tune_gc`: its
-start-up objects out of the collector's reach, full collections a tenth as often),
+start-up objects out of the collector's reach, full collections a tenth as often: what
+``callproof run`` and ``callproof serve`` do around their loop, :func:`~callproof.looplag.tuned_gc`,
+and what a library user's application at this concurrency should do; ``new`` is a library
+user who did not),
 ``burst`` (as shipped, but the admission gate lets up to 128 calls in per tick, its earlier
 setting, instead of 16).
 

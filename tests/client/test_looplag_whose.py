@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import weakref
 
 import pytest
 
@@ -15,6 +16,7 @@ from callproof.looplag import (
     LoopLagMonitor,
     runqueue_wait_s,
     tune_gc,
+    tuned_gc,
     whose_lag,
 )
 
@@ -107,3 +109,26 @@ def test_tune_gc_freezes_start_up_objects_and_thins_out_full_collections() -> No
         gc.set_threshold(*before)
     with pytest.raises(ValueError, match="at least 1"):
         tune_gc(factor=0)
+
+
+def test_tuned_gc_gives_the_collector_back_as_it_was() -> None:
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+
+    class Cycle:
+        other: object = None
+
+    with tuned_gc(factor=5):
+        assert gc.get_threshold() == (before[0], before[1], before[2] * 5)
+        assert gc.get_freeze_count() > frozen
+        a, b = Cycle(), Cycle()
+        a.other, b.other = b, a
+        ref = weakref.ref(a)
+        del a, b  # garbage created inside the block is collected as usual
+        gc.collect()
+        assert ref() is None
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen
+    with pytest.raises(RuntimeError), tuned_gc():
+        raise RuntimeError("the block fails")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen

@@ -66,6 +66,7 @@ def serve(
     # lazy (see callproof.cli): the gateway brings starlette, the client and the router
     from callproof.gateway.config import check_bind, load_serve_config
     from callproof.gateway.server import GatewayServer
+    from callproof.looplag import tuned_gc
 
     loaded = load_serve_config(config_path)
     if workers > 1:
@@ -99,7 +100,8 @@ def serve(
         click.echo("callproof serve: " + "; ".join(details), err=True)
 
     try:
-        server.run(on_ready=ready)
+        with tuned_gc():  # thousands of concurrent calls: shorter, rarer collector pauses
+            server.run(on_ready=ready)
     except OSError as exc:
         raise ConfigError(f"cannot listen: {exc.strerror or exc}", where=f"{host}:{port}") from None
     click.echo("callproof serve: stopped", err=True)

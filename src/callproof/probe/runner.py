@@ -37,7 +37,7 @@ from callproof.conversation import Conversation
 from callproof.emulator.faults import ATTEMPT_KEY_HEADER, FaultPlan
 from callproof.errors import AllAttemptsFailed, CallError, ConfigError
 from callproof.events import Response
-from callproof.looplag import LoopLagMonitor
+from callproof.looplag import LoopLagMonitor, tuned_gc
 from callproof.probe.config import EMULATOR_URL, Config
 from callproof.probe.rundir import (
     RESULTS,
@@ -643,5 +643,7 @@ async def _run_probe_locked(config: Config, options: RunOptions) -> RunResult:
 
 
 def run_sync(config: Config, options: RunOptions) -> RunResult:
-    """:func:`run_probe` on a fresh event loop (the CLI's entry)."""
-    return asyncio.run(run_probe(config, options))
+    """:func:`run_probe` on a fresh event loop (the CLI's entry), with the collector tuned for
+    many concurrent attempts (:func:`~callproof.looplag.tuned_gc`) while it runs."""
+    with tuned_gc():
+        return asyncio.run(run_probe(config, options))
