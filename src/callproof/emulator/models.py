@@ -29,7 +29,6 @@ import contextlib
 import json
 import random
 import re
-import string
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple, TypeAlias
 
@@ -42,6 +41,7 @@ from callproof.conversation import (
     ToolSpec,
     UserMessage,
 )
+from callproof.emulator.ids import ALPHANUMERIC, token
 from callproof.events import Usage
 
 __all__ = [
@@ -308,10 +308,9 @@ def _arguments(tool: ToolSpec, question: str, entity: str | None) -> dict[str, A
 def _tool_id(profile: ModelProfile, name: str, index: int, rng: random.Random) -> str:
     if profile.kimi_tool_ids:
         return f"functions.{name}:{index}"
-    alphabet = string.ascii_letters + string.digits
     if profile.flavour == "bedrock":
-        return "tooluse_" + "".join(rng.choice(alphabet + "_-") for _ in range(22))
-    return "call_" + "".join(rng.choice(alphabet) for _ in range(24))
+        return "tooluse_" + token(rng, 22, ALPHANUMERIC + "_-")
+    return "call_" + token(rng, 24)
 
 
 def _describe(call: ToolCall, result: ToolResult) -> str:

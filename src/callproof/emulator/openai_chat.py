@@ -25,10 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import string
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from callproof.emulator.ids import token
 from callproof.emulator.models import ModelProfile, Turn, split_arguments, split_tokens
 from callproof.wire.sse import encode_comment, encode_event
 
@@ -100,8 +100,7 @@ def fingerprint(model: str, prefix: str, size: int) -> str:
 
 
 def _random_id(rng: random.Random, size: int) -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(rng.choice(alphabet) for _ in range(size))
+    return token(rng, size)
 
 
 def _dumps(value: Any) -> str:
@@ -136,6 +135,10 @@ class ChatEncoder:
             self.fingerprint = fingerprint(model, "fp_", 10)
 
     # -- chunks --------------------------------------------------------------------------
+
+    def _pad(self) -> str:
+        """A chunk's ``obfuscation``: 0-12 random characters."""
+        return _random_id(self.rng, self.rng.randint(0, 12))
 
     def _choice(
         self, delta: dict[str, Any], finish: str | None = None, native: str | None = None
@@ -185,7 +188,7 @@ class ChatEncoder:
         }
         if self.include_usage:
             out["usage"] = usage
-        out["obfuscation"] = _random_id(self.rng, self.rng.randint(0, 12))
+        out["obfuscation"] = self._pad()
         return out
 
     def _event(self, obj: dict[str, Any], *, tokens: int = 0, final: bool = False) -> Piece:

@@ -27,6 +27,7 @@ alone does not fix their answer).
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -45,8 +46,9 @@ from callproof.emulator.faults import (
     apply_to_turn,
     replay_rejection,
 )
+from callproof.emulator.ids import token_bytes
 from callproof.emulator.models import ModelProfile, Turn, script_turn
-from callproof.emulator.openai_chat import ChatEncoder, Piece, _random_id, finish_reason_for
+from callproof.emulator.openai_chat import ChatEncoder, Piece, finish_reason_for
 from callproof.emulator.openai_decode import ChatRequest, OpenAIRequestError, decode_chat
 from callproof.emulator.openai_responses import (
     ResponsesEncoder,
@@ -82,7 +84,8 @@ _ITEM = "\ue001{}\ue001"  # the k-th output item id (Responses)
 _SPLIT = re.compile(f"(\ue000I\ue000|\ue002|\ue001[0-9]+\ue001|{_CREATED})".encode())
 _SLOT_ID, _SLOT_OBFUSCATION, _SLOT_CREATED, _SLOT_ITEMS = 0, 1, 2, 3
 _RESPONSES_OBFUSCATION = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_SLOTS = {_ID.encode(): _SLOT_ID, _OBFUSCATION.encode(): _SLOT_OBFUSCATION}
+_ID_MARK, _CREATED_MARK = _ID.encode(), str(_CREATED).encode()
+_SLOTS = {_ID_MARK: _SLOT_ID, _OBFUSCATION.encode(): _SLOT_OBFUSCATION}
 _SLOTS[str(_CREATED).encode()] = _SLOT_CREATED
 #: A template: literal bytes and slot numbers, in order.
 Template = tuple[bytes | int, ...]
@@ -101,13 +104,9 @@ def _template(data: bytes) -> Template:
 
 
 class _NoDraws:
-    """The RNG of a template encoder: every obfuscation comes out as one marker character."""
-
-    def randint(self, a: int, b: int) -> int:
-        return 1
-
-    def choice(self, seq: str) -> str:
-        return _OBFUSCATION
+    """The RNG of a template encoder: it has no draws, so an encoder path that still drew
+    would fail loudly here instead of baking random characters into a template (every
+    obfuscation goes through the encoders' ``_pad``, which the template encoders override)."""
 
 
 class _TemplateChat(ChatEncoder):
@@ -122,6 +121,9 @@ class _TemplateChat(ChatEncoder):
         self.created, self.include_usage = _CREATED, include_usage
         self.rng = _NoDraws()  # type: ignore[assignment]  # one marker per obfuscation
         self.id, self.fingerprint = _ID, real.fingerprint
+
+    def _pad(self) -> str:
+        return _OBFUSCATION  # the slot marker
 
 
 class _TemplateResponses(ResponsesEncoder):
@@ -139,6 +141,9 @@ class _TemplateResponses(ResponsesEncoder):
     def _item_id(self, prefix: str) -> str:
         self.items += 1
         return _ITEM.format(self.items - 1)
+
+    def _pad(self) -> str:
+        return _OBFUSCATION  # the slot marker
 
 
 @dataclass(slots=True)
@@ -278,7 +283,7 @@ class OpenAIPlanner:
         values = [encoder.id.encode(), b"", str(created).encode()]
 
         def draw() -> bytes:
-            return _random_id(rng, rng.randint(0, 12)).encode()
+            return token_bytes(rng, rng.randint(0, 12))
 
         steps: list[Step]
         if request.stream:
@@ -313,7 +318,7 @@ class OpenAIPlanner:
 
         def draw() -> bytes:
             size = rng.randint(2, 15)
-            return "".join(rng.choice(_RESPONSES_OBFUSCATION) for _ in range(size)).encode()
+            return token_bytes(rng, size, _RESPONSES_OBFUSCATION)
 
         steps: list[Step]
         if answer_headers is not None:
@@ -436,15 +441,50 @@ class OpenAIPlanner:
         return template
 
 
-def _fill(template: Template, values: list[bytes], draw: Callable[[], bytes]) -> bytes:
-    """The template's bytes with this request's id, ``created``, item ids and obfuscations
-    (drawn here, in order, as the encoders draw them)."""
-    out: list[bytes] = []
+@functools.lru_cache(maxsize=4096)
+def _compiled(template: Template) -> tuple[tuple[bytes, ...], int, tuple[bytes, ...]]:
+    """A template as its literal stretches between obfuscation slots (the id, ``created`` and
+    item ids left in them as their markers), the number of obfuscations, and the item
+    markers present: filling it is then one join and a few ``bytes.replace`` calls, in C,
+    instead of a Python step per part. Templates live in the bounded plans; the cache is
+    bounded too."""
+    segments: list[bytes] = []
+    current: list[bytes] = []
+    items: list[bytes] = []
     for part in template:
         if isinstance(part, bytes):
-            out.append(part)
+            current.append(part)
         elif part == _SLOT_OBFUSCATION:
-            out.append(draw())
+            segments.append(b"".join(current))
+            current = []
+        elif part == _SLOT_ID:
+            current.append(_ID_MARK)
+        elif part == _SLOT_CREATED:
+            current.append(_CREATED_MARK)
         else:
-            out.append(values[part])
-    return b"".join(out)
+            marker = _ITEM.format(part - _SLOT_ITEMS).encode()
+            current.append(marker)
+            items.append(marker)
+    segments.append(b"".join(current))
+    return tuple(segments), len(segments) - 1, tuple(dict.fromkeys(items))
+
+
+def _fill(template: Template, values: list[bytes], draw: Callable[[], bytes]) -> bytes:
+    """The template's bytes with this request's id, ``created``, item ids and obfuscations
+    (drawn here, in order, as the encoders draw them).
+
+    The markers cannot be made by what is put in: obfuscations are at most 15 letters and
+    digits between JSON quotes, ``created`` and the ids hold no private-use character, and
+    ``created`` goes in first (the 19-digit marker cannot appear inside an id after it)."""
+    segments, pads, items = _compiled(template)
+    if pads:
+        out: list[bytes] = [b""] * (2 * pads + 1)
+        out[0::2] = segments
+        out[1::2] = [draw() for _ in range(pads)]
+        data = b"".join(out)
+    else:
+        data = segments[0]
+    data = data.replace(_CREATED_MARK, values[_SLOT_CREATED]).replace(_ID_MARK, values[_SLOT_ID])
+    for marker in items:
+        data = data.replace(marker, values[_SLOT_ITEMS + int(marker[3:-3])])
+    return data

@@ -27,6 +27,7 @@ import json
 import random
 from typing import Any
 
+from callproof.emulator.ids import token
 from callproof.emulator.models import ModelProfile, Turn, split_arguments, split_tokens
 from callproof.emulator.openai_chat import Piece, stream_error_for
 from callproof.emulator.openai_responses_decode import ResponsesRequest, decode_responses
@@ -55,11 +56,11 @@ def status_for(stop_reason: str) -> tuple[str, str | None]:
 
 
 def _hex(rng: random.Random, size: int) -> str:
-    return "".join(rng.choice("0123456789abcdef") for _ in range(size))
+    return token(rng, size, "0123456789abcdef")
 
 
 def _tmp(rng: random.Random) -> str:
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(11))
+    return token(rng, 11, "abcdefghijklmnopqrstuvwxyz0123456789")
 
 
 class ResponsesEncoder:
@@ -84,9 +85,13 @@ class ResponsesEncoder:
         self.output_items: list[dict[str, Any]] = []
         if self.openrouter:
             letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-            self.id = f"gen-{created}-" + "".join(rng.choice(letters) for _ in range(20))
+            self.id = f"gen-{created}-" + token(rng, 20, letters)
         else:
             self.id = f"resp_{_hex(rng, 48)}"
+
+    def _pad(self) -> str:
+        """A delta event's ``obfuscation``: 2-15 random characters."""
+        return token(self.rng, self.rng.randint(2, 15), _OBFUSCATION)
 
     def _item_id(self, prefix: str) -> str:
         if self.openrouter:
@@ -207,9 +212,7 @@ class ResponsesEncoder:
         if kind.endswith(".delta") and not self.openrouter:
             # OpenAI pads every delta event with random characters by default (stream_options
             # include_obfuscation, platform.openai.com/docs/api-reference/responses-streaming)
-            obj["obfuscation"] = "".join(
-                self.rng.choice(_OBFUSCATION) for _ in range(self.rng.randint(2, 15))
-            )
+            obj["obfuscation"] = self._pad()
         self.seq += 1
         data = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
         event = None if self.openrouter else kind
