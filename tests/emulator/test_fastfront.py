@@ -306,6 +306,43 @@ def test_idle_keep_alive_connections_are_closed_after_the_header_timeout() -> No
     assert 0.4 < took < 20  # closed by the idle timeout, not at once and not never
 
 
+def _complete(raw: bytes) -> bool:
+    """Whether ``raw`` holds a whole Content-Length answer (and nothing after it)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            assert len(body) <= int(value), "bytes past the answer"
+            return len(body) == int(value)
+    raise AssertionError("no content-length")
+
+
+def test_each_request_restarts_the_idle_clock() -> None:
+    """The idle timer is lazy (one per connection, moved by each request): a connection whose
+    requests come less than the timeout apart stays open past the first deadline."""
+    limits = ServerLimits(header_timeout_s=2.0)
+    body = json.dumps({"messages": FIRST_TURN}).encode()
+    keep = request(CONVERSE, body).replace(b"Connection: close", b"Connection: keep-alive")
+    with (
+        EmulatorServer(preset="fast", limits=limits) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock,
+    ):
+        started = time.monotonic()
+        for turn in range(4):  # 0.8 s apart: the last after 2.4 s, past the first 2 s deadline
+            sock.sendall(keep)
+            answer = b""
+            while not _complete(answer):
+                chunk = sock.recv(65536)
+                assert chunk, f"closed before answer {turn + 1}, within the idle timeout"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            if turn < 3:
+                time.sleep(0.8)
+        assert time.monotonic() - started > 2.0
+
+
 # -- OpenAI chat plans: the same bytes and draws, cold and warm ----------------------------------
 
 CHAT_PLAN = {

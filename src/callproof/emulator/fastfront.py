@@ -355,6 +355,9 @@ class FastProtocol(asyncio.Protocol):
         self.closed = False
         self.keep_alive = True
         self._timer: asyncio.TimerHandle | None = None
+        #: the header/idle clock: when it started, and whether a request stops it now
+        self._idle_since = 0.0
+        self._busy = False
         self._paused = False
         self._body_timer: asyncio.TimerHandle | None = None
         #: the task making an answer (the OpenAI routes), while it runs
@@ -412,7 +415,7 @@ class FastProtocol(asyncio.Protocol):
         if self.closed and self.key is None:
             return
         self.closed = True
-        self._disarm()
+        self._cancel_timer()
         self._body_done()
         if self.player is not None:
             self.player.stop()
@@ -423,20 +426,40 @@ class FastProtocol(asyncio.Protocol):
             self.key = None
 
     def _arm(self) -> None:
-        self._disarm()
-        if self.transport is not None:
+        """Start the header/idle clock: no complete request for ``header_timeout_s`` closes
+        the connection. The timer is lazy: one stays armed per connection, and a request
+        only moves the clock's start (a float), so keep-alive requests cost no timer-heap
+        push and cancel each; the timer checks the clock when it fires and sets itself for
+        the rest of the wait."""
+        self._idle_since, self._busy = time.monotonic(), False
+        if self._timer is None and self.transport is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self.hooks.header_timeout_s, self._expire)
 
     def _disarm(self) -> None:
+        """A request is in hand: the clock stops (the armed timer finds the connection busy)."""
+        self._busy = True
+
+    def _cancel_timer(self) -> None:
+        self._busy = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _expire(self) -> None:
         self._timer = None
-        if self.player is None and self.task is None and self.transport is not None:
-            self.transport.close()  # no complete request within the header timeout
+        if self.closed or self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        timeout = self.hooks.header_timeout_s
+        if self._busy or self.player is not None or self.task is not None:
+            self._timer = loop.call_later(timeout, self._expire)  # look again later
+            return
+        left = self._idle_since + timeout - time.monotonic()
+        if left > 0:
+            self._timer = loop.call_later(left, self._expire)
+            return
+        self.transport.close()  # no complete request within the header timeout
 
     def _pump(self) -> None:
         """Answer the complete requests buffered, in order, while each finishes at once."""
@@ -456,7 +479,7 @@ class FastProtocol(asyncio.Protocol):
     def _hand_over(self) -> None:
         transport, data = self.transport, self.buffer
         self.buffer = b""
-        self._disarm()
+        self._cancel_timer()
         self._body_done()
         self.front.protocols.discard(self)
         self.closed = True
