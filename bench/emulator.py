@@ -36,12 +36,19 @@ together, so instant streams still arrive in bursts that share a wake-up; a held
 timers spread over the time the burst took to serve, so the equal-rate ratio still leans
 against held streams.
 
+HTTP/2. ``callproof h2`` is h2load's default h2c mode against ``callproof emulate`` (the h2c
+front, :mod:`callproof.emulator.h2front`); ``h2-hypercorn h2`` the same app with that front
+switched off (``FastFront(h2c=False)``: h2c goes to hypercorn's h2 stack and Starlette, the
+path before it), measured at each level right after; ``--no-h2-baseline`` leaves it out. Its
+ratio rows set ``callproof h2`` against it, against HTTP/1.1 on the same server (``callproof
+h1load``) and against aimock's HTTP/1.1 (``aimock h1load``; aimock has no HTTP/2).
+
 Ratios are callproof / aimock and callproof / uvicorn-h1, measured in the same run, levels
 alternating between servers so load from elsewhere on the machine hits all alike.
 
     .venv/bin/python bench/emulator.py [--duration 3] [--levels 1,64,512] [--no-aimock]
-        [--no-baseline] [--no-h2] [--no-h1load] [--no-chat] [--held-latency 0.05]
-        [--held-rps 500]
+        [--no-baseline] [--no-h2] [--no-h2-baseline] [--no-h1load] [--no-chat]
+        [--held-latency 0.05] [--held-rps 500]
 
 aimock comes from ``bench/aimock`` (``npm ci --prefix bench/aimock``); h2load from
 ``apt-get install nghttp2-client``; without them their rows are left out. Linux only.
@@ -316,6 +323,27 @@ def start_uvicorn_baseline() -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
+def start_h2_hypercorn() -> tuple[subprocess.Popen[bytes], int]:
+    """``callproof emulate``'s server with the h2c front off: h2c on hypercorn, as before."""
+    port = free_port()
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2]);"
+        "from callproof.emulator.app import create_app;"
+        "from callproof.emulator.fastfront import FastFront;"
+        "from callproof.http_server import HTTPServer;"
+        "app = create_app(preset='fast');"
+        "front = FastFront(app.state.fast_routes, h2c=False);"
+        "server = HTTPServer(app, port=int(sys.argv[1]), front=front).start(); server.wait()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(port), str(ROOT / "src")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(port, process)
+    return process, port
+
+
 def measure_h2load(
     name: str,
     pid: int,
@@ -449,6 +477,9 @@ def table(results: dict[str, list[LevelResult]], memory: dict[str, float]) -> st
             ("callproof", "uvicorn-h1"),
             ("callproof h2", "aimock"),
             ("callproof h2", "uvicorn-h1"),
+            ("callproof h2", "h2-hypercorn h2"),
+            ("callproof h2", "callproof h1load"),
+            ("callproof h2", "aimock h1load"),
             ("callproof h1load", "aimock h1load"),
             ("callproof chat h1load", "aimock chat h1load"),
             ("callproof h1load held", "callproof h1load"),
@@ -492,6 +523,11 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip uvicorn-h1")
     parser.add_argument("--no-h2", action="store_true", help="skip the HTTP/2 (h2load) rows")
     parser.add_argument(
+        "--no-h2-baseline",
+        action="store_true",
+        help="skip the h2-hypercorn h2 rows (h2c on hypercorn, the h2c front off)",
+    )
+    parser.add_argument(
         "--no-h1load", action="store_true", help="skip the h2load --h1 (HTTP/1.1) rows"
     )
     parser.add_argument(
@@ -515,11 +551,14 @@ def main() -> None:
     results: dict[str, list[LevelResult]] = {}
     memory: dict[str, float] = {}
     servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    h2_old: tuple[subprocess.Popen[bytes], int] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             servers["callproof"] = start_callproof()
             if not args.no_baseline:
                 servers["uvicorn-h1"] = start_uvicorn_baseline()
+            if not args.no_h2 and not args.no_h2_baseline:
+                h2_old = start_h2_hypercorn()
             text = emulator_text(servers["callproof"][1])
             started = None if args.no_aimock else start_aimock(text, Path(tmp))
             if started is not None:
@@ -554,6 +593,13 @@ def main() -> None:
                         )  # fmt: skip
                         if h2 is not None:
                             results.setdefault("callproof h2", []).append(h2)
+                        if h2_old is not None:
+                            old = measure_h2load(
+                                "h2-hypercorn", h2_old[0].pid, h2_old[1], events[name],
+                                concurrency, args.duration, body,
+                            )  # fmt: skip
+                            if old is not None:
+                                results.setdefault("h2-hypercorn h2", []).append(old)
                     if name in ("callproof", "aimock") and not args.no_h1load:
                         h1 = measure_h2load(
                             name, process.pid, port, events[name], concurrency, args.duration,
@@ -588,10 +634,15 @@ def main() -> None:
                             results.setdefault(key, []).append(paced)
             for name, (process, _) in servers.items():
                 memory[name] = peak_rss_mb(process.pid)
+            if h2_old is not None:
+                memory["h2-hypercorn"] = peak_rss_mb(h2_old[0].pid)
         finally:
             for process, _ in servers.values():
                 process.terminate()
                 process.wait(10)
+            if h2_old is not None:
+                h2_old[0].terminate()
+                h2_old[0].wait(10)
     print(f"Bedrock ConverseStream, {TARGET_EVENTS}-event tool-result streams, loopback, "
           f"{os.cpu_count()} CPUs (shared), {args.duration:.0f}s per level")  # fmt: skip
     print(table(results, memory))

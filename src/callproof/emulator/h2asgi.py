@@ -41,7 +41,7 @@ from hpack import NeverIndexedHeaderTuple
 from callproof.http_server import CONNECTION_EXTENSION
 
 if TYPE_CHECKING:
-    from callproof.emulator.h2front import H2Stream
+    from callproof.emulator.h2stream import H2Stream
 
 __all__ = ["HIGH_WATER", "ASGICall", "response_block"]
 
