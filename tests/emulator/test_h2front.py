@@ -569,3 +569,112 @@ def test_a_client_goaway_lets_open_streams_finish(fast_server: EmulatorServer) -
     data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
     assert any(isinstance(e, h2.events.StreamEnded) for e in events)
     assert len(list(EventStreamDecoder().feed(data))) > 3
+
+
+def test_idle_h2c_connections_give_way_to_new_clients(
+    small: EmulatorServer, logs: pytest.LogCaptureFixture
+) -> None:
+    """The connection cap counts h2c connections (8 here): idle ones are the ones closed."""
+    idle = []
+    try:
+        for _ in range(12):
+            sock = socket.create_connection(("127.0.0.1", small.port), timeout=10)
+            sock.sendall(client().data_to_send())
+            sock.recv(65536)  # the server's SETTINGS: the connection is the h2c front's
+            idle.append(sock)
+        logs.set_level(logging.ERROR)  # the cap's one warning is expected
+        assert healthy(small)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_random_bytes_after_the_preface_never_hurt_the_server(
+    small: EmulatorServer, logs: pytest.LogCaptureFixture
+) -> None:
+    import random
+
+    rng = random.Random(14)
+    for _ in range(30):
+        garbage = rng.randbytes(rng.randrange(1, 400))
+        if rng.random() < 0.5:  # a plausible frame header first, then noise
+            garbage = bytes([0, 0, rng.randrange(0, 40), rng.randrange(0, 10), 0, 0, 0, 0, 1])
+            garbage += rng.randbytes(rng.randrange(0, 60))
+        received = hostile(small, client().data_to_send() + garbage)
+        assert b":status" not in received
+    assert healthy(small)
+    front: Any = small._http.front
+    wait_for(lambda: not front.h2.protocols)  # every connection closed, none left hanging
+
+
+# -- the ASGI adapter -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def odd_app_server() -> Iterator[HTTPServer]:
+    """The emulator's hot routes, with an app that misbehaves on some paths (else the
+    emulator's app): it raises, returns without answering, or streams a large body."""
+    app = create_app(preset="fast")
+
+    async def odd(scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if path == "/raise":
+            raise RuntimeError("an app bug")
+        if path == "/silent":
+            return
+        if path == "/big":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            for _ in range(20):
+                await send({"type": "http.response.body", "body": b"x" * 50_000, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if path == "/echo":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            start = {"type": "http.response.start", "status": 201, "headers": [(b"X-Seen", b"1")]}
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app(scope, receive, send)
+
+    with HTTPServer(odd, front=FastFront(app.state.fast_routes)) as server:
+        yield server
+
+
+def test_the_adapter_answers_an_app_failure_as_hypercorn(
+    odd_app_server: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def go() -> list[httpx.Response]:
+        url = odd_app_server.url
+        async with httpx.AsyncClient(http1=False, http2=True, base_url=url, timeout=30) as c:
+            return [
+                await c.get("/raise"),
+                await c.get("/silent"),
+                await c.post(STREAM, content=BODY),
+            ]
+
+    raised, silent, hot = asyncio.run(go())
+    assert raised.status_code == silent.status_code == 500
+    assert raised.content == silent.content == b""
+    assert hot.status_code == 200  # the connection lives on
+    assert any(r.exc_info and "an app bug" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_the_adapter_streams_and_reads_bodies(odd_app_server: HTTPServer) -> None:
+    async def go() -> tuple[httpx.Response, httpx.Response]:
+        url = odd_app_server.url
+        async with httpx.AsyncClient(http1=False, http2=True, base_url=url, timeout=30) as c:
+            big = await c.get("/big")
+            sent = bytes(range(256)) * 1000  # past the stream's 64 KiB window: read as it comes
+            echo = await c.post("/echo", content=sent)
+            return big, echo
+
+    big, echo = asyncio.run(go())
+    assert big.content == b"x" * 1_000_000
+    assert echo.status_code == 201
+    assert echo.headers["x-seen"] == "1"
+    assert echo.content == bytes(range(256)) * 1000
