@@ -6,7 +6,10 @@ does this on ``http://`` URLs); under TLS, ALPN picks ``h2`` or ``http/1.1``. hy
 h11 and h2) does all the framing; this module only binds, accepts and stops. With a
 :class:`Front` (``front=``, the emulator's fast HTTP/1.1 front), cleartext connections start on
 the front's own asyncio protocol, and a connection it does not serve is handed to hypercorn with
-the bytes already read (``_Hooks.hand_over``), so hypercorn answers it as it would have.
+the bytes already read (``_Hooks.hand_over``), so hypercorn answers it as it would have. A front
+may serve h2c itself (the emulator's :mod:`~callproof.emulator.h2front`): ``_Hooks.adopt``
+registers its protocol in the connection cap, and ``_Hooks.app`` is the app for the streams it
+does not answer from plans.
 
 Public API:
 
