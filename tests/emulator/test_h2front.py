@@ -351,6 +351,33 @@ def test_stop_sends_goaway_and_ends_hangs() -> None:
     assert goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
 
 
+def test_stop_lets_a_stream_in_flight_finish() -> None:
+    """Streams in flight get the grace period (``busy`` counts h2c streams): a held stream
+    ends whole, then GOAWAY(NO_ERROR)."""
+    server = EmulatorServer(preset="fast").start()
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    events: list[Any] = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(conn.data_to_send())
+        fault = {"x-callproof-fault": "latency:0.3"}
+        conn.send_headers(1, request_headers(STREAM, len(BODY), **fault))
+        conn.send_data(1, BODY, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        wait_for(lambda: server.state.active_streams == 1)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        while data := sock.recv(65536):
+            events.extend(conn.receive_data(data))
+            sock.sendall(conn.data_to_send())
+        stopper.join(20)
+    kinds = [type(e).__name__ for e in events]
+    assert "StreamEnded" in kinds
+    assert kinds.index("StreamEnded") < kinds.index("ConnectionTerminated")
+    data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert len(list(EventStreamDecoder().feed(data))) > 3
+
+
 def test_the_switch_off_leaves_h2c_to_hypercorn() -> None:
     app = create_app(preset="fast")
     front = FastFront(app.state.fast_routes, h2c=False)
