@@ -234,6 +234,8 @@ class H2Protocol(asyncio.Protocol):
         self.streams: dict[int, H2Stream] = {}
         #: streams whose outbox waits for the flow control windows
         self.blocked: dict[int, H2Stream] = {}
+        #: hot streams of this read whose body had not ended with their headers
+        self._awaiting: list[H2Stream] = []
         self.closed = False
         #: no new streams (GOAWAY sent, or the client's graceful GOAWAY received)
         self.refusing = False
@@ -308,7 +310,18 @@ class H2Protocol(asyncio.Protocol):
             log.exception("h2c front bug (client %s)", self.client)
             self.close()
             return
+        if self._awaiting:
+            self._arm_bodies()
         self.flush()
+
+    def _arm_bodies(self) -> None:
+        """The body deadline of each hot stream whose body did not come with its headers (a
+        client usually sends both in one write: then no timer is made at all)."""
+        seconds = self.routes.body_timeout_s
+        for stream in self._awaiting:
+            if stream.hot and stream.remote_open and not stream.done:
+                stream.body_deadline(seconds)
+        self._awaiting.clear()
 
     def _ending(self) -> bool:
         return self.closed or self.transport is None or self.transport.is_closing()
@@ -482,7 +495,8 @@ class H2Protocol(asyncio.Protocol):
             if declared is None or declared <= routes.max_body_bytes:
                 stream.hot = True
                 if event.stream_ended is None:
-                    stream.body_deadline(routes.body_timeout_s)
+                    # its body's deadline, armed after this read if the body is not in it
+                    self._awaiting.append(stream)
                 return
         stream.to_app()
 
