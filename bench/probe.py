@@ -224,6 +224,7 @@ async def _worker_flat(attempts: int, marks: list[int]) -> dict[str, Any]:
     import httpx
 
     from callproof.emulator import create_app
+    from callproof.looplag import tuned_gc
     from callproof.probe.config import parse_config
     from callproof.probe.runner import RunOptions, run_probe
 
@@ -248,7 +249,8 @@ async def _worker_flat(attempts: int, marks: list[int]) -> dict[str, Any]:
             transport=httpx.ASGITransport(create_app(preset="fast", seed=1)),
         )
         t0 = time.perf_counter()
-        result = await run_probe(config, options)
+        with tuned_gc():  # as `callproof run` runs (probe.runner.run_sync)
+            result = await run_probe(config, options)
         elapsed = time.perf_counter() - t0
         size = (result.run_dir / "results.jsonl").stat().st_size
     return {
