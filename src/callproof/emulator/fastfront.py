@@ -13,10 +13,11 @@ the limit issue 14 measured (6-14 us per stream). So cleartext connections start
   body past the emulator's body limit - hands the connection, with every byte already read, to
   hypercorn (:meth:`~callproof.http_server.HTTPServer` runs its per-connection server on a
   StreamReader fed with those bytes). hypercorn then answers exactly as it does without this
-  front (431/400 for bad heads, 404s, OpenAI routes, h2c with prior knowledge), for the rest
-  of that connection. httptools was the brief's choice; a hand-off needs the exact byte offset
-  where the current request starts, which httptools' callbacks do not give, and the narrow
-  parse costs a few microseconds per request.
+  front (431/400 for bad heads, 404s, other routes), for the rest of that connection; a
+  connection that opens with the HTTP/2 preface goes to :mod:`~callproof.emulator.h2front`
+  instead (``h2c=False``: to hypercorn too). httptools was the brief's choice; a hand-off
+  needs the exact byte offset where the current request starts, which httptools' callbacks
+  do not give, and the narrow parse costs a few microseconds per request.
 * the answer (:class:`~callproof.emulator.plans.Answer`) is played on the transport: one write
   for head and body when nothing waits; ``loop.call_later`` for sleeps, delays and the trickle
   of ``slow_body`` (no task, no task group, no watcher); a hang parks the stream until the
@@ -37,9 +38,11 @@ it wrote in one write, and the planned answers give the events after a wait as o
 
 Measured (bench/emulator.py, h2load --h1, 20-event ConverseStream, 2 shared cores under load):
 server CPU per stream is 72-110 us (741-1048 us on hypercorn and Starlette before), 0.23-0.34x
-aimock's; HTTP/2 stays on hypercorn (470-590 us per stream), whose h2 stack is the limit
-there (a bare ASGI app on hypercorn h2 serves about 3,100 streams/s). A planned streamed chat
-completion (20 events) costs 69-74 us (about 500 us unplanned), 0.32-0.40x aimock's. A held
+aimock's; 52-62 us since the lazy idle timer. h2c with prior knowledge is handed to
+:mod:`~callproof.emulator.h2front` (``h2c=True``, the default: the same plans played as h2
+frames, 170-250 us per stream against hypercorn's 380-600 us; ``h2c=False`` leaves it to
+hypercorn). A planned streamed chat completion (20 events) costs 57-62 us (about 500 us
+unplanned; 69-74 us before ids were drawn with ``randbytes``), 0.26-0.34x aimock's. A held
 stream costs 1.2-1.4x an instant one at the same offered rate (1.4-2.0x when each runs as
 fast as it can, at very different rates); see bench/emulator.py for why the first is the one
 the target is judged on. Rounding timer deadlines up to the millisecond, so that streams due

@@ -8,10 +8,12 @@ knowledge on cleartext (the AWS SDK for JavaScript v3 >= 3.798 sends the HTTP/2 
 a throwaway CA (trustme); ``server.ca_path`` is that CA's PEM bundle for ``verify=``.
 Stopping ends hung streams at once, so a test never waits on a fault it asked for.
 
-Cleartext HTTP/1.1 requests to the Bedrock model routes are served by the fast front
-(:mod:`callproof.emulator.fastfront`, ``fast=True``, the default; everything else on the
-connection goes to hypercorn with the bytes already read); ``fast=False`` serves every request
-with hypercorn (the tests compare both, byte for byte).
+Cleartext connections start on the fast front (:mod:`callproof.emulator.fastfront`,
+``fast=True``, the default): HTTP/1.1 requests to the model routes are answered there from
+response plans, h2c connections go to its HTTP/2 path (:mod:`callproof.emulator.h2front`, the
+same plans as h2 frames, other streams through the app), and everything else goes to hypercorn
+with the bytes already read; ``fast=False`` serves every request with hypercorn (the tests
+compare both, byte for byte).
 
 The serving itself is :class:`callproof.http_server.HTTPServer` (shared with other servers of
 the project); its :class:`~callproof.http_server.ServerLimits` bound header size, header and
