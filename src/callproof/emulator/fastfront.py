@@ -63,7 +63,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
@@ -75,16 +75,11 @@ from callproof.emulator.bedrock import bedrock_error_response
 from callproof.emulator.bedrock_validation import BedrockError
 from callproof.emulator.faults import ATTEMPT_KEY_HEADER, CURRENT_ATTEMPT_KEY
 from callproof.emulator.plans import Answer, BedrockPlanner, split_path
+from callproof.emulator.player import StepPlayer
 from callproof.emulator.streaming import (
     Cut,
-    Hang,
-    Headers,
     Reset,
-    Send,
-    Sleep,
-    Step,
     StepResponse,
-    Trickle,
     instant_body,
 )
 
@@ -310,7 +305,7 @@ class FastFront:
     def __init__(self, routes: FastRoutes, *, h2c: bool = True) -> None:
         self.routes = routes
         self.date = _Date()
-        self.hung: set[_Player] = set()
+        self.hung: set[StepPlayer] = set()
         self.protocols: set[FastProtocol] = set()
         self.hooks: FrontHooks | None = None
         #: the h2c fast path (:mod:`~callproof.emulator.h2front`), which takes the connections
@@ -600,46 +595,21 @@ class FastProtocol(asyncio.Protocol):
         self._pump()
 
 
-class _Player:
-    """Plays one answer's steps on the connection (no task: timers and plain calls)."""
+class _Player(StepPlayer):
+    """Plays one answer's steps on the connection (:class:`~callproof.emulator.player.
+    StepPlayer`): HTTP/1.1 framing, each turn of play sent in one write."""
 
-    __slots__ = (
-        "answer",
-        "begun",
-        "chunked",
-        "current",
-        "front",
-        "out",
-        "pending",
-        "protocol",
-        "rate",
-        "started",
-        "steps",
-        "stopped",
-        "timer",
-        "transport",
-        "trickle",
-    )
+    __slots__ = ("chunked", "front", "out", "protocol", "transport")
 
     def __init__(self, protocol: FastProtocol, answer: Answer) -> None:
+        super().__init__(answer)
         self.protocol = protocol
         self.front = protocol.front
         assert protocol.transport is not None
         self.transport = protocol.transport
-        self.answer = answer
         self.chunked = "content-length" not in answer.headers
-        self.steps: Iterator[Step] = iter(answer.steps)
-        #: the step being played (examined again after a flush or a trickle), None = the next
-        self.current: Step | None = None
-        self.begun = False
-        self.pending: list[bytes] = []
         #: bytes written during this turn of play, sent in one write when it ends
         self.out: list[bytes] = []
-        self.started = False
-        self.stopped = False
-        self.rate = 0
-        self.timer: asyncio.TimerHandle | None = None
-        self.trickle: tuple[bytes, int] | None = None
 
     def _head(self) -> bytes:
         answer = self.answer
@@ -662,9 +632,6 @@ class _Player:
             return data
         return b"%x\r\n%s\r\n" % (len(data), data)
 
-    def _write(self, data: bytes) -> None:
-        self.out.append(data)
-
     def _push(self) -> None:
         """Send what this turn of play wrote, in one write (the same bytes at the same time:
         a turn runs without yielding to the loop)."""
@@ -676,152 +643,51 @@ class _Player:
         if not self.transport.is_closing():
             self.transport.write(data)
 
-    def _start(self) -> None:
-        if not self.started:
-            self.started = True
-            self._write(self._head())
-
     def run(self) -> bool:
         """Play on from the current step; True when the answer ended right now."""
         try:
-            return self._play()
+            return super().run()
         finally:
             self._push()
 
-    def _play(self) -> bool:
-        if self.stopped:
-            return False
-        answer = self.answer
-        if not self.begun:
-            self.begun = True
-            if answer.body is not None:
-                # nothing waits: head, body and end in one write
-                self.started = True
-                end = b"0\r\n\r\n" if self.chunked else b""
-                self._write(self._head() + self._framed(answer.body) + end)
-                self._close()
-                return True
-        loop = asyncio.get_running_loop()
-        while True:
-            step = self.current
-            if step is None:
-                step = self.current = next(self.steps, None)
-                if step is None:
-                    break
-            if isinstance(step, Send):
-                if step.delay > 0 and not self.pending:
-                    self._start()
-                    self.current = None
-                    self.timer = loop.call_later(step.delay, self._after_delay, step.data)
-                    return False
-                if step.delay > 0:
-                    if not self._flush():
-                        return False
-                    continue
-                self.pending.append(step.data)
-                self.current = None
-                continue
-            if not self._flush():
-                return False  # trickling: this step comes after the last piece
-            self.current = None
-            if isinstance(step, Cut | Reset):
-                if isinstance(step, Cut):
-                    self._start()
-                    self._close()
-                    self._push()
-                    self.transport.close()
-                else:
-                    self._reset(loop.time() + _DRAIN_S)
-                return False
-            if isinstance(step, Trickle):
-                self.rate = step.bytes_per_s
-            elif isinstance(step, Headers):
-                self._start()
-            elif isinstance(step, Sleep):
-                if step.seconds > 0:
-                    self.timer = loop.call_later(step.seconds, self._resume)
-                    return False
-            elif isinstance(step, Hang):
-                if not self.front.routes.closing.is_set():
-                    self.front.hung.add(self)
-                    return False
-                if not self._hang_ended():
-                    break
-        if self.pending and not self.rate:
-            # the last sends and the end of the body in one write
+    # -- StepPlayer's transport hooks ----------------------------------------------------------
+
+    def _send_head(self) -> None:
+        self.out.append(self._head())
+
+    def _data(self, data: bytes) -> None:
+        self.out.append(self._framed(data))
+
+    def _last(self, data: bytes) -> None:
+        end = b"0\r\n\r\n" if self.chunked else b""
+        self.out.append(self._framed(data) + end)
+
+    def _break(self, step: Cut | Reset) -> None:
+        if isinstance(step, Cut):
             self._start()
-            data = b"".join(self.pending)
-            self.pending.clear()
-            end = b"0\r\n\r\n" if self.chunked else b""
-            self._write(self._framed(data) + end)
             self._close()
-            return True
-        if not self._flush():
-            return False  # the last sends trickle out first
-        return self._end()
+            self._push()
+            self.transport.close()
+        else:
+            self._reset(asyncio.get_running_loop().time() + _DRAIN_S)
 
-    def _after_delay(self, data: bytes) -> None:
-        self.timer = None
-        self.pending.append(data)
-        self._resume()
+    def _flush_out(self) -> None:
+        self._push()
 
-    def _resume(self) -> None:
-        self.timer = None
-        if self.run():
+    def _after_turn(self, ended: bool) -> None:
+        if ended:
             self.protocol.finished()
 
-    def _hang_ended(self) -> bool:
-        """After a hang: False (stop playing) when headers were never sent (an empty 503)."""
-        if self.started:
-            return True
+    def _hung(self) -> set[StepPlayer]:
+        return self.front.hung
+
+    def _closing(self) -> bool:
+        return self.front.routes.closing.is_set()
+
+    def _empty_503(self) -> None:
         self.answer.status, self.answer.headers = 503, {"connection": "close"}
         self.chunked = True
         self.protocol.keep_alive = False
-        return False
-
-    def end_hang(self) -> None:
-        self.front.hung.discard(self)
-        if self.stopped:
-            return
-        if not self._hang_ended():
-            self.steps, self.current = iter(()), None
-        self._resume()
-
-    def _flush(self) -> bool:
-        """Send what is pending; False when it goes out as a trickle (run resumes after it)."""
-        if not self.pending:
-            return True
-        self._start()
-        data = b"".join(self.pending)
-        self.pending.clear()
-        if not self.rate:
-            self._write(self._framed(data))
-            return True
-        self.trickle = (data, 0)
-        self._piece()
-        return False
-
-    def _piece(self) -> None:
-        assert self.trickle is not None
-        data, offset = self.trickle
-        size = max(1, self.rate // 10)
-        piece = data[offset : offset + size]
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(len(piece) / self.rate, self._send_piece, piece)
-
-    def _send_piece(self, piece: bytes) -> None:
-        self.timer = None
-        assert self.trickle is not None
-        data, offset = self.trickle
-        self._write(self._framed(piece))
-        self._push()
-        offset += len(piece)
-        if offset < len(data):
-            self.trickle = (data, offset)
-            self._piece()
-            return
-        self.trickle = None
-        self._resume()
 
     def _reset(self, deadline: float) -> None:
         self._push()  # what was sent before the reset goes first
@@ -838,25 +704,3 @@ class _Player:
                 # linger on with a zero timeout: close() sends RST instead of FIN
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
-
-    def _end(self) -> bool:
-        self._start()
-        if self.chunked:
-            self._write(b"0\r\n\r\n")
-        self._close()
-        return True
-
-    def _close(self) -> None:
-        """The answer is over (slot released once)."""
-        self.stopped = True
-        callback, self.answer.on_close = self.answer.on_close, None
-        if callback is not None:
-            callback()
-
-    def stop(self) -> None:
-        """The client went away: timers off, slot released."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.front.hung.discard(self)
-        self._close()

@@ -98,7 +98,7 @@ from callproof.emulator.h2stream import DRAIN_S, H2Stream
 
 if TYPE_CHECKING:
     from callproof.emulator.fastfront import FastFront
-    from callproof.emulator.h2stream import H2Player
+    from callproof.emulator.player import StepPlayer
 
 __all__ = ["PREFACE", "RESET_BURST", "RESET_RATE", "H2Front", "H2Hooks", "H2Protocol"]
 
@@ -161,7 +161,7 @@ class H2Front:
         self.routes = front.routes
         self.date = front.date
         self.protocols: set[H2Protocol] = set()
-        self.hung: set[H2Player] = set()
+        self.hung: set[StepPlayer] = set()
         #: the tasks of ASGI streams and of answers being made (held here: the loop keeps only
         #: weak references to tasks)
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -10,9 +10,9 @@ buffer first). A stream whose answer is complete while the client still sends it
 told to stop with RST_STREAM(NO_ERROR) (RFC 9113 §8.1). Anything else goes to the ASGI app
 (:class:`~callproof.emulator.h2asgi.ASGICall`).
 
-:class:`H2Player` is the HTTP/2 twin of the fast front's player, with the same step semantics
-(:mod:`~callproof.emulator.streaming`): no task, ``loop.call_later`` for every wait; the
-caller writes what a turn of play framed (``H2Protocol.flush``) in one write.
+:class:`H2Player` plays a planned answer's steps with the fast front's semantics
+(:class:`~callproof.emulator.player.StepPlayer`: no task, ``loop.call_later`` for every wait);
+the caller writes what a turn of play framed (``H2Protocol.flush``) in one write.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import h2.errors
@@ -28,7 +27,8 @@ import h2.exceptions
 
 from callproof.emulator.h2asgi import ASGICall, response_block
 from callproof.emulator.plans import Answer
-from callproof.emulator.streaming import Cut, Hang, Headers, Reset, Send, Sleep, Step, Trickle
+from callproof.emulator.player import StepPlayer
+from callproof.emulator.streaming import Cut, Reset
 
 if TYPE_CHECKING:
     from callproof.emulator.h2front import H2Protocol
@@ -347,198 +347,51 @@ class H2Stream:
         self.proto.stream_done(self)
 
 
-class H2Player:
-    """Plays one answer's steps on a stream (no task: timers and plain calls); the HTTP/2
-    twin of the fast front's player, with the same step semantics."""
+class H2Player(StepPlayer):
+    """Plays one answer's steps on a stream (:class:`~callproof.emulator.player.StepPlayer`,
+    the same step semantics as the fast front's HTTP/1.1 player): HEADERS and DATA frames;
+    the caller flushes what a turn framed, a timer's turn flushes itself."""
 
-    __slots__ = (
-        "answer",
-        "begun",
-        "current",
-        "pending",
-        "rate",
-        "started",
-        "steps",
-        "stopped",
-        "stream",
-        "timer",
-        "trickle",
-    )
+    __slots__ = ("stream",)
 
     def __init__(self, stream: H2Stream, answer: Answer) -> None:
+        super().__init__(answer)
         self.stream = stream
-        self.answer = answer
-        self.steps: Iterator[Step] = iter(answer.steps)
-        self.current: Step | None = None
-        self.begun = False
-        self.started = False
-        self.stopped = False
-        self.pending: list[bytes] = []
-        self.rate = 0
-        self.timer: asyncio.TimerHandle | None = None
-        self.trickle: tuple[bytes, int] | None = None
 
-    def _start(self) -> None:
-        if not self.started:
-            self.started = True
-            answer = self.answer
-            items = [
-                (k.lower().encode("latin-1"), v.encode("latin-1"))
-                for k, v in answer.headers.items()
-            ]
-            block = response_block(answer.status, items, self.stream.proto.side.date())
-            self.stream.head(block)
-
-    def run(self) -> None:
-        """Play on from the current step (the caller flushes)."""
-        if self.stopped:
-            return
-        stream = self.stream
+    def _send_head(self) -> None:
         answer = self.answer
-        if not self.begun:
-            self.begun = True
-            if answer.body is not None:
-                # nothing waits: HEADERS and DATA with END_STREAM, in one flush
-                self._start()
-                stream.write(answer.body, end=True)
-                self._close()
-                return
-        self._steps()
+        items = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()
+        ]
+        block = response_block(answer.status, items, self.stream.proto.side.date())
+        self.stream.head(block)
 
-    def _steps(self) -> None:  # noqa: C901, PLR0912 - one branch per step kind, as FastFront's
-        stream = self.stream
-        loop = asyncio.get_running_loop()
-        while True:
-            if self.stopped:
-                return  # the stream ended under the answer
-            step = self.current
-            if step is None:
-                step = self.current = next(self.steps, None)
-                if step is None:
-                    break
-            if isinstance(step, Send):
-                if step.delay > 0 and not self.pending:
-                    self._start()
-                    self.current = None
-                    self.timer = loop.call_later(step.delay, self._after_delay, step.data)
-                    return
-                if step.delay > 0:
-                    if not self._flush():
-                        return
-                    continue
-                self.pending.append(step.data)
-                self.current = None
-                continue
-            if not self._flush():
-                return  # trickling: this step comes after the last piece
-            self.current = None
-            if isinstance(step, Cut | Reset):
-                if isinstance(step, Cut):
-                    self._start()
-                self._close()
-                if isinstance(step, Reset) and step.whole:
-                    stream.proto.tcp_reset()
-                else:
-                    stream.reset_after_sent(_INTERNAL)
-                return
-            if isinstance(step, Trickle):
-                self.rate = step.bytes_per_s
-            elif isinstance(step, Headers):
-                self._start()
-            elif isinstance(step, Sleep):
-                if step.seconds > 0:
-                    self.timer = loop.call_later(step.seconds, self._resume)
-                    return
-            elif isinstance(step, Hang):
-                if not stream.proto.routes.closing.is_set():
-                    stream.proto.side.hung.add(self)
-                    return
-                if not self._hang_ended():
-                    break
-        if self.pending and not self.rate:
+    def _data(self, data: bytes) -> None:
+        self.stream.write(data)
+
+    def _last(self, data: bytes) -> None:
+        self.stream.write(data, end=True)
+
+    def _break(self, step: Cut | Reset) -> None:
+        if isinstance(step, Cut):
             self._start()
-            data = b"".join(self.pending)
-            self.pending.clear()
-            stream.write(data, end=True)
-            self._close()
-            return
-        if not self._flush():
-            return  # the last sends trickle out first
-        self._start()
-        stream.write(b"", end=True)
         self._close()
+        if isinstance(step, Reset) and step.whole:
+            self.stream.proto.tcp_reset()
+        else:
+            self.stream.reset_after_sent(_INTERNAL)
 
-    def _after_delay(self, data: bytes) -> None:
-        self.timer = None
-        self.pending.append(data)
-        self._resume()
-
-    def _resume(self) -> None:
-        self.timer = None
-        self.run()
+    def _flush_out(self) -> None:
         self.stream.proto.flush()
 
-    def _hang_ended(self) -> bool:
-        """After a hang: False (stop playing) when headers were never sent (an empty 503)."""
-        if self.started:
-            return True
+    def _after_turn(self, ended: bool) -> None:
+        self.stream.proto.flush()
+
+    def _hung(self) -> set[StepPlayer]:
+        return self.stream.proto.side.hung
+
+    def _closing(self) -> bool:
+        return self.stream.proto.routes.closing.is_set()
+
+    def _empty_503(self) -> None:
         self.answer.status, self.answer.headers = 503, {}
-        return False
-
-    def end_hang(self) -> None:
-        self.stream.proto.side.hung.discard(self)
-        if self.stopped:
-            return
-        if not self._hang_ended():
-            self.steps, self.current = iter(()), None
-        self._resume()
-
-    def _flush(self) -> bool:
-        """Send what is pending; False when it goes out as a trickle (play resumes after)."""
-        if not self.pending:
-            return True
-        self._start()
-        data = b"".join(self.pending)
-        self.pending.clear()
-        if not self.rate:
-            self.stream.write(data)
-            return True
-        self.trickle = (data, 0)
-        self._piece()
-        return False
-
-    def _piece(self) -> None:
-        assert self.trickle is not None
-        data, offset = self.trickle
-        piece = data[offset : offset + max(1, self.rate // 10)]
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(len(piece) / self.rate, self._send_piece, piece)
-
-    def _send_piece(self, piece: bytes) -> None:
-        self.timer = None
-        assert self.trickle is not None
-        data, offset = self.trickle
-        self.stream.write(piece)
-        self.stream.proto.flush()
-        offset += len(piece)
-        if offset < len(data):
-            self.trickle = (data, offset)
-            self._piece()
-            return
-        self.trickle = None
-        self._resume()
-
-    def _close(self) -> None:
-        """The answer is over (its slot released once)."""
-        self.stopped = True
-        callback, self.answer.on_close = self.answer.on_close, None
-        if callback is not None:
-            callback()
-
-    def stop(self) -> None:
-        """The stream ended under the answer: timers off, slot released."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.stream.proto.side.hung.discard(self)
-        self._close()
