@@ -324,17 +324,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_stop_sends_goaway_and_ends_hangs() -> None:
-    """A hung stream ends when the server stops (an empty 503 before headers, as HTTP/1.1
-    gives), and the connection gets GOAWAY(NO_ERROR) after its last stream."""
+def _events_across_stop(fault: str) -> list[Any]:
+    """Open one ConverseStream with ``fault``, stop the server while it is in flight, and
+    return every h2 event the client read until the server closed the connection."""
     server = EmulatorServer(preset="fast").start()
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     events: list[Any] = []
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(conn.data_to_send())
-        fault = {"x-callproof-fault": "hang_before_headers"}
-        conn.send_headers(1, request_headers(STREAM, len(BODY), **fault))
+        conn.send_headers(1, request_headers(STREAM, len(BODY), **{"x-callproof-fault": fault}))
         conn.send_data(1, BODY, end_stream=True)
         sock.sendall(conn.data_to_send())
         wait_for(lambda: server.state.active_streams == 1)
@@ -342,7 +341,15 @@ def test_stop_sends_goaway_and_ends_hangs() -> None:
         stopper.start()
         while data := sock.recv(65536):
             events.extend(conn.receive_data(data))
+            sock.sendall(conn.data_to_send())  # window updates, so a held stream can finish
         stopper.join(20)
+    return events
+
+
+def test_stop_sends_goaway_and_ends_hangs() -> None:
+    """A hung stream ends when the server stops (an empty 503 before headers, as HTTP/1.1
+    gives), and the connection gets GOAWAY(NO_ERROR) after its last stream."""
+    events = _events_across_stop("hang_before_headers")
     kinds = [type(e).__name__ for e in events]
     response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
     assert (b":status", b"503") in response.headers
@@ -354,23 +361,7 @@ def test_stop_sends_goaway_and_ends_hangs() -> None:
 def test_stop_lets_a_stream_in_flight_finish() -> None:
     """Streams in flight get the grace period (``busy`` counts h2c streams): a held stream
     ends whole, then GOAWAY(NO_ERROR)."""
-    server = EmulatorServer(preset="fast").start()
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    events: list[Any] = []
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(conn.data_to_send())
-        fault = {"x-callproof-fault": "latency:0.3"}
-        conn.send_headers(1, request_headers(STREAM, len(BODY), **fault))
-        conn.send_data(1, BODY, end_stream=True)
-        sock.sendall(conn.data_to_send())
-        wait_for(lambda: server.state.active_streams == 1)
-        stopper = threading.Thread(target=server.stop)
-        stopper.start()
-        while data := sock.recv(65536):
-            events.extend(conn.receive_data(data))
-            sock.sendall(conn.data_to_send())
-        stopper.join(20)
+    events = _events_across_stop("latency:0.3")
     kinds = [type(e).__name__ for e in events]
     assert "StreamEnded" in kinds
     assert kinds.index("StreamEnded") < kinds.index("ConnectionTerminated")
