@@ -314,6 +314,11 @@ def start_uvicorn_baseline() -> tuple[subprocess.Popen[bytes], int]:
         "uvicorn.run(create_app(preset='fast'), host='127.0.0.1', port=int(sys.argv[1]),"
         " log_level='warning', access_log=False, lifespan='off', backlog=2048)"
     )
+    return _serve_code(code, port)
+
+
+def _serve_code(code: str, port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """Run ``code`` (argv: the port, then src/) in a fresh interpreter; return once it listens."""
     process = subprocess.Popen(
         [sys.executable, "-c", code, str(port), str(ROOT / "src")],
         stdout=subprocess.DEVNULL,
@@ -335,13 +340,7 @@ def start_h2_hypercorn() -> tuple[subprocess.Popen[bytes], int]:
         "front = FastFront(app.state.fast_routes, h2c=False);"
         "server = HTTPServer(app, port=int(sys.argv[1]), front=front).start(); server.wait()"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, str(port), str(ROOT / "src")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_listening(port, process)
-    return process, port
+    return _serve_code(code, port)
 
 
 def measure_h2load(
