@@ -30,7 +30,7 @@ NODE_MODULES = Path(__file__).parent.parent / "node" / "node_modules"
 #: own (preset fast), Kimi on Bedrock first and on OpenRouter second, short clocks.
 FAST_TOML = """\
 [defaults]
-timeouts = {{ connect = 2.0, first_event = {first_event}, idle = 1.0, deadline = 20.0 }}
+timeouts = {{ connect = 2.0, first_event = {first_event}, idle = {idle}, deadline = 20.0 }}
 
 [emulator]
 preset = "fast"
@@ -79,6 +79,7 @@ def fast_toml(
     emulator_extra: str = "",
     extra: str = "",
     first_event: float = 2.0,
+    idle: float = 1.0,
 ) -> str:
     """:data:`FAST_TOML` filled in (the gateway, scale and shutdown tests share it)."""
     return FAST_TOML.format(
@@ -88,6 +89,7 @@ def fast_toml(
         evidence=Path(evidence).as_posix(),
         extra=extra,
         first_event=first_event,
+        idle=idle,
     )
 
 
@@ -138,7 +140,7 @@ GatewayFactory = Callable[..., GatewayServer]
 
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
-    """``make_gateway(route_extra=, emulator_extra=, serve_extra=, extra=, plan=, toml=)``: a
+    """``make_gateway(route_extra=, emulator_extra=, serve_extra=, extra=, plan=, idle=, toml=)``: a
     started gateway over FAST_TOML (or ``toml``; ``extra`` is appended, ``plan`` is a fault
     plan for the emulator); stopped at the end of the test."""
     started: list[GatewayServer] = []
@@ -151,6 +153,7 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         serve_extra: str = "",
         extra: str = "",
         plan: str | None = None,
+        idle: float = 1.0,
         **server: Any,
     ) -> GatewayServer:
         evidence = tmp_path / f"evidence-{len(started)}"
@@ -164,6 +167,7 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
             emulator_extra=emulator_extra,
             serve_extra=serve_extra,
             extra=extra,
+            idle=idle,
         )
         path = tmp_path / f"callproof-{len(started)}.toml"
         path.write_text(text, encoding="utf-8")

@@ -127,10 +127,11 @@ def test_a_client_that_goes_away_closes_the_upstream(
 
     import httpx
 
-    # slow enough (5 tokens/s, gaps well inside the 1 s idle timeout) that the answer cannot
-    # end between the client's first bytes and its going away, however loaded the machine:
-    # at PACED's 40 tokens/s it could, under two CPU hogs, and the upstream was already done
-    gw = make_gateway(plan=PACED.replace("tokens_per_s = 40", "tokens_per_s = 5"))
+    # An answer that takes half a minute (2 tokens/s) under an idle timeout longer than its
+    # gaps: it cannot end, stall or fall over between the client's first bytes and its going
+    # away, however loaded the machine (at PACED's 40 tokens/s and a 1 s idle timeout it
+    # did both under two CPU hogs), and only the gateway closing it ends it within 15 s.
+    gw = make_gateway(plan=PACED.replace("tokens_per_s = 40", "tokens_per_s = 2"), idle=30.0)
     state = gw.emulator.state
     if front == "bedrock":
         url = gw.url + "/model/moonshotai.kimi-k2.5/converse-stream"
