@@ -226,6 +226,11 @@ def _redacted(url: str) -> str:
 
 #: Endpoint headers already registered with :mod:`callproof.redact` (its registry only grows).
 _REMEMBERED_HEADERS: set[tuple[str, str]] = set()
+#: callproof's own request headers (the probe's ``x-callproof-attempt-key``, a fault name):
+#: never credentials, and the attempt key is new on every attempt, so remembering it as a
+#: secret grew the redaction registry by one entry per attempt (quadratic scrubbing cost,
+#: about 2 KB of memory per attempt of a run)
+_OWN_HEADER_PREFIX = "x-callproof-"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -263,7 +268,7 @@ def build_request(
     if "@" in url or "?" in url:
         redact.Redactor().url(url)  # remember user info and query keys of the URL
     for item in endpoint.headers.items():
-        if item not in _REMEMBERED_HEADERS:
+        if item not in _REMEMBERED_HEADERS and not item[0].lower().startswith(_OWN_HEADER_PREFIX):
             redact.Redactor().header(*item)  # remember credential headers (X-Api-Key...)
             _REMEMBERED_HEADERS.add(item)
     auth = endpoint.auth

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from callproof import redact
 from callproof.dialects.base import WireRequest
 from callproof.endpoints import Signer, build_request, join_url, resolve_region
 from callproof.errors import ConfigError
@@ -42,6 +43,22 @@ def test_default_and_endpoint_headers() -> None:
     assert request.headers["user-agent"].startswith("callproof/")
     assert "authorization" not in request.headers
     assert request.content == b"{}"
+
+
+def test_callproofs_own_headers_are_not_remembered_as_secrets() -> None:
+    """The probe's attempt key is new on every attempt: remembered as a secret (its name has
+    "key" in it), the redaction registry grew by one entry per attempt, a quadratic cost."""
+    before = redact.secret_count()
+    for n in range(50):
+        key = f"run1/nova/tool-result/{n:05d}-attemptkeyvalue"
+        ep = Endpoint(base_url="http://x/v1", headers={"x-callproof-attempt-key": key})
+        request = build_request(WireRequest("POST", "/chat/completions", b"{}", {}), ep)
+        assert request.headers["x-callproof-attempt-key"] == key
+        assert redact.scrub(key) == key
+    assert redact.secret_count() == before
+    ep = Endpoint(base_url="http://x/v1", headers={"X-Api-Key": "sk-remembered-0123456789"})
+    build_request(WireRequest("POST", "/chat/completions", b"{}", {}), ep)
+    assert "sk-remembered-0123456789" not in redact.scrub("sk-remembered-0123456789")
 
 
 def test_sigv4_header_shape(monkeypatch: pytest.MonkeyPatch) -> None:
