@@ -216,7 +216,9 @@ async def test_rate_limit_spaces_attempt_starts(make_config: MakeConfig, tmp_pat
 async def test_scenarios_in_process_with_a_route_and_the_agent_loop(
     make_config: MakeConfig, tmp_path: Path
 ) -> None:
-    config = load_config(make_config(n=2))
+    # a functional test, not a clock test: a first-event budget that holds with two CPU hogs
+    # (1 s gave one stall_before_headers in a hogged suite run)
+    config = load_config(make_config(n=2, first_event=10.0))
     result = await run_probe(
         config,
         _options(
