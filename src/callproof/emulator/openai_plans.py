@@ -292,10 +292,7 @@ class OpenAIPlanner:
             keepalive = encoder.keepalive().data if encoder.openrouter else None
             steps = self._stream(chunks, values, draw, extra, keepalive, rng, profile)
         else:
-            data = _fill(self._body(prepared, key, turn), values, draw)
-            wait = profile.latency.response_delay(rng, turn.output_tokens) + extra
-            answer_headers = {"content-type": "application/json", "content-length": str(len(data))}
-            steps = [Sleep(wait), Send(data)]
+            steps, answer_headers = self._whole(prepared, key, turn, values, draw, rng, extra)
         return self._answer(profile, steps, answer_headers)
 
     def _responses(
@@ -326,10 +323,7 @@ class OpenAIPlanner:
             keepalive = b": \n\n" if encoder.openrouter else None
             steps = self._stream(chunks, values, draw, extra, keepalive, rng, profile)
         else:
-            data = _fill(self._body(prepared, key, turn), values, draw)
-            wait = profile.latency.response_delay(rng, turn.output_tokens) + extra
-            answer_headers = {"content-type": "application/json", "content-length": str(len(data))}
-            steps = [Sleep(wait), Send(data)]
+            steps, answer_headers = self._whole(prepared, key, turn, values, draw, rng, extra)
         if request.store and encoder.output_items:
             # stored once every step is played, as the route's own steps do
             stored = _storing(self.state, request, encoder, iter(steps))
@@ -424,6 +418,22 @@ class OpenAIPlanner:
             if cached:
                 prepared.streams[key] = chunks
         return chunks
+
+    def _whole(
+        self,
+        prepared: _Prepared,
+        key: str | None,
+        turn: Turn,
+        values: list[bytes],
+        draw: Callable[[], bytes],
+        rng: random.Random,
+        extra: float,
+    ) -> tuple[list[Step], dict[str, str]]:
+        """A non-streamed answer (chat or Responses): its JSON body after the model's delay."""
+        data = _fill(self._body(prepared, key, turn), values, draw)
+        wait = prepared.profile.latency.response_delay(rng, turn.output_tokens) + extra
+        headers = {"content-type": "application/json", "content-length": str(len(data))}
+        return [Sleep(wait), Send(data)], headers
 
     def _body(self, prepared: _Prepared, key: str | None, turn: Turn) -> Template:
         cached = prepared.turns.get(key) is turn
