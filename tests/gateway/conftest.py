@@ -140,9 +140,9 @@ GatewayFactory = Callable[..., GatewayServer]
 
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
-    """``make_gateway(route_extra=, emulator_extra=, serve_extra=, extra=, plan=, idle=, toml=)``: a
-    started gateway over FAST_TOML (or ``toml``; ``extra`` is appended, ``plan`` is a fault
-    plan for the emulator); stopped at the end of the test."""
+    """``make_gateway(route_extra=, emulator_extra=, serve_extra=, extra=, plan=, idle=,
+    first_event=, toml=)``: a started gateway over FAST_TOML (or ``toml``; ``extra`` is
+    appended, ``plan`` is a fault plan for the emulator); stopped at the end of the test."""
     started: list[GatewayServer] = []
 
     def make(
@@ -154,6 +154,7 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
         extra: str = "",
         plan: str | None = None,
         idle: float = 1.0,
+        first_event: float = 2.0,
         **server: Any,
     ) -> GatewayServer:
         evidence = tmp_path / f"evidence-{len(started)}"
@@ -168,6 +169,7 @@ def make_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
             serve_extra=serve_extra,
             extra=extra,
             idle=idle,
+            first_event=first_event,
         )
         path = tmp_path / f"callproof-{len(started)}.toml"
         path.write_text(text, encoding="utf-8")

@@ -131,7 +131,10 @@ def test_a_client_that_goes_away_closes_the_upstream(
     # gaps: it cannot end, stall or fall over between the client's first bytes and its going
     # away, however loaded the machine (at PACED's 40 tokens/s and a 1 s idle timeout it
     # did both under two CPU hogs), and only the gateway closing it ends it within 15 s.
-    gw = make_gateway(plan=PACED.replace("tokens_per_s = 40", "tokens_per_s = 2"), idle=30.0)
+    # and a first-event timeout that cannot fire first (under two hogs the 2 s one did, and
+    # the route fell over to the unpaced fallback, which finished at once)
+    slow = PACED.replace("tokens_per_s = 40", "tokens_per_s = 2")
+    gw = make_gateway(plan=slow, idle=30.0, first_event=30.0)
     state = gw.emulator.state
     if front == "bedrock":
         url = gw.url + "/model/moonshotai.kimi-k2.5/converse-stream"
