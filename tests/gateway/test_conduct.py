@@ -148,8 +148,13 @@ def test_a_client_that_goes_away_closes_the_upstream(
         }
     with httpx.stream("POST", url, json=body, timeout=30) as response:
         assert response.status_code == 200
-        next(response.iter_raw())  # the stream is running
+        # The iterator is kept: a bare ``next(response.iter_raw())`` drops its generator at
+        # once, and closing it closes the connection, so the gateway could see the client go
+        # away (and close the upstream) before the count below was read.
+        chunks = response.iter_raw()
+        next(chunks)  # the stream is running
         assert state.active_streams == 1
+        chunks.close()  # the client goes away
     deadline = time.monotonic() + 15
     while state.active_streams and time.monotonic() < deadline:
         time.sleep(0.02)
