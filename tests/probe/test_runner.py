@@ -243,6 +243,42 @@ async def test_scenarios_in_process_with_a_route_and_the_agent_loop(
     assert all(len(r["tool_calls"]) == 2 for r in parallel)
 
 
+async def test_workers_share_the_loop_when_nothing_waits(
+    make_config: MakeConfig, tmp_path: Path
+) -> None:
+    # In process and with no latency, an attempt's awaits all complete at once: without a
+    # turn of the loop per attempt, the first worker ran every job (the others never got one)
+    # and the cancelled timeouts of every attempt piled up in the loop's heap.
+    config = load_config(make_config(n=100))
+    workers: set[str] = set()
+    heap: list[int] = []
+
+    def on_record(record: dict[str, Any]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        workers.add(task.get_name())
+        heap.append(len(asyncio.get_running_loop()._scheduled))  # type: ignore[attr-defined]
+
+    result = await run_probe(
+        config,
+        _options(
+            config,
+            tmp_path / "run",
+            targets=["nova"],
+            scenarios=["tool-result"],
+            concurrency=4,
+            on_record=on_record,
+            transport=httpx.ASGITransport(create_app(preset="fast", seed=1)),
+        ),
+    )
+    assert result.summary["results"][0]["n"] == 100
+    assert len(workers) == 4
+    # the loop prunes cancelled timers between turns once they are over half of more than
+    # 100, so the heap stays near 200; with no turn it held four cancelled timeouts per
+    # attempt so far (400 at the end)
+    assert max(heap) < 250, heap
+
+
 async def test_the_loop_fails_when_a_turn_hangs(make_config: MakeConfig, tmp_path: Path) -> None:
     config = load_config(
         make_config(

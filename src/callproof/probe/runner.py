@@ -280,6 +280,13 @@ class _Runner:
                     await self.rate.wait()
                 record = await self._attempt(unit, scenario, attempt)
             self._write(record)
+            # One turn of the loop per attempt. An attempt whose every await completes at once
+            # (an in-process transport, an emulator with no latency) never gives the loop a
+            # turn: one worker then ran every job while the others waited, the lag monitor
+            # fired, and the cancelled timeouts of every attempt stayed in the loop's heap
+            # (about 1 KB per attempt: memory grew without bound), since the loop prunes them
+            # only between turns.
+            await asyncio.sleep(0)
 
     async def _attempt(self, unit: Unit, scenario: ProbeScenario, number: int) -> AttemptRecord:
         started_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
