@@ -541,6 +541,21 @@ def test_oversized_headers_end_the_connection(
     assert healthy(small)
 
 
+def test_a_frame_declared_past_the_max_size_ends_the_connection_at_once(
+    small: EmulatorServer, logs: pytest.LogCaptureFixture
+) -> None:
+    """h2 checks a frame's length only once the whole frame is in: the front reads the
+    declared length of the frame h2 is holding (its private ``incoming_buffer._data``) and
+    ends the connection before buffering 16 MiB. Should h2 rename that buffer, this fails."""
+    conn = client()
+    conn.send_headers(1, request_headers(STREAM, 100))
+    data_frame = (2**24 - 1).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big")
+    received = hostile(small, conn.data_to_send() + data_frame + b"x" * 4000)
+    assert goaway_code(received) == h2.errors.ErrorCodes.FRAME_SIZE_ERROR
+    assert b":status" not in received
+    assert healthy(small)
+
+
 def test_a_flood_of_streams_is_refused(
     small: EmulatorServer, logs: pytest.LogCaptureFixture
 ) -> None:
