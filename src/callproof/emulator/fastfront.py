@@ -560,8 +560,7 @@ class FastProtocol(asyncio.Protocol):
             return
         answer = task.result()
         if self.closed:
-            if answer.on_close is not None:
-                answer.on_close()  # the client left while the answer was being made
+            answer.release()  # the client left while the answer was being made
             return
         player = _Player(self, answer)
         self.player = player

@@ -178,8 +178,7 @@ class H2Stream:
             return
         answer = task.result()
         if self.done:
-            if answer.on_close is not None:
-                answer.on_close()  # the client left while the answer was being made
+            answer.release()  # the client left while the answer was being made
             return
         self._play(answer)
         self.proto.flush()

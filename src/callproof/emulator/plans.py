@@ -134,6 +134,12 @@ class Answer:
         body = bytes(response.body)
         return cls(response.status_code, headers, [Send(body)], body)
 
+    def release(self) -> None:
+        """Run ``on_close`` (the slot's release) once: later calls do nothing."""
+        callback, self.on_close = self.on_close, None
+        if callback is not None:
+            callback()
+
 
 def merged(steps: list[Step]) -> list[Step]:
     """``steps`` with each run of sends that go out together (every send after the first

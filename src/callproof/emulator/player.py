@@ -237,9 +237,7 @@ class StepPlayer:
     def _close(self) -> None:
         """The answer is over (its slot released once)."""
         self.stopped = True
-        callback, self.answer.on_close = self.answer.on_close, None
-        if callback is not None:
-            callback()
+        self.answer.release()
 
     def stop(self) -> None:
         """The client or the stream went away: timers off, slot released."""
