@@ -127,12 +127,10 @@ def test_a_client_that_goes_away_closes_the_upstream(
 
     import httpx
 
-    # An answer that takes half a minute (2 tokens/s) under an idle timeout longer than its
-    # gaps: it cannot end, stall or fall over between the client's first bytes and its going
-    # away, however loaded the machine (at PACED's 40 tokens/s and a 1 s idle timeout it
-    # did both under two CPU hogs), and only the gateway closing it ends it within 15 s.
-    # and a first-event timeout that cannot fire first (under two hogs the 2 s one did, and
-    # the route fell over to the unpaced fallback, which finished at once)
+    # An answer that takes about 8 s (2 tokens/s) under idle and first-event timeouts of
+    # 30 s: it cannot end, stall or fall over between the client's first bytes and its
+    # going away, however loaded the machine, and only the gateway closing it ends it
+    # within 15 s.
     slow = PACED.replace("tokens_per_s = 40", "tokens_per_s = 2")
     gw = make_gateway(plan=slow, idle=30.0, first_event=30.0)
     state = gw.emulator.state
