@@ -159,18 +159,13 @@ class StepPlayer:
                     return False
                 if not self._hang_ended():
                     break
-        if self.pending and not self.rate:
-            # the last sends and the end of the body together
-            self._start()
-            data = b"".join(self.pending)
-            self.pending.clear()
-            self._last(data)
-            self._close()
-            return True
-        if not self._flush():
+        if self.rate and not self._flush():
             return False  # the last sends trickle out first
+        # the last sends (none after a trickle) and the end of the body together
         self._start()
-        self._last(b"")
+        data = b"".join(self.pending)
+        self.pending.clear()
+        self._last(data)
         self._close()
         return True
 
